@@ -1,0 +1,278 @@
+//! The normalised report: what every supported scanner format is parsed into, and what the
+//! store persists. A [`Finding`] is one `(vulnerability_id, pkg_name, installed_version)`
+//! triple per scan; the same triple listed in several Results or paths is one finding.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Severity of a finding. The order is the order of gravity: `Unknown < Low < … < Critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    Unknown,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    /// All severities, most severe first (the order of every per-severity answer).
+    pub const ALL: [Severity; 5] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Unknown => "UNKNOWN",
+            Severity::Low => "LOW",
+            Severity::Medium => "MEDIUM",
+            Severity::High => "HIGH",
+            Severity::Critical => "CRITICAL",
+        }
+    }
+
+    /// Numeric rank stored in the database (0 = UNKNOWN … 4 = CRITICAL).
+    pub fn rank(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_rank(rank: i64) -> Severity {
+        match rank {
+            4 => Severity::Critical,
+            3 => Severity::High,
+            2 => Severity::Medium,
+            1 => Severity::Low,
+            _ => Severity::Unknown,
+        }
+    }
+
+    /// Strict parse of a user-supplied severity (query parameters): case-insensitive,
+    /// one of the five names.
+    pub fn parse_strict(s: &str) -> Option<Severity> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "CRITICAL" => Some(Severity::Critical),
+            "HIGH" => Some(Severity::High),
+            "MEDIUM" => Some(Severity::Medium),
+            "LOW" => Some(Severity::Low),
+            "UNKNOWN" => Some(Severity::Unknown),
+            _ => None,
+        }
+    }
+
+    /// Lenient parse of a scanner's label: anything that is not one of the five
+    /// (missing, empty, `NEGLIGIBLE`, …) is `UNKNOWN`.
+    pub fn from_label(s: Option<&str>) -> Severity {
+        s.and_then(Severity::parse_strict)
+            .unwrap_or(Severity::Unknown)
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Per-severity counts of findings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeverityCounts {
+    pub critical: i64,
+    pub high: i64,
+    pub medium: i64,
+    pub low: i64,
+    pub unknown: i64,
+}
+
+impl SeverityCounts {
+    pub fn add(&mut self, s: Severity, n: i64) {
+        match s {
+            Severity::Critical => self.critical += n,
+            Severity::High => self.high += n,
+            Severity::Medium => self.medium += n,
+            Severity::Low => self.low += n,
+            Severity::Unknown => self.unknown += n,
+        }
+    }
+
+    pub fn get(&self, s: Severity) -> i64 {
+        match s {
+            Severity::Critical => self.critical,
+            Severity::High => self.high,
+            Severity::Medium => self.medium,
+            Severity::Low => self.low,
+            Severity::Unknown => self.unknown,
+        }
+    }
+
+    pub fn total(&self) -> i64 {
+        self.critical + self.high + self.medium + self.low + self.unknown
+    }
+
+    /// The risk score: `10·critical + 5·high + 3·medium + 1·low + 5·unknown`.
+    /// UNKNOWN weighs like HIGH because an unrated vulnerability has not been shown harmless.
+    pub fn risk_score(&self) -> i64 {
+        10 * self.critical + 5 * self.high + 3 * self.medium + self.low + 5 * self.unknown
+    }
+
+    /// Highest severity with a non-zero count.
+    pub fn highest(&self) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|s| self.get(*s) > 0)
+    }
+}
+
+/// The scanner format a report was detected as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReportFormat {
+    /// Trivy `SchemaVersion: 2` (Trivy 0.20 and later).
+    TrivyV2,
+    /// Trivy before 0.20: a top-level array of Results, or the literal `null`.
+    TrivyLegacy,
+}
+
+impl ReportFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportFormat::TrivyV2 => "trivy",
+            ReportFormat::TrivyLegacy => "trivy-legacy",
+        }
+    }
+}
+
+/// Identity of the scanned artifact as the report states it, after applying the
+/// rules of DESIGN.md ("Image identity").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageIdentity {
+    /// Familiar image name (`nginx`, `ghcr.io/org/app`), or the artifact name as given.
+    pub name: Option<String>,
+    pub tag: Option<String>,
+    /// Registry manifest digest (`sha256:…`).
+    pub digest: Option<String>,
+    /// Image config digest (`Metadata.ImageID`).
+    pub image_id: Option<String>,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+}
+
+/// One normalised finding: a unique `(vulnerability_id, pkg_name, installed_version)` triple.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub vulnerability_id: String,
+    pub pkg_name: String,
+    /// Installed version; empty when the report gives none.
+    pub installed_version: String,
+    /// A fixed version, if any entry of the triple has one.
+    pub fixed_version: Option<String>,
+    /// Highest severity of the triple's entries.
+    pub severity: Severity,
+    /// Trivy `Status` (`fixed`, `affected`, `will_not_fix`, …).
+    pub status: Option<String>,
+    /// Result `Type` (`alpine`, `npm`, `jar`, …).
+    pub pkg_type: Option<String>,
+    /// Result `Class` (`os-pkgs`, `lang-pkgs`, …).
+    pub class: Option<String>,
+    /// Result `Target` of the first entry.
+    pub target: Option<String>,
+    pub pkg_path: Option<String>,
+    pub purl: Option<String>,
+    /// Title as the report gives it (also kept in the catalog).
+    pub title: Option<String>,
+    /// CVSS base score for this finding: the severity source's score when present,
+    /// else the highest of any source (v3 preferred, then v4, then v2).
+    pub cvss_score: Option<f64>,
+}
+
+impl Finding {
+    pub fn is_fixable(&self) -> bool {
+        self.fixed_version
+            .as_deref()
+            .is_some_and(|v| !v.trim().is_empty())
+    }
+
+    /// The de-duplication key.
+    pub fn key(&self) -> (&str, &str, &str) {
+        (
+            &self.vulnerability_id,
+            &self.pkg_name,
+            &self.installed_version,
+        )
+    }
+}
+
+/// Catalog entry for one vulnerability id (stored once, not once per finding).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VulnerabilityDetail {
+    pub id: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// Highest severity reported for this id in the report.
+    pub severity: Severity,
+    pub cvss_score: Option<f64>,
+    pub cvss_vector: Option<String>,
+    pub primary_url: Option<String>,
+    pub references: Vec<String>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub modified_at: Option<DateTime<Utc>>,
+}
+
+/// A report parsed and normalised, ready to be stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParsedReport {
+    pub format: ReportFormat,
+    pub scanner: String,
+    pub scanner_version: Option<String>,
+    pub schema_version: Option<i64>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub artifact_name: Option<String>,
+    pub artifact_type: Option<String>,
+    pub image: ImageIdentity,
+    pub os_family: Option<String>,
+    pub os_name: Option<String>,
+    /// Unique findings, in report order of first appearance.
+    pub findings: Vec<Finding>,
+    /// Catalog entries, one per vulnerability id, in report order of first appearance.
+    pub vulnerabilities: Vec<VulnerabilityDetail>,
+    /// Number of vulnerability entries as listed (before de-duplication).
+    pub vulnerability_entries: usize,
+    /// Number of Result objects.
+    pub results: usize,
+}
+
+impl ParsedReport {
+    pub fn counts(&self) -> SeverityCounts {
+        let mut c = SeverityCounts::default();
+        for f in &self.findings {
+            c.add(f.severity, 1);
+        }
+        c
+    }
+
+    pub fn fixable_count(&self) -> i64 {
+        self.findings.iter().filter(|f| f.is_fixable()).count() as i64
+    }
+
+    /// Highest CVSS base score of any finding.
+    pub fn max_cvss(&self) -> Option<f64> {
+        self.findings
+            .iter()
+            .filter_map(|f| f.cvss_score)
+            .fold(None, |acc: Option<f64>, s| {
+                Some(acc.map_or(s, |a| a.max(s)))
+            })
+    }
+
+    /// Number of findings per vulnerability id (for diagnostics and tests).
+    pub fn findings_per_id(&self) -> BTreeMap<&str, usize> {
+        let mut m = BTreeMap::new();
+        for f in &self.findings {
+            *m.entry(f.vulnerability_id.as_str()).or_insert(0) += 1;
+        }
+        m
+    }
+}

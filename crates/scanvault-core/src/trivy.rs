@@ -1,0 +1,709 @@
+//! Trivy JSON → [`ParsedReport`].
+//!
+//! Accepts Trivy `SchemaVersion: 2` (every release since 0.20) and the legacy top-level
+//! array of Results (Trivy ≤ 0.19, including the literal `null`), with or without a UTF-8
+//! BOM. The format is detected from the content. Other formats (a `trivy k8s` cluster
+//! report, Grype, CycloneDX) are recognised and refused with [`ParseError::Unsupported`].
+//!
+//! Deserialisation goes into typed structs holding only the fields we use; owned `String`s
+//! because Go's encoder escapes `&`, `<`, `>` as `\u0026`… in real reports, so borrowed
+//! `&str` would fail.
+
+use crate::image::{identify, split_reference};
+use crate::report::{
+    Finding, ImageIdentity, ParsedReport, ReportFormat, Severity, VulnerabilityDetail,
+};
+use chrono::{DateTime, Utc};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// Longest vulnerability id, package name or version we accept (bytes).
+pub const MAX_KEY_LEN: usize = 512;
+
+/// Why a body is not a report we can store. Each variant says what is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParseError {
+    #[error("the request body is empty")]
+    Empty,
+    #[error("the body is not valid UTF-8 (invalid byte at offset {offset})")]
+    NotUtf8 { offset: usize },
+    /// Not JSON at all, or cut short.
+    #[error("the body is not valid JSON: {message}")]
+    Syntax { message: String },
+    /// JSON of the wrong shape: a field with the wrong type, a missing required field.
+    #[error("the report is not valid Trivy JSON: {message}")]
+    Invalid { message: String },
+    /// A recognised format that this version does not ingest.
+    #[error(
+        "{format} reports are not supported yet; send Trivy JSON (`trivy image --format json`)"
+    )]
+    Unsupported { format: &'static str },
+}
+
+/// Parse a Trivy report.
+pub fn parse(body: &[u8]) -> Result<ParsedReport, ParseError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    if let Err(e) = std::str::from_utf8(body) {
+        return Err(ParseError::NotUtf8 {
+            offset: e.valid_up_to(),
+        });
+    }
+    let first = body.iter().position(|b| !b.is_ascii_whitespace());
+    match first.map(|i| body[i]) {
+        None => Err(ParseError::Empty),
+        Some(b'[') | Some(b'n') => parse_legacy(body),
+        Some(b'{') => parse_object(body),
+        Some(_) => {
+            // Valid JSON scalars (numbers, strings, booleans) are not reports; anything else
+            // is a syntax error. Let serde tell which.
+            let v: IgnoredAny = from_slice(body)?;
+            let _ = v;
+            Err(ParseError::Invalid {
+                message: "expected a JSON object (SchemaVersion 2) or an array of results".into(),
+            })
+        }
+    }
+}
+
+fn from_slice<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ParseError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        classify_json_error(&path, &inner)
+    })?;
+    Ok(value)
+}
+
+fn classify_json_error(path: &str, e: &serde_json::Error) -> ParseError {
+    use serde_json::error::Category;
+    let at = if path.is_empty() || path == "." {
+        String::new()
+    } else {
+        format!("at {path}: ")
+    };
+    match e.classify() {
+        Category::Io | Category::Syntax | Category::Eof => ParseError::Syntax {
+            message: format!("{e}"),
+        },
+        Category::Data => ParseError::Invalid {
+            message: format!("{at}{e}"),
+        },
+    }
+}
+
+// ----------------------------------------------------------------------------- serde model
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Doc {
+    schema_version: Option<i64>,
+    trivy: Option<TrivyInfo>,
+    created_at: Option<String>,
+    artifact_name: Option<String>,
+    artifact_type: Option<String>,
+    metadata: Option<Metadata>,
+    results: Option<Vec<TResult>>,
+    // Markers of other formats: only their presence matters.
+    cluster_name: Option<IgnoredAny>,
+    resources: Option<IgnoredAny>,
+    #[serde(rename = "matches")]
+    grype_matches: Option<IgnoredAny>,
+    #[serde(rename = "descriptor")]
+    grype_descriptor: Option<IgnoredAny>,
+    #[serde(rename = "bomFormat")]
+    cdx_bom_format: Option<IgnoredAny>,
+    #[serde(rename = "specVersion")]
+    cdx_spec_version: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TrivyInfo {
+    version: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct Metadata {
+    #[serde(rename = "OS")]
+    os: Option<Os>,
+    #[serde(rename = "ImageID")]
+    image_id: Option<String>,
+    repo_tags: Option<Vec<String>>,
+    repo_digests: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Os {
+    family: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TResult {
+    target: Option<String>,
+    class: Option<String>,
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    vulnerabilities: Option<Vec<TVuln>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TVuln {
+    #[serde(rename = "VulnerabilityID")]
+    vulnerability_id: Option<String>,
+    pkg_name: Option<String>,
+    pkg_path: Option<String>,
+    pkg_identifier: Option<PkgIdentifier>,
+    installed_version: Option<String>,
+    fixed_version: Option<String>,
+    status: Option<String>,
+    severity: Option<String>,
+    severity_source: Option<String>,
+    #[serde(rename = "PrimaryURL")]
+    primary_url: Option<String>,
+    title: Option<String>,
+    description: Option<String>,
+    #[serde(rename = "CVSS")]
+    cvss: Option<BTreeMap<String, Cvss>>,
+    references: Option<Vec<String>>,
+    published_date: Option<String>,
+    last_modified_date: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PkgIdentifier {
+    #[serde(rename = "PURL")]
+    purl: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Cvss {
+    #[serde(rename = "V2Score")]
+    v2_score: Option<f64>,
+    #[serde(rename = "V3Score")]
+    v3_score: Option<f64>,
+    #[serde(rename = "V40Score")]
+    v40_score: Option<f64>,
+    #[serde(rename = "V3Vector")]
+    v3_vector: Option<String>,
+    #[serde(rename = "V40Vector")]
+    v40_vector: Option<String>,
+    #[serde(rename = "V2Vector")]
+    v2_vector: Option<String>,
+}
+
+impl Cvss {
+    /// The base score of this source: v3 preferred, then v4, then v2; with its vector.
+    fn best(&self) -> Option<(f64, Option<&str>)> {
+        let valid = |s: Option<f64>| s.filter(|v| v.is_finite() && (0.0..=10.0).contains(v));
+        if let Some(s) = valid(self.v3_score) {
+            return Some((s, self.v3_vector.as_deref()));
+        }
+        if let Some(s) = valid(self.v40_score) {
+            return Some((s, self.v40_vector.as_deref()));
+        }
+        valid(self.v2_score).map(|s| (s, self.v2_vector.as_deref()))
+    }
+}
+
+// ----------------------------------------------------------------------------- shapes
+
+fn parse_object(body: &[u8]) -> Result<ParsedReport, ParseError> {
+    let doc: Doc = from_slice(body)?;
+    if doc.cluster_name.is_some() || doc.resources.is_some() {
+        return Err(ParseError::Unsupported {
+            format: "Trivy Kubernetes cluster (`trivy k8s`)",
+        });
+    }
+    if doc.grype_matches.is_some() || doc.grype_descriptor.is_some() {
+        return Err(ParseError::Unsupported { format: "Grype" });
+    }
+    if doc.cdx_bom_format.is_some() || doc.cdx_spec_version.is_some() {
+        return Err(ParseError::Unsupported {
+            format: "CycloneDX",
+        });
+    }
+    match doc.schema_version {
+        Some(2) => {}
+        Some(v) => {
+            return Err(ParseError::Invalid {
+                message: format!("unsupported SchemaVersion {v} (expected 2)"),
+            })
+        }
+        None if doc.artifact_name.is_some() || doc.results.is_some() => {}
+        None => {
+            return Err(ParseError::Invalid {
+                message: "not a Trivy report: no SchemaVersion, ArtifactName or Results".into(),
+            })
+        }
+    }
+
+    let created_at = match doc.created_at.as_deref() {
+        Some(s) => parse_time(s).map_err(|_| ParseError::Invalid {
+            message: format!("at CreatedAt: {s:?} is not an RFC 3339 timestamp"),
+        })?,
+        None => None,
+    };
+    let md = doc.metadata.unwrap_or_default();
+    let repo_tags = md.repo_tags.unwrap_or_default();
+    let repo_digests = md.repo_digests.unwrap_or_default();
+    let is_image = doc.artifact_type.as_deref() == Some("container_image");
+    let id = identify(
+        doc.artifact_name.as_deref(),
+        is_image,
+        &repo_tags,
+        &repo_digests,
+    );
+    let results = doc.results.unwrap_or_default();
+    let mut acc = Accumulator::default();
+    for (ri, r) in results.iter().enumerate() {
+        acc.add_result(ri, r)?;
+    }
+    let (os_family, os_name) = md
+        .os
+        .map(|o| (non_empty(o.family), non_empty(o.name)))
+        .unwrap_or((None, None));
+    Ok(acc.finish(ParsedReport {
+        format: ReportFormat::TrivyV2,
+        scanner: "trivy".into(),
+        scanner_version: doc.trivy.and_then(|t| non_empty(t.version)),
+        schema_version: doc.schema_version,
+        created_at,
+        artifact_name: doc.artifact_name,
+        artifact_type: doc.artifact_type,
+        image: ImageIdentity {
+            name: id.name,
+            tag: id.tag,
+            digest: id.digest,
+            image_id: non_empty(md.image_id),
+            repo_tags,
+            repo_digests,
+        },
+        os_family,
+        os_name,
+        findings: vec![],
+        vulnerabilities: vec![],
+        vulnerability_entries: 0,
+        results: results.len(),
+    }))
+}
+
+fn parse_legacy(body: &[u8]) -> Result<ParsedReport, ParseError> {
+    let results: Option<Vec<TResult>> = from_slice(body)?;
+    let results = results.unwrap_or_default();
+    let mut acc = Accumulator::default();
+    for (ri, r) in results.iter().enumerate() {
+        acc.add_result(ri, r)?;
+    }
+    // Legacy reports carry no artifact identity: the first Result's Target is
+    // "<artifact> (<os family> <os version>)".
+    let first_target = results.first().and_then(|r| r.target.as_deref());
+    let (artifact, os) = first_target.map(split_target).unwrap_or((None, None));
+    let (name, tag) = match artifact.as_deref() {
+        Some(a) => {
+            let (n, t, _) = split_reference(a);
+            (Some(crate::image::familiar_name(&n)), t)
+        }
+        None => (None, None),
+    };
+    let (os_family, os_name) = os.unzip();
+    Ok(acc.finish(ParsedReport {
+        format: ReportFormat::TrivyLegacy,
+        scanner: "trivy".into(),
+        scanner_version: None,
+        schema_version: None,
+        created_at: None,
+        artifact_name: artifact,
+        artifact_type: None,
+        image: ImageIdentity {
+            name,
+            tag,
+            ..Default::default()
+        },
+        os_family,
+        os_name,
+        findings: vec![],
+        vulnerabilities: vec![],
+        vulnerability_entries: 0,
+        results: results.len(),
+    }))
+}
+
+/// `"alpine:3.10 (alpine 3.10.2)"` → (`alpine:3.10`, (`alpine`, `3.10.2`)).
+fn split_target(target: &str) -> (Option<String>, Option<(String, String)>) {
+    let t = target.trim();
+    if let Some(open) = t.rfind(" (") {
+        if let Some(inner) = t[open + 2..].strip_suffix(')') {
+            let artifact = t[..open].trim();
+            let os = inner
+                .split_once(' ')
+                .map(|(f, v)| (f.to_string(), v.to_string()));
+            return ((!artifact.is_empty()).then(|| artifact.to_string()), os);
+        }
+    }
+    ((!t.is_empty()).then(|| t.to_string()), None)
+}
+
+// ----------------------------------------------------------------------------- findings
+
+#[derive(Default)]
+struct Accumulator {
+    findings: Vec<Finding>,
+    index: HashMap<(String, String, String), usize>,
+    vulns: Vec<VulnerabilityDetail>,
+    vuln_index: HashMap<String, usize>,
+    entries: usize,
+}
+
+impl Accumulator {
+    fn add_result(&mut self, ri: usize, r: &TResult) -> Result<(), ParseError> {
+        let Some(vulns) = r.vulnerabilities.as_ref() else {
+            return Ok(());
+        };
+        for (vi, v) in vulns.iter().enumerate() {
+            self.add_entry(ri, vi, r, v)?;
+        }
+        Ok(())
+    }
+
+    fn add_entry(
+        &mut self,
+        ri: usize,
+        vi: usize,
+        r: &TResult,
+        v: &TVuln,
+    ) -> Result<(), ParseError> {
+        let at = || format!("Results[{ri}].Vulnerabilities[{vi}]");
+        let id = v.vulnerability_id.as_deref().map(str::trim).unwrap_or("");
+        if id.is_empty() {
+            return Err(ParseError::Invalid {
+                message: format!("at {}: VulnerabilityID is missing or empty", at()),
+            });
+        }
+        let pkg = v.pkg_name.as_deref().unwrap_or("").trim();
+        let ver = v.installed_version.as_deref().unwrap_or("").trim();
+        for (field, value) in [
+            ("VulnerabilityID", id),
+            ("PkgName", pkg),
+            ("InstalledVersion", ver),
+        ] {
+            if value.len() > MAX_KEY_LEN {
+                return Err(ParseError::Invalid {
+                    message: format!(
+                        "at {}.{field}: longer than {MAX_KEY_LEN} bytes ({} bytes)",
+                        at(),
+                        value.len()
+                    ),
+                });
+            }
+            if value.contains('\0') {
+                return Err(ParseError::Invalid {
+                    message: format!("at {}.{field}: contains a NUL character", at()),
+                });
+            }
+        }
+        self.entries += 1;
+        let severity = Severity::from_label(v.severity.as_deref());
+        let fixed = v
+            .fixed_version
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        let (cvss, vector) = entry_cvss(v);
+
+        let key = (id.to_string(), pkg.to_string(), ver.to_string());
+        match self.index.get(&key) {
+            Some(&i) => {
+                let f = &mut self.findings[i];
+                f.severity = f.severity.max(severity);
+                if f.fixed_version.is_none() {
+                    f.fixed_version = fixed;
+                }
+                if f.status.is_none() {
+                    f.status = non_empty(v.status.clone());
+                }
+                f.cvss_score = max_opt(f.cvss_score, cvss);
+                if f.title.is_none() {
+                    f.title = non_empty(v.title.clone());
+                }
+            }
+            None => {
+                self.index.insert(key, self.findings.len());
+                self.findings.push(Finding {
+                    vulnerability_id: id.to_string(),
+                    pkg_name: pkg.to_string(),
+                    installed_version: ver.to_string(),
+                    fixed_version: fixed,
+                    severity,
+                    status: non_empty(v.status.clone()),
+                    pkg_type: non_empty(r.kind.clone()),
+                    class: non_empty(r.class.clone()),
+                    target: r.target.clone(),
+                    pkg_path: non_empty(v.pkg_path.clone()),
+                    purl: v
+                        .pkg_identifier
+                        .as_ref()
+                        .and_then(|p| non_empty(p.purl.clone())),
+                    title: non_empty(v.title.clone()),
+                    cvss_score: cvss,
+                });
+            }
+        }
+
+        match self.vuln_index.get(id) {
+            Some(&i) => {
+                let d = &mut self.vulns[i];
+                d.severity = d.severity.max(severity);
+                if cvss.is_some() && max_opt(d.cvss_score, cvss) != d.cvss_score {
+                    d.cvss_score = cvss;
+                    d.cvss_vector = vector.map(str::to_string);
+                }
+                fill(&mut d.title, &v.title);
+                fill(&mut d.description, &v.description);
+                fill(&mut d.primary_url, &v.primary_url);
+                if d.references.is_empty() {
+                    d.references = v.references.clone().unwrap_or_default();
+                }
+                if d.published_at.is_none() {
+                    d.published_at = v.published_date.as_deref().and_then(lenient_time);
+                }
+                if d.modified_at.is_none() {
+                    d.modified_at = v.last_modified_date.as_deref().and_then(lenient_time);
+                }
+            }
+            None => {
+                self.vuln_index.insert(id.to_string(), self.vulns.len());
+                self.vulns.push(VulnerabilityDetail {
+                    id: id.to_string(),
+                    title: non_empty(v.title.clone()),
+                    description: non_empty(v.description.clone()),
+                    severity,
+                    cvss_score: cvss,
+                    cvss_vector: vector.map(str::to_string),
+                    primary_url: non_empty(v.primary_url.clone()),
+                    references: v.references.clone().unwrap_or_default(),
+                    published_at: v.published_date.as_deref().and_then(lenient_time),
+                    modified_at: v.last_modified_date.as_deref().and_then(lenient_time),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, mut report: ParsedReport) -> ParsedReport {
+        report.findings = self.findings;
+        report.vulnerabilities = self.vulns;
+        report.vulnerability_entries = self.entries;
+        report
+    }
+}
+
+/// CVSS base score of one entry: the severity source's when it has one, else NVD's,
+/// else the highest of any source.
+fn entry_cvss(v: &TVuln) -> (Option<f64>, Option<&str>) {
+    let Some(map) = v.cvss.as_ref() else {
+        return (None, None);
+    };
+    let preferred = v
+        .severity_source
+        .as_deref()
+        .and_then(|s| map.get(s))
+        .and_then(Cvss::best)
+        .or_else(|| map.get("nvd").and_then(Cvss::best));
+    if let Some((s, vec)) = preferred {
+        return (Some(s), vec);
+    }
+    map.values()
+        .filter_map(Cvss::best)
+        .fold((None, None), |(best, bv), (s, vec)| match best {
+            Some(b) if b >= s => (Some(b), bv),
+            _ => (Some(s), vec),
+        })
+}
+
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+fn fill(slot: &mut Option<String>, value: &Option<String>) {
+    if slot.is_none() {
+        *slot = non_empty(value.clone());
+    }
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|v| !v.trim().is_empty())
+}
+
+/// `CreatedAt`: RFC 3339; Go's zero time means "not set".
+fn parse_time(s: &str) -> Result<Option<DateTime<Utc>>, chrono::ParseError> {
+    let t = DateTime::parse_from_rfc3339(s.trim())?.with_timezone(&Utc);
+    Ok((t.timestamp() > 0).then_some(t))
+}
+
+fn lenient_time(s: &str) -> Option<DateTime<Utc>> {
+    parse_time(s).ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_whitespace_bodies_are_empty() {
+        assert_eq!(parse(b""), Err(ParseError::Empty));
+        assert_eq!(parse(b" \r\n\t"), Err(ParseError::Empty));
+        assert_eq!(parse(b"\xEF\xBB\xBF"), Err(ParseError::Empty));
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_with_its_offset() {
+        assert_eq!(
+            parse(b"{\"A\":\"\xff\"}"),
+            Err(ParseError::NotUtf8 { offset: 6 })
+        );
+    }
+
+    #[test]
+    fn truncated_json_is_a_syntax_error() {
+        assert!(matches!(
+            parse(br#"{"SchemaVersion": 2, "Results": ["#),
+            Err(ParseError::Syntax { .. })
+        ));
+        assert!(matches!(parse(b"nul"), Err(ParseError::Syntax { .. })));
+        assert!(matches!(parse(b"hello"), Err(ParseError::Syntax { .. })));
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let e = parse(br#"{"SchemaVersion": 2, "Results": "x"}"#).unwrap_err();
+        match e {
+            ParseError::Invalid { message } => assert!(message.contains("Results"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        let e = parse(
+            br#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"VulnerabilityID":5}]}]}"#,
+        )
+        .unwrap_err();
+        match e {
+            ParseError::Invalid { message } => {
+                assert!(
+                    message.contains("Results[0].Vulnerabilities[0].VulnerabilityID"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn scalars_and_foreign_objects_are_not_reports() {
+        assert!(matches!(parse(b"42"), Err(ParseError::Invalid { .. })));
+        assert!(matches!(parse(b"{}"), Err(ParseError::Invalid { .. })));
+        assert!(matches!(
+            parse(br#"{"SchemaVersion": 3}"#),
+            Err(ParseError::Invalid { .. })
+        ));
+        assert_eq!(
+            parse(br#"{"matches": [], "descriptor": {}}"#),
+            Err(ParseError::Unsupported { format: "Grype" })
+        );
+        assert_eq!(
+            parse(br#"{"bomFormat": "CycloneDX", "specVersion": "1.5"}"#),
+            Err(ParseError::Unsupported {
+                format: "CycloneDX"
+            })
+        );
+        assert!(matches!(
+            parse(br#"{"ClusterName": "", "Resources": []}"#),
+            Err(ParseError::Unsupported { .. })
+        ));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let body = "[".repeat(100_000);
+        assert!(parse(body.as_bytes()).is_err());
+        let body = format!("{{\"SchemaVersion\":2,\"X\":{}", "[".repeat(100_000));
+        assert!(parse(body.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn legacy_null_is_an_empty_report() {
+        let r = parse(b"null").unwrap();
+        assert_eq!(r.format, ReportFormat::TrivyLegacy);
+        assert!(r.findings.is_empty());
+        assert_eq!(r.image.name, None);
+    }
+
+    #[test]
+    fn duplicate_triples_merge_keeping_highest_severity_and_any_fix() {
+        let body = br#"{"SchemaVersion":2,"ArtifactName":"app:1","ArtifactType":"container_image","Results":[
+          {"Target":"a","Vulnerabilities":[{"VulnerabilityID":"CVE-1","PkgName":"p","InstalledVersion":"1","Severity":"LOW"}]},
+          {"Target":"b","Vulnerabilities":[{"VulnerabilityID":"CVE-1","PkgName":"p","InstalledVersion":"1","Severity":"HIGH","FixedVersion":"2"},
+                                           {"VulnerabilityID":"CVE-1","PkgName":"p","InstalledVersion":"1.1","Severity":"MEDIUM"}]}]}"#;
+        let r = parse(body).unwrap();
+        assert_eq!(r.vulnerability_entries, 3);
+        assert_eq!(r.findings.len(), 2);
+        assert_eq!(r.findings[0].severity, Severity::High);
+        assert_eq!(r.findings[0].fixed_version.as_deref(), Some("2"));
+        assert_eq!(r.findings[0].target.as_deref(), Some("a"));
+        assert_eq!(r.vulnerabilities.len(), 1);
+        assert_eq!(r.vulnerabilities[0].severity, Severity::High);
+        assert_eq!(r.image.name.as_deref(), Some("app"));
+        assert_eq!(r.image.tag.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn cvss_prefers_the_severity_source() {
+        let body = br#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[
+          {"VulnerabilityID":"CVE-1","PkgName":"p","InstalledVersion":"1","SeveritySource":"redhat",
+           "CVSS":{"nvd":{"V3Score":9.8},"redhat":{"V3Score":7.5,"V3Vector":"CVSS:3.1/X"}}},
+          {"VulnerabilityID":"CVE-2","PkgName":"p","InstalledVersion":"1",
+           "CVSS":{"ghsa":{"V40Score":6.3},"redhat":{"V3Score":5.3}}}]}]}"#;
+        let r = parse(body).unwrap();
+        assert_eq!(r.findings[0].cvss_score, Some(7.5));
+        assert_eq!(
+            r.vulnerabilities[0].cvss_vector.as_deref(),
+            Some("CVSS:3.1/X")
+        );
+        assert_eq!(r.findings[1].cvss_score, Some(6.3));
+        assert_eq!(r.max_cvss(), Some(7.5));
+    }
+
+    #[test]
+    fn legacy_target_gives_name_and_os() {
+        let body =
+            br#"[{"Target":"knqyf263/vuln-image:1.2.3 (alpine 3.7.1)","Vulnerabilities":null}]"#;
+        let r = parse(body).unwrap();
+        assert_eq!(r.image.name.as_deref(), Some("knqyf263/vuln-image"));
+        assert_eq!(r.image.tag.as_deref(), Some("1.2.3"));
+        assert_eq!(r.os_family.as_deref(), Some("alpine"));
+        assert_eq!(r.os_name.as_deref(), Some("3.7.1"));
+    }
+
+    #[test]
+    fn missing_vulnerability_id_is_invalid() {
+        let body = br#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"PkgName":"p"}]}]}"#;
+        assert!(matches!(parse(body), Err(ParseError::Invalid { .. })));
+    }
+
+    #[test]
+    fn bad_created_at_is_invalid_and_zero_time_is_absent() {
+        let body = br#"{"SchemaVersion":2,"CreatedAt":"yesterday"}"#;
+        assert!(matches!(parse(body), Err(ParseError::Invalid { .. })));
+        let body = br#"{"SchemaVersion":2,"CreatedAt":"0001-01-01T00:00:00Z"}"#;
+        assert_eq!(parse(body).unwrap().created_at, None);
+    }
+}
