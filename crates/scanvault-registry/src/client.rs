@@ -1,0 +1,1126 @@
+//! The registry client: `HEAD`/`GET /v2/<repo>/manifests/<ref>` with Bearer/Basic auth.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{
+    HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use reqwest::{Method, StatusCode};
+use sha2::{Digest as _, Sha256};
+
+use crate::auth::{parse_www_authenticate, AuthStore, Challenge, Credentials};
+use crate::error::{ErrorKind, RegistryError};
+use crate::reference::{is_valid_digest, Reference};
+
+/// Media types asked for, most specific first.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+/// Largest manifest accepted from a `GET` (the distribution registry's own limit is 4 MiB).
+const MAX_MANIFEST_BYTES: usize = 8 << 20;
+/// Largest error or token body read.
+const MAX_SMALL_BODY: usize = 256 << 10;
+/// Token lifetime when the token service does not say (`expires_in`).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// Environment variable named in the hint of TLS errors.
+pub const INSECURE_HOSTS_ENV: &str = "REGISTRY_INSECURE_HOSTS";
+
+/// Client settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// Docker `config.json`-style auth file (`{"auths": {...}}`), read once by
+    /// [`RegistryClient::new`].
+    pub auth_file: Option<PathBuf>,
+    /// Registries spoken to over plain HTTP: `host:port` (exact) or `host` (any port).
+    /// A scheme or trailing `/` is ignored. Everything else uses https, with no fallback.
+    pub insecure_hosts: Vec<String>,
+    /// Limit for each HTTP request (connect + answer), token requests included.
+    pub timeout: Duration,
+    /// `User-Agent` header.
+    pub user_agent: String,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            auth_file: None,
+            insecure_hosts: Vec::new(),
+            timeout: Duration::from_secs(30),
+            user_agent: concat!("scanvault-registry/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// A resolved manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// `sha256:<hex>` of the manifest (an image index for multi-platform images).
+    pub digest: String,
+    /// The manifest's media type from `Content-Type`, when the registry sent one.
+    pub media_type: Option<String>,
+}
+
+/// Resolves image references to manifest digests. Cheap to clone; clones share the token
+/// cache. `Debug` shows no credentials.
+#[derive(Clone)]
+pub struct RegistryClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    auth: AuthStore,
+    auth_file: Option<PathBuf>,
+    insecure: Vec<String>,
+    timeout: Duration,
+    /// (api host, scope) → Authorization header value.
+    tokens: Mutex<HashMap<(String, String), CachedAuth>>,
+}
+
+#[derive(Clone)]
+struct CachedAuth {
+    header: String,
+    expires: Option<Instant>,
+}
+
+impl fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("auth_file", &self.inner.auth_file)
+            .field("auth", &self.inner.auth)
+            .field("insecure_hosts", &self.inner.insecure)
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one `resolve` is about, for requests and messages.
+struct Target<'a> {
+    reference: &'a Reference,
+    /// canonical reference, e.g. `docker.io/library/nginx:1.25`
+    image: String,
+    /// registry as shown, e.g. `docker.io`
+    registry: String,
+    /// host to connect to, e.g. `registry-1.docker.io`
+    host: String,
+    scheme: &'static str,
+    scope: String,
+}
+
+impl Target<'_> {
+    fn url(&self) -> String {
+        format!(
+            "{}://{}/v2/{}/manifests/{}",
+            self.scheme,
+            self.host,
+            self.reference.repository,
+            self.reference.manifest_reference()
+        )
+    }
+}
+
+fn normalize_insecure(entry: &str) -> String {
+    let e = entry.trim();
+    let e = e
+        .strip_prefix("https://")
+        .or_else(|| e.strip_prefix("http://"))
+        .unwrap_or(e);
+    e.split('/').next().unwrap_or("").to_ascii_lowercase()
+}
+
+/// `host:port` → `host`; `[::1]:5000` → `[::1]`.
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |i| &host[..=i]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+impl RegistryClient {
+    /// Build a client; reads and parses the auth file once. A missing or invalid auth
+    /// file is a [`ErrorKind::Config`] error naming the path (never its secrets).
+    pub fn new(cfg: RegistryConfig) -> Result<Self, RegistryError> {
+        let auth = match &cfg.auth_file {
+            Some(p) => AuthStore::from_file(p)?,
+            None => AuthStore::default(),
+        };
+        let timeout = if cfg.timeout.is_zero() {
+            RegistryConfig::default().timeout
+        } else {
+            cfg.timeout
+        };
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            let from_https = attempt
+                .previous()
+                .last()
+                .is_some_and(|u| u.scheme() == "https");
+            if from_https && attempt.url().scheme() != "https" {
+                attempt.error("refusing to follow a redirect from https to plain http")
+            } else if attempt.previous().len() >= 10 {
+                attempt.error("too many redirects")
+            } else {
+                attempt.follow()
+            }
+        });
+        let http = reqwest::Client::builder()
+            .user_agent(cfg.user_agent.clone())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(redirects)
+            .build()
+            .map_err(|e| {
+                RegistryError::new(
+                    ErrorKind::Config,
+                    format!("cannot set up the HTTP client: {}", error_chain(&e)),
+                )
+            })?;
+        let insecure = cfg
+            .insecure_hosts
+            .iter()
+            .map(|h| normalize_insecure(h))
+            .filter(|h| !h.is_empty())
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                auth,
+                auth_file: cfg.auth_file,
+                insecure,
+                timeout,
+                tokens: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Whether requests to `host` (`host[:port]`) use plain HTTP.
+    pub fn is_insecure(&self, host: &str) -> bool {
+        let h = host.to_ascii_lowercase();
+        let bare = strip_port(&h);
+        self.inner.insecure.iter().any(|e| *e == h || e == bare)
+    }
+
+    fn is_insecure_ref(&self, r: &Reference) -> bool {
+        self.is_insecure(r.api_host()) || self.is_insecure(r.registry_display())
+    }
+
+    /// Parse `reference` and [`resolve`](Self::resolve) it; a bad reference is an
+    /// `invalid_reference` error.
+    pub async fn resolve_str(&self, reference: &str) -> Result<Resolved, RegistryError> {
+        let r = Reference::parse(reference)?;
+        self.resolve(&r).await
+    }
+
+    /// Resolve a reference to its manifest digest: `HEAD` the manifest (by tag, or by
+    /// digest to check that it exists), use `Docker-Content-Digest`; without that header,
+    /// or when `HEAD` is not allowed, `GET` the manifest and hash it.
+    pub async fn resolve(&self, r: &Reference) -> Result<Resolved, RegistryError> {
+        let t = Target {
+            reference: r,
+            image: r.to_string(),
+            registry: r.registry_display().to_string(),
+            host: r.api_host().to_string(),
+            scheme: if self.is_insecure_ref(r) {
+                "http"
+            } else {
+                "https"
+            },
+            scope: format!("repository:{}:pull", r.repository),
+        };
+        // The fields are public: re-check a hand-built reference before it becomes a URL.
+        if let Err(e) = Reference::parse(&t.image) {
+            return Err(e.into());
+        }
+        let url = t.url();
+
+        let resp = self.send_authed(&t, Method::HEAD, &url).await?;
+        let status = resp.status();
+        if status.is_success() {
+            let media_type = media_type(resp.headers());
+            if let Some(d) = &r.digest {
+                return Ok(Resolved {
+                    digest: d.clone(),
+                    media_type,
+                });
+            }
+            if let Some(d) = header_digest(resp.headers()) {
+                return Ok(Resolved {
+                    digest: d,
+                    media_type,
+                });
+            }
+            tracing::debug!(image = %t.image, "HEAD answer has no Docker-Content-Digest; fetching the manifest");
+        } else if status == StatusCode::METHOD_NOT_ALLOWED || status == StatusCode::NOT_IMPLEMENTED
+        {
+            tracing::debug!(image = %t.image, %status, "HEAD not allowed; fetching the manifest");
+        } else {
+            return Err(self.status_error(&t, resp).await);
+        }
+
+        let resp = self.send_authed(&t, Method::GET, &url).await?;
+        if !resp.status().is_success() {
+            return Err(self.status_error(&t, resp).await);
+        }
+        let headers = resp.headers().clone();
+        let body = self
+            .read_limited(&t, resp, MAX_MANIFEST_BYTES, "manifest")
+            .await?;
+        let computed = sha256_digest(&body);
+        let media_type = media_type(&headers).or_else(|| body_media_type(&body));
+        if let Some(d) = &r.digest {
+            if d.starts_with("sha256:") && *d != computed {
+                return Err(RegistryError::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "registry {} sent a manifest for image {} whose sha256 is {computed}, not the requested digest",
+                        t.registry, t.image
+                    ),
+                ));
+            }
+            return Ok(Resolved {
+                digest: d.clone(),
+                media_type,
+            });
+        }
+        let digest = header_digest(&headers).unwrap_or(computed);
+        Ok(Resolved { digest, media_type })
+    }
+
+    fn cached_auth(&self, key: &(String, String)) -> Option<String> {
+        let mut map = self.inner.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(key) {
+            Some(c) if c.expires.is_none_or(|e| Instant::now() < e) => Some(c.header.clone()),
+            Some(_) => {
+                map.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn store_auth(&self, key: (String, String), value: Option<CachedAuth>) {
+        let mut map = self.inner.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        match value {
+            Some(v) => map.insert(key, v),
+            None => map.remove(&key),
+        };
+    }
+
+    /// Send a request, authenticating on a 401 challenge and retrying once.
+    async fn send_authed(
+        &self,
+        t: &Target<'_>,
+        method: Method,
+        url: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let key = (t.host.clone(), t.scope.clone());
+        let cached = self.cached_auth(&key);
+        let resp = self
+            .send_manifest_request(t, method.clone(), url, cached.as_deref())
+            .await?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let challenges: Vec<Challenge> = resp
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(parse_www_authenticate)
+            .collect();
+        let registry_said = registry_message(resp).await;
+        let auth = self.authenticate(t, &challenges, &registry_said).await?;
+        if cached.as_deref() == Some(auth.header.as_str()) {
+            self.store_auth(key, None);
+            return Err(self.unauthorized(t, StatusCode::UNAUTHORIZED, &registry_said, true));
+        }
+        self.store_auth(key.clone(), Some(auth.clone()));
+        let resp = self
+            .send_manifest_request(t, method, url, Some(&auth.header))
+            .await?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            self.store_auth(key, None);
+            let status = resp.status();
+            let said = registry_message(resp).await;
+            return Err(self.unauthorized(t, status, &said, true));
+        }
+        Ok(resp)
+    }
+
+    async fn send_manifest_request(
+        &self,
+        t: &Target<'_>,
+        method: Method,
+        url: &str,
+        auth: Option<&str>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut req = self
+            .inner
+            .http
+            .request(method.clone(), url)
+            .header(ACCEPT, MANIFEST_ACCEPT);
+        if let Some(a) = auth {
+            req = req.header(AUTHORIZATION, a);
+        }
+        let started = Instant::now();
+        let result = req.send().await;
+        match &result {
+            Ok(resp) => {
+                tracing::debug!(%method, %url, status = resp.status().as_u16(), authenticated = auth.is_some(), elapsed_ms = started.elapsed().as_millis() as u64, "registry request")
+            }
+            Err(_) => {
+                tracing::debug!(%method, %url, elapsed_ms = started.elapsed().as_millis() as u64, "registry request failed")
+            }
+        }
+        result.map_err(|e| self.transport_error(t, &format!("registry {}", t.registry), &e))
+    }
+
+    /// Answer a 401 challenge: a Bearer token from the token service, or Basic credentials.
+    async fn authenticate(
+        &self,
+        t: &Target<'_>,
+        challenges: &[Challenge],
+        registry_said: &str,
+    ) -> Result<CachedAuth, RegistryError> {
+        let bearer = challenges
+            .iter()
+            .find(|c| c.scheme == "bearer" && c.param("realm").is_some_and(|r| !r.is_empty()));
+        if let Some(c) = bearer {
+            return self.fetch_token(t, c).await;
+        }
+        if challenges.iter().any(|c| c.scheme == "basic") {
+            let header = self.credentials(t).and_then(Credentials::basic_header);
+            return match header {
+                Some(header) => Ok(CachedAuth {
+                    header,
+                    expires: None,
+                }),
+                None => Err(self.unauthorized(t, StatusCode::UNAUTHORIZED, registry_said, false)),
+            };
+        }
+        let e = self.unauthorized(t, StatusCode::UNAUTHORIZED, registry_said, false);
+        Err(RegistryError::new(
+            ErrorKind::Unauthorized,
+            format!(
+                "{} (the registry gave no Bearer or Basic challenge to answer)",
+                e.message()
+            ),
+        )
+        .with_status(401))
+    }
+
+    fn credentials(&self, t: &Target<'_>) -> Option<&Credentials> {
+        self.inner
+            .auth
+            .get(&t.host)
+            .or_else(|| self.inner.auth.get(&t.registry))
+    }
+
+    /// GET (or POST, for an identity token) the Bearer realm with `service` and `scope`.
+    async fn fetch_token(
+        &self,
+        t: &Target<'_>,
+        challenge: &Challenge,
+    ) -> Result<CachedAuth, RegistryError> {
+        let realm = challenge.param("realm").unwrap_or_default();
+        let mut url = reqwest::Url::parse(realm).map_err(|_| {
+            RegistryError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "registry {} asked for a token from an invalid realm URL while resolving image {}",
+                    t.registry, t.image
+                ),
+            )
+        })?;
+        let realm_host = match (url.host_str(), url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => String::new(),
+        };
+        if !matches!(url.scheme(), "http" | "https") || realm_host.is_empty() {
+            return Err(RegistryError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "registry {} asked for a token from an unsupported realm URL ({}) while resolving image {}",
+                    t.registry,
+                    url.scheme(),
+                    t.image
+                ),
+            ));
+        }
+        let creds = self.credentials(t);
+        if creds.is_some() && url.scheme() == "http" && !self.is_insecure(&realm_host) {
+            return Err(RegistryError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "registry {} wants credentials sent to the plain-HTTP token service {realm_host}; refusing to send them unencrypted (list {realm_host} in {INSECURE_HOSTS_ENV} to allow it)",
+                    t.registry
+                ),
+            ));
+        }
+        let service = challenge.param("service").unwrap_or_default();
+        let mut req = match creds {
+            Some(Credentials::IdentityToken { token, .. }) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.as_str()),
+                    ("scope", t.scope.as_str()),
+                    ("client_id", "scanvault"),
+                ];
+                if !service.is_empty() {
+                    form.push(("service", service));
+                }
+                self.inner.http.post(url.clone()).form(&form)
+            }
+            other => {
+                {
+                    let mut q = url.query_pairs_mut();
+                    if !service.is_empty() {
+                        q.append_pair("service", service);
+                    }
+                    q.append_pair("scope", &t.scope);
+                }
+                let req = self.inner.http.get(url.clone());
+                match other.and_then(Credentials::basic_header) {
+                    Some(h) => req.header(AUTHORIZATION, h),
+                    None => req,
+                }
+            }
+        };
+        req = req.header(ACCEPT, "application/json");
+        let resp = req.send().await.map_err(|e| {
+            self.transport_error(
+                t,
+                &format!("the token service {realm_host} of registry {}", t.registry),
+                &e,
+            )
+        })?;
+        let status = resp.status();
+        tracing::debug!(realm = %realm_host, status = status.as_u16(), authenticated = creds.is_some(), "token request");
+        if !status.is_success() {
+            let retry_after = retry_after(resp.headers());
+            let said = registry_message(resp).await;
+            let said = if said.is_empty() {
+                String::new()
+            } else {
+                format!(" (it said: {said})")
+            };
+            let e = match status.as_u16() {
+                401 | 403 => {
+                    let why = match (creds, &self.inner.auth_file) {
+                        (Some(_), Some(p)) => format!(
+                            "rejected the credentials for {} from {}",
+                            t.registry,
+                            p.display()
+                        ),
+                        (_, None) => "refused anonymous access and no registry auth file is configured".to_string(),
+                        (None, Some(p)) => format!(
+                            "refused anonymous access and {} has no credentials for {}",
+                            p.display(),
+                            t.registry
+                        ),
+                    };
+                    RegistryError::new(
+                        ErrorKind::Unauthorized,
+                        format!(
+                            "access to image {} was denied: the token service {realm_host} of registry {} {why} (HTTP {status}){said}",
+                            t.image, t.registry
+                        ),
+                    )
+                }
+                429 => RegistryError::new(
+                    ErrorKind::RateLimited,
+                    format!(
+                        "the token service {realm_host} of registry {} is rate limiting requests (HTTP 429) while resolving image {}{}",
+                        t.registry,
+                        t.image,
+                        retry_note(retry_after)
+                    ),
+                ),
+                500..=599 => RegistryError::new(
+                    ErrorKind::RegistryUnavailable,
+                    format!(
+                        "the token service {realm_host} of registry {} failed (HTTP {status}) while resolving image {}; try again later{said}",
+                        t.registry, t.image
+                    ),
+                ),
+                _ => RegistryError::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "the token service {realm_host} of registry {} answered HTTP {status} while resolving image {}{said}",
+                        t.registry, t.image
+                    ),
+                ),
+            };
+            return Err(e.with_status(status.as_u16()).with_retry_after(retry_after));
+        }
+        let body = self.read_limited(t, resp, MAX_SMALL_BODY, "token").await?;
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let bad = || {
+            RegistryError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "the token service {realm_host} of registry {} answered without a token while resolving image {}",
+                    t.registry, t.image
+                ),
+            )
+        };
+        let tr: TokenResponse = serde_json::from_slice(&body).map_err(|_| bad())?;
+        let token = tr
+            .token
+            .filter(|s| !s.is_empty())
+            .or(tr.access_token.filter(|s| !s.is_empty()))
+            .ok_or_else(bad)?;
+        let lifetime = match tr.expires_in {
+            Some(s) if s > 0 => Duration::from_secs(s),
+            _ => DEFAULT_TOKEN_LIFETIME,
+        };
+        // Renew a little before the service says the token expires.
+        let margin = (lifetime / 10).min(Duration::from_secs(30));
+        Ok(CachedAuth {
+            header: format!("Bearer {token}"),
+            expires: Some(Instant::now() + lifetime - margin),
+        })
+    }
+
+    fn unauthorized(
+        &self,
+        t: &Target<'_>,
+        status: StatusCode,
+        registry_said: &str,
+        sent_auth: bool,
+    ) -> RegistryError {
+        let creds = self.credentials(t).is_some();
+        let why = match (&self.inner.auth_file, creds, sent_auth) {
+            (None, _, _) => "no registry auth file is configured".to_string(),
+            (Some(p), false, _) => {
+                format!("{} has no credentials for {}", p.display(), t.registry)
+            }
+            (Some(p), true, true) if status == StatusCode::FORBIDDEN => format!(
+                "the credentials for {} from {} do not allow pulling this image",
+                t.registry,
+                p.display()
+            ),
+            (Some(p), true, true) => format!(
+                "the credentials for {} from {} were not accepted",
+                t.registry,
+                p.display()
+            ),
+            (Some(p), true, false) => format!(
+                "the credentials for {} from {} cannot answer the registry's challenge",
+                t.registry,
+                p.display()
+            ),
+        };
+        let said = if registry_said.is_empty() {
+            String::new()
+        } else {
+            format!("; the registry said: {registry_said}")
+        };
+        RegistryError::new(
+            ErrorKind::Unauthorized,
+            format!(
+                "access to image {} in registry {} was denied (HTTP {status}): {why}; check that the image exists and that the credentials may pull it{said}",
+                t.image, t.registry
+            ),
+        )
+        .with_status(status.as_u16())
+    }
+
+    /// Error for a non-success manifest answer.
+    async fn status_error(&self, t: &Target<'_>, resp: reqwest::Response) -> RegistryError {
+        let status = resp.status();
+        let retry = retry_after(resp.headers());
+        let codes = error_codes(resp).await;
+        let said = codes
+            .first()
+            .map(|(c, m)| {
+                if m.is_empty() {
+                    c.clone()
+                } else {
+                    format!("{c}: {m}")
+                }
+            })
+            .unwrap_or_default();
+        let has = |c: &str| codes.iter().any(|(code, _)| code == c);
+        let code = status.as_u16();
+        let e = if code == 404 || has("MANIFEST_UNKNOWN") || has("NAME_UNKNOWN") {
+            let detail = if has("NAME_UNKNOWN") {
+                format!(
+                    " (the registry has no repository {})",
+                    t.reference.repository
+                )
+            } else {
+                String::new()
+            };
+            RegistryError::new(
+                ErrorKind::ManifestUnknown,
+                format!(
+                    "image {} not found in registry {}{detail}",
+                    t.image, t.registry
+                ),
+            )
+        } else if code == 401 || code == 403 {
+            return self.unauthorized(t, status, &said, true);
+        } else if code == 429 || has("TOOMANYREQUESTS") {
+            RegistryError::new(
+                ErrorKind::RateLimited,
+                format!(
+                    "registry {} is rate limiting requests (HTTP {status}) while resolving image {}{}",
+                    t.registry,
+                    t.image,
+                    retry_note(retry)
+                ),
+            )
+        } else if status.is_server_error() {
+            let said = if said.is_empty() {
+                String::new()
+            } else {
+                format!(" (it said: {said})")
+            };
+            RegistryError::new(
+                ErrorKind::RegistryUnavailable,
+                format!(
+                    "registry {} failed to answer for image {} (HTTP {status}); try again later{said}",
+                    t.registry, t.image
+                ),
+            )
+        } else {
+            let said = if said.is_empty() {
+                String::new()
+            } else {
+                format!(" (it said: {said})")
+            };
+            RegistryError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "unexpected answer from registry {} for image {}: HTTP {status}{said}",
+                    t.registry, t.image
+                ),
+            )
+        };
+        e.with_status(code).with_retry_after(retry)
+    }
+
+    async fn read_limited(
+        &self,
+        t: &Target<'_>,
+        mut resp: reqwest::Response,
+        limit: usize,
+        what: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let too_big = || {
+            RegistryError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "registry {} sent a {what} larger than {} MiB for image {}",
+                    t.registry,
+                    limit >> 20,
+                    t.image
+                ),
+            )
+        };
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_big());
+        }
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    if body.len() + c.len() > limit {
+                        return Err(too_big());
+                    }
+                    body.extend_from_slice(&c);
+                }
+                Ok(None) => return Ok(body),
+                Err(e) => {
+                    return Err(self.transport_error(t, &format!("registry {}", t.registry), &e))
+                }
+            }
+        }
+    }
+
+    /// Classify a failed request: timeout, TLS, redirect refusal, else network.
+    fn transport_error(&self, t: &Target<'_>, peer: &str, e: &reqwest::Error) -> RegistryError {
+        let cause = error_chain(e);
+        let lower = cause.to_ascii_lowercase();
+        let timed_out = e.is_timeout() || io_kinds(e).contains(&std::io::ErrorKind::TimedOut);
+        if timed_out {
+            return RegistryError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "{peer} did not answer within {} while resolving image {}",
+                    human_duration(self.inner.timeout),
+                    t.image
+                ),
+            );
+        }
+        if e.is_builder() {
+            return RegistryError::new(
+                ErrorKind::InvalidReference,
+                format!("cannot build a request for image {}: {cause}", t.image),
+            );
+        }
+        if e.is_redirect() {
+            return RegistryError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{peer} sent a bad redirect while resolving image {}: {cause}",
+                    t.image
+                ),
+            );
+        }
+        let https = e.url().is_none_or(|u| u.scheme() == "https");
+        const TLS_MARKERS: [&str; 8] = [
+            "tls",
+            "ssl",
+            "certificate",
+            "handshake",
+            "invalidcontenttype",
+            "corrupt message",
+            "peer sent",
+            "alert",
+        ];
+        if https && TLS_MARKERS.iter().any(|m| lower.contains(m)) {
+            let plain_http =
+                lower.contains("invalidcontenttype") || lower.contains("corrupt message");
+            let hint = if plain_http {
+                format!(
+                    "the registry does not seem to speak TLS; if {} serves plain HTTP, list it in {INSECURE_HOSTS_ENV}",
+                    t.registry
+                )
+            } else {
+                format!(
+                    "check the registry's certificate; if {} serves plain HTTP, list it in {INSECURE_HOSTS_ENV}",
+                    t.registry
+                )
+            };
+            return RegistryError::new(
+                ErrorKind::Tls,
+                format!(
+                    "TLS error talking to {peer} while resolving image {}: {cause}; {hint}",
+                    t.image
+                ),
+            );
+        }
+        let what = if io_kinds(e).contains(&std::io::ErrorKind::ConnectionRefused) {
+            "connection refused".to_string()
+        } else if lower.contains("dns error") || lower.contains("lookup address") {
+            format!("DNS lookup failed ({cause})")
+        } else {
+            cause
+        };
+        RegistryError::new(
+            ErrorKind::Network,
+            format!(
+                "cannot reach {peer} while resolving image {}: {what}",
+                t.image
+            ),
+        )
+    }
+}
+
+fn human_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+fn retry_note(d: Option<Duration>) -> String {
+    match d {
+        Some(d) => format!("; retry after {}", human_duration(d)),
+        None => "; retry later".to_string(),
+    }
+}
+
+/// The error's sources joined with ": ", without the top level (which repeats the URL).
+fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        // hyper-util's wrapper ("client error (Connect)") says nothing a person needs.
+        let wrapper = text.starts_with("client error (");
+        if !text.is_empty() && !wrapper && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
+fn io_kinds(e: &(dyn StdError + 'static)) -> Vec<std::io::ErrorKind> {
+    let mut out = Vec::new();
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(s) = cur {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            out.push(io.kind());
+        }
+        cur = s.source();
+    }
+    out
+}
+
+fn header_digest(h: &HeaderMap) -> Option<String> {
+    let d = h.get("docker-content-digest")?.to_str().ok()?.trim();
+    is_valid_digest(d).then(|| d.to_string())
+}
+
+fn media_type(h: &HeaderMap) -> Option<String> {
+    let v = h.get(CONTENT_TYPE)?.to_str().ok()?;
+    let v = v.split(';').next().unwrap_or("").trim();
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+fn body_media_type(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v.get("mediaType")?.as_str().map(str::to_string)
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let mut s = String::with_capacity(71);
+    s.push_str("sha256:");
+    for b in hash {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub(crate) fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+/// The registry's `{"errors": [{"code", "message"}]}` from an error body.
+async fn error_codes(resp: reqwest::Response) -> Vec<(String, String)> {
+    let Ok(body) = resp.bytes().await else {
+        return Vec::new();
+    };
+    parse_error_body(&body)
+}
+
+pub(crate) fn parse_error_body(body: &[u8]) -> Vec<(String, String)> {
+    let Ok(v) =
+        serde_json::from_slice::<serde_json::Value>(&body[..body.len().min(MAX_SMALL_BODY)])
+    else {
+        return Vec::new();
+    };
+    let Some(errors) = v.get("errors").and_then(|e| e.as_array()) else {
+        return Vec::new();
+    };
+    errors
+        .iter()
+        .filter_map(|e| {
+            let code = e.get("code")?.as_str()?.to_ascii_uppercase();
+            let msg = e.get("message").and_then(|m| m.as_str()).unwrap_or("");
+            Some((clean(&code, 60), clean(msg, 200)))
+        })
+        .collect()
+}
+
+/// First registry error as `CODE: message`, or the token service's `details`/`error`.
+async fn registry_message(resp: reqwest::Response) -> String {
+    let Ok(body) = resp.bytes().await else {
+        return String::new();
+    };
+    if let Some((c, m)) = parse_error_body(&body).into_iter().next() {
+        return if m.is_empty() { c } else { format!("{c}: {m}") };
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return String::new();
+    };
+    ["details", "error_description", "error", "message"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(|x| x.as_str()))
+        .map(|s| clean(s, 200))
+        .unwrap_or_default()
+}
+
+/// One line, at most `max` characters.
+fn clean(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn insecure_host_matching() {
+        let c = RegistryClient::new(RegistryConfig {
+            insecure_hosts: vec![
+                "127.0.0.1:5000".into(),
+                "http://reg.local/".into(),
+                " Mixed.Case ".into(),
+                "".into(),
+            ],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.is_insecure("127.0.0.1:5000"));
+        assert!(
+            !c.is_insecure("127.0.0.1:5001"),
+            "host:port entries match exactly"
+        );
+        assert!(!c.is_insecure("127.0.0.1"));
+        assert!(c.is_insecure("reg.local"));
+        assert!(
+            c.is_insecure("reg.local:8443"),
+            "host entries match any port"
+        );
+        assert!(c.is_insecure("mixed.case:1"));
+        assert!(!c.is_insecure("ghcr.io"));
+        assert_eq!(strip_port("[::1]:5000"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+        assert_eq!(strip_port("h:1"), "h");
+    }
+
+    #[test]
+    fn digest_of_bytes() {
+        assert_eq!(
+            sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("17"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(17)));
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::ZERO),
+            "a past date means now"
+        );
+        let future = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&future).unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn error_body_parsing() {
+        let b = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}},{"code":"name_unknown"}]}"#;
+        assert_eq!(
+            parse_error_body(b),
+            vec![
+                (
+                    "MANIFEST_UNKNOWN".to_string(),
+                    "manifest unknown".to_string()
+                ),
+                ("NAME_UNKNOWN".to_string(), String::new())
+            ]
+        );
+        assert!(parse_error_body(b"<html>").is_empty());
+        assert!(parse_error_body(br#"{"errors": 5}"#).is_empty());
+        let long = format!(
+            r#"{{"errors":[{{"code":"X","message":"{}\n"}}]}}"#,
+            "m".repeat(500)
+        );
+        let e = parse_error_body(long.as_bytes());
+        assert!(e[0].1.chars().count() <= 201);
+    }
+
+    #[test]
+    fn headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/vnd.oci.image.manifest.v1+json; charset=utf-8"),
+        );
+        assert_eq!(
+            media_type(&h).as_deref(),
+            Some("application/vnd.oci.image.manifest.v1+json")
+        );
+        h.insert(
+            "docker-content-digest",
+            HeaderValue::from_static("sha256:nothex"),
+        );
+        assert_eq!(
+            header_digest(&h),
+            None,
+            "a malformed digest header is ignored"
+        );
+        let d = sha256_digest(b"x");
+        h.insert("docker-content-digest", HeaderValue::from_str(&d).unwrap());
+        assert_eq!(header_digest(&h), Some(d));
+        assert_eq!(
+            body_media_type(br#"{"mediaType":"application/vnd.oci.image.index.v1+json"}"#)
+                .as_deref(),
+            Some("application/vnd.oci.image.index.v1+json")
+        );
+        assert!(
+            MANIFEST_ACCEPT.contains("application/vnd.docker.distribution.manifest.list.v2+json")
+        );
+    }
+
+    #[test]
+    fn debug_has_no_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("auth.json");
+        std::fs::write(
+            &p,
+            r#"{"auths":{"ghcr.io":{"username":"u","password":"hunter2"}}}"#,
+        )
+        .unwrap();
+        let c = RegistryClient::new(RegistryConfig {
+            auth_file: Some(p),
+            ..Default::default()
+        })
+        .unwrap();
+        let d = format!("{c:?}");
+        assert!(d.contains("ghcr.io") && !d.contains("hunter2"), "{d}");
+    }
+
+    #[test]
+    fn client_is_clone_send_sync() {
+        fn check<T: Clone + Send + Sync + 'static>() {}
+        check::<RegistryClient>();
+        check::<RegistryError>();
+    }
+}

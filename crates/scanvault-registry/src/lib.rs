@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+
+mod auth;
+mod client;
+mod error;
+mod reference;
+
+pub use auth::{parse_www_authenticate, AuthStore, Challenge, Credentials};
+pub use client::{
+    sha256_digest, RegistryClient, RegistryConfig, Resolved, INSECURE_HOSTS_ENV, MANIFEST_ACCEPT,
+};
+pub use error::{ErrorClass, ErrorKind, RegistryError};
+pub use reference::{
+    is_valid_digest, Reference, ReferenceError, ReferenceErrorKind, DEFAULT_TAG, DOCKER_HUB_API,
+    DOCKER_HUB_DISPLAY, NAME_MAX_LEN, TAG_MAX_LEN,
+};

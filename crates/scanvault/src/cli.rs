@@ -1,0 +1,81 @@
+//! Command line: `scanvault serve | worker | migrate | ingest FILE... | openapi`.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use crate::config::{DbConfig, IngestConfig, LogFormat, ServeConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "scanvault",
+    version,
+    about = "Store, analyse and run container vulnerability scans"
+)]
+pub struct Cli {
+    /// Log level or filter (`info`, `debug`, `info,sqlx=warn`).
+    #[arg(
+        long,
+        global = true,
+        env = "LOG_LEVEL",
+        value_name = "LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "LOG_FORMAT",
+        value_name = "LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API, and by default the scan and retention workers in the same process.
+    Serve(Box<ServeConfig>),
+    /// Run scan and retention workers only (same as `serve --role worker`).
+    Worker(Box<ServeConfig>),
+    /// Apply database migrations and exit.
+    Migrate(DbConfig),
+    /// Ingest report files without a running server.
+    Ingest(IngestArgs),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub db: DbConfig,
+    #[command(flatten)]
+    pub ingest: IngestConfig,
+    /// Image name, overriding the reports'.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Image tag, overriding the reports'.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Manifest digest, overriding the reports'.
+    #[arg(long)]
+    pub digest: Option<String>,
+    /// Report files (Trivy JSON).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,566 @@
+//! Configuration: environment variables with matching CLI flags, the original service's
+//! names and defaults. Built once in `main`, validated, logged with secrets masked, and
+//! passed down.
+
+use clap::{Args, ValueEnum};
+use scanvault_core::report::Severity;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A duration such as `15s`, `30m`, `72h`, `1h30m` or `0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl std::str::FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "0" {
+            return Ok(Dur(Duration::ZERO));
+        }
+        humantime::parse_duration(s)
+            .map(Dur)
+            .map_err(|e| format!("{e} (expected a duration like 15s, 30m, 72h)"))
+    }
+}
+
+impl std::fmt::Display for Dur {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_zero() {
+            return f.write_str("0");
+        }
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// A size in bytes such as `32MiB`, `10MB`, `512KiB` or `1048576`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub usize);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let idx = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (num, unit) = s.split_at(idx);
+        let n: usize = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size (expected e.g. 32MiB, 10MB, 1048576)"))?;
+        let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?} (use B, KB, KiB, MB, MiB, GB, GiB)"
+                ))
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is too large"))
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_multiple_of(1 << 20) && self.0 > 0 {
+            write!(f, "{}MiB", self.0 >> 20)
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Console,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// HTTP API only.
+    Api,
+    /// Scan and retention workers only.
+    Worker,
+    /// Both (a single-node install is one process).
+    All,
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    Severity::parse_strict(s)
+        .ok_or_else(|| format!("{s:?} is not one of CRITICAL, HIGH, MEDIUM, LOW, UNKNOWN"))
+}
+
+/// Settings shared by every subcommand that opens the database.
+#[derive(Debug, Clone, Args)]
+pub struct DbConfig {
+    /// Database URL: `postgres://…` for PostgreSQL; unset for the embedded SQLite file.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Directory of the embedded SQLite file `scanvault.db` (default: the working directory).
+    #[arg(long, env = "DATA_DIR", value_name = "DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Maximum connections in the pool.
+    #[arg(
+        long,
+        env = "DB_MAX_CONNS",
+        value_name = "DB_MAX_CONNS",
+        default_value_t = 25
+    )]
+    pub db_max_conns: u32,
+    /// Connections kept open when idle.
+    #[arg(
+        long,
+        env = "DB_MIN_CONNS",
+        value_name = "DB_MIN_CONNS",
+        default_value_t = 2
+    )]
+    pub db_min_conns: u32,
+    /// A connection is closed after this long.
+    #[arg(
+        long,
+        env = "DB_MAX_CONN_LIFETIME",
+        value_name = "DB_MAX_CONN_LIFETIME",
+        default_value = "30m"
+    )]
+    pub db_max_conn_lifetime: Dur,
+    /// An idle connection is closed after this long.
+    #[arg(
+        long,
+        env = "DB_MAX_CONN_IDLE_TIME",
+        value_name = "DB_MAX_CONN_IDLE_TIME",
+        default_value = "5m"
+    )]
+    pub db_max_conn_idle_time: Dur,
+    /// How often the database is pinged in the background (readiness and the `scanvault_db_up` gauge).
+    #[arg(
+        long,
+        env = "DB_HEALTH_CHECK_PERIOD",
+        value_name = "DB_HEALTH_CHECK_PERIOD",
+        default_value = "1m"
+    )]
+    pub db_health_check_period: Dur,
+}
+
+impl DbConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.db_max_conns < 1 {
+            return Err("DB_MAX_CONNS must be at least 1".into());
+        }
+        if self.db_min_conns > self.db_max_conns {
+            return Err("DB_MIN_CONNS must be <= DB_MAX_CONNS".into());
+        }
+        if self.db_health_check_period.0.is_zero() {
+            return Err("DB_HEALTH_CHECK_PERIOD must be > 0".into());
+        }
+        Ok(())
+    }
+
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        let nonzero = |d: Dur| (!d.0.is_zero()).then_some(d.0);
+        crate::store::StoreOptions {
+            database_url: self.database_url.clone().filter(|u| !u.trim().is_empty()),
+            data_dir: self.data_dir.clone(),
+            max_connections: self.db_max_conns,
+            min_connections: self.db_min_conns,
+            max_lifetime: nonzero(self.db_max_conn_lifetime),
+            idle_timeout: nonzero(self.db_max_conn_idle_time),
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Settings of ingest (HTTP and CLI).
+#[derive(Debug, Clone, Args)]
+pub struct IngestConfig {
+    /// The lowest severity that makes a scan non-compliant (`is_compliant = false`).
+    #[arg(long, env = "COMPLIANCE_FAIL_SEVERITY", value_name = "COMPLIANCE_FAIL_SEVERITY", default_value = "CRITICAL", value_parser = parse_severity)]
+    pub compliance_fail_severity: Severity,
+    /// Most findings (unique triples) accepted in one report; more is a 422.
+    #[arg(
+        long,
+        env = "MAX_FINDINGS_PER_REPORT",
+        value_name = "MAX_FINDINGS_PER_REPORT",
+        default_value_t = 100_000
+    )]
+    pub max_findings_per_report: usize,
+}
+
+/// `scanvault serve` / `scanvault worker`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    #[command(flatten)]
+    pub db: DbConfig,
+    #[command(flatten)]
+    pub ingest: IngestConfig,
+    #[command(flatten)]
+    pub worker: WorkerConfig,
+    /// What this process runs.
+    #[arg(
+        long,
+        env = "SCANVAULT_ROLE",
+        value_name = "SCANVAULT_ROLE",
+        value_enum,
+        default_value = "all"
+    )]
+    pub role: Role,
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "SERVER_HOST",
+        value_name = "SERVER_HOST",
+        default_value = "0.0.0.0"
+    )]
+    pub server_host: String,
+    /// HTTP port (0 picks a free one).
+    #[arg(
+        long,
+        env = "SERVER_PORT",
+        value_name = "SERVER_PORT",
+        default_value_t = 8080
+    )]
+    pub server_port: u16,
+    /// Longest time to receive a request's headers and body.
+    #[arg(
+        long,
+        env = "HTTP_READ_TIMEOUT",
+        value_name = "HTTP_READ_TIMEOUT",
+        default_value = "15s"
+    )]
+    pub http_read_timeout: Dur,
+    /// Longest time to produce a response (a request that takes longer gets a 503).
+    #[arg(
+        long,
+        env = "HTTP_WRITE_TIMEOUT",
+        value_name = "HTTP_WRITE_TIMEOUT",
+        default_value = "15s"
+    )]
+    pub http_write_timeout: Dur,
+    /// A keep-alive connection with no request for this long is closed.
+    #[arg(
+        long,
+        env = "HTTP_IDLE_TIMEOUT",
+        value_name = "HTTP_IDLE_TIMEOUT",
+        default_value = "60s"
+    )]
+    pub http_idle_timeout: Dur,
+    /// Largest request body accepted; larger is a 413.
+    #[arg(
+        long,
+        env = "HTTP_MAX_BODY_SIZE",
+        value_name = "HTTP_MAX_BODY_SIZE",
+        default_value = "32MiB"
+    )]
+    pub http_max_body_size: ByteSize,
+    /// How often the retention worker runs.
+    #[arg(
+        long,
+        env = "CLEANUP_INTERVAL",
+        value_name = "CLEANUP_INTERVAL",
+        default_value = "1h"
+    )]
+    pub cleanup_interval: Dur,
+    /// Delete scans older than this (0 disables the age rule).
+    #[arg(
+        long,
+        env = "CLEANUP_MAX_AGE",
+        value_name = "CLEANUP_MAX_AGE",
+        default_value = "0"
+    )]
+    pub cleanup_max_age: Dur,
+    /// Keep only the newest N scans of each image reference (0 disables the count rule).
+    #[arg(
+        long,
+        env = "CLEANUP_KEEP_PER_IMAGE",
+        value_name = "CLEANUP_KEEP_PER_IMAGE",
+        default_value_t = 0
+    )]
+    pub cleanup_keep_per_image: i64,
+    /// Do not apply migrations at start.
+    #[arg(
+        long,
+        env = "NO_MIGRATE",
+        value_name = "NO_MIGRATE",
+        default_value_t = false
+    )]
+    pub no_migrate: bool,
+    /// How long running requests and scans may take to finish at shutdown.
+    #[arg(
+        long,
+        env = "SHUTDOWN_TIMEOUT",
+        value_name = "SHUTDOWN_TIMEOUT",
+        default_value = "30s"
+    )]
+    pub shutdown_timeout: Dur,
+}
+
+/// The scan worker's settings.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerConfig {
+    /// Scans run at once by this process (0 disables the in-process worker).
+    #[arg(
+        long,
+        env = "WORKER_CONCURRENCY",
+        value_name = "WORKER_CONCURRENCY",
+        default_value_t = 2
+    )]
+    pub worker_concurrency: usize,
+    /// How long a claimed job is held without renewal before another worker may take it.
+    #[arg(
+        long,
+        env = "JOB_LEASE",
+        value_name = "JOB_LEASE",
+        default_value = "60s"
+    )]
+    pub job_lease: Dur,
+    /// Attempts before a job with transient errors fails.
+    #[arg(
+        long,
+        env = "JOB_MAX_ATTEMPTS",
+        value_name = "JOB_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
+    pub job_max_attempts: i64,
+    /// First retry delay; doubles per attempt (with jitter) up to JOB_BACKOFF_MAX.
+    #[arg(
+        long,
+        env = "JOB_BACKOFF_BASE",
+        value_name = "JOB_BACKOFF_BASE",
+        default_value = "5s"
+    )]
+    pub job_backoff_base: Dur,
+    #[arg(
+        long,
+        env = "JOB_BACKOFF_MAX",
+        value_name = "JOB_BACKOFF_MAX",
+        default_value = "10m"
+    )]
+    pub job_backoff_max: Dur,
+    /// How often idle workers look for jobs (they are also woken on new jobs).
+    #[arg(
+        long,
+        env = "JOB_POLL_INTERVAL",
+        value_name = "JOB_POLL_INTERVAL",
+        default_value = "2s"
+    )]
+    pub job_poll_interval: Dur,
+    /// A completed scan of the same digest younger than this is reused instead of rescanning (0 disables).
+    #[arg(
+        long,
+        env = "SCAN_CACHE_MAX_AGE",
+        value_name = "SCAN_CACHE_MAX_AGE",
+        default_value = "24h"
+    )]
+    pub scan_cache_max_age: Dur,
+    /// Trivy binary.
+    #[arg(
+        long,
+        env = "TRIVY_PATH",
+        value_name = "TRIVY_PATH",
+        default_value = "trivy"
+    )]
+    pub trivy_path: PathBuf,
+    /// Trivy server for client/server mode (`--server`).
+    #[arg(long, env = "TRIVY_SERVER_URL", value_name = "TRIVY_SERVER_URL")]
+    pub trivy_server_url: Option<String>,
+    /// Longest a Trivy run may take; it is killed after that.
+    #[arg(
+        long,
+        env = "TRIVY_TIMEOUT",
+        value_name = "TRIVY_TIMEOUT",
+        default_value = "10m"
+    )]
+    pub trivy_timeout: Dur,
+    /// Trivy's cache directory (its vulnerability DB lives there).
+    #[arg(long, env = "TRIVY_CACHE_DIR", value_name = "TRIVY_CACHE_DIR")]
+    pub trivy_cache_dir: Option<PathBuf>,
+    /// Extra arguments for `trivy image`, split like a shell would.
+    #[arg(
+        long,
+        env = "TRIVY_EXTRA_ARGS",
+        value_name = "TRIVY_EXTRA_ARGS",
+        allow_hyphen_values = true
+    )]
+    pub trivy_extra_args: Option<String>,
+    /// Docker `config.json`-style file with registry credentials.
+    #[arg(long, env = "REGISTRY_AUTH_FILE", value_name = "REGISTRY_AUTH_FILE")]
+    pub registry_auth_file: Option<PathBuf>,
+    /// Registries (`host` or `host:port`, comma-separated) reached over plain HTTP.
+    #[arg(
+        long,
+        env = "REGISTRY_INSECURE_HOSTS",
+        value_name = "REGISTRY_INSECURE_HOSTS",
+        value_delimiter = ','
+    )]
+    pub registry_insecure_hosts: Vec<String>,
+    /// Timeout of one registry request.
+    #[arg(
+        long,
+        env = "REGISTRY_TIMEOUT",
+        value_name = "REGISTRY_TIMEOUT",
+        default_value = "30s"
+    )]
+    pub registry_timeout: Dur,
+}
+
+impl ServeConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        self.db.validate()?;
+        if self.cleanup_keep_per_image < 0 {
+            return Err("CLEANUP_KEEP_PER_IMAGE must be >= 0".into());
+        }
+        let cleanup = !self.cleanup_max_age.0.is_zero() || self.cleanup_keep_per_image > 0;
+        if cleanup && self.cleanup_interval.0.is_zero() {
+            return Err("CLEANUP_INTERVAL must be > 0 when cleanup is enabled".into());
+        }
+        if self.http_max_body_size.0 == 0 {
+            return Err("HTTP_MAX_BODY_SIZE must be > 0".into());
+        }
+        for (name, d) in [
+            ("HTTP_READ_TIMEOUT", self.http_read_timeout),
+            ("HTTP_WRITE_TIMEOUT", self.http_write_timeout),
+            ("HTTP_IDLE_TIMEOUT", self.http_idle_timeout),
+        ] {
+            if d.0.is_zero() {
+                return Err(format!("{name} must be > 0"));
+            }
+        }
+        if self.ingest.max_findings_per_report == 0 {
+            return Err("MAX_FINDINGS_PER_REPORT must be > 0".into());
+        }
+        self.worker.validate()
+    }
+
+    /// `NAME=value` lines of the effective configuration, secrets masked.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let db_url = match &self.db.database_url {
+            Some(u) if !u.trim().is_empty() => crate::store::redact_url(u),
+            _ => "(embedded SQLite)".into(),
+        };
+        let opt = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        vec![
+            ("DATABASE_URL", db_url),
+            ("DATA_DIR", opt(&self.db.data_dir)),
+            ("SCANVAULT_ROLE", format!("{:?}", self.role).to_lowercase()),
+            ("SERVER_HOST", self.server_host.clone()),
+            ("SERVER_PORT", self.server_port.to_string()),
+            ("HTTP_READ_TIMEOUT", self.http_read_timeout.to_string()),
+            ("HTTP_WRITE_TIMEOUT", self.http_write_timeout.to_string()),
+            ("HTTP_IDLE_TIMEOUT", self.http_idle_timeout.to_string()),
+            ("HTTP_MAX_BODY_SIZE", self.http_max_body_size.to_string()),
+            ("DB_MAX_CONNS", self.db.db_max_conns.to_string()),
+            ("DB_MIN_CONNS", self.db.db_min_conns.to_string()),
+            (
+                "DB_MAX_CONN_LIFETIME",
+                self.db.db_max_conn_lifetime.to_string(),
+            ),
+            (
+                "DB_MAX_CONN_IDLE_TIME",
+                self.db.db_max_conn_idle_time.to_string(),
+            ),
+            (
+                "DB_HEALTH_CHECK_PERIOD",
+                self.db.db_health_check_period.to_string(),
+            ),
+            ("CLEANUP_INTERVAL", self.cleanup_interval.to_string()),
+            ("CLEANUP_MAX_AGE", self.cleanup_max_age.to_string()),
+            (
+                "CLEANUP_KEEP_PER_IMAGE",
+                self.cleanup_keep_per_image.to_string(),
+            ),
+            (
+                "COMPLIANCE_FAIL_SEVERITY",
+                self.ingest.compliance_fail_severity.to_string(),
+            ),
+            (
+                "MAX_FINDINGS_PER_REPORT",
+                self.ingest.max_findings_per_report.to_string(),
+            ),
+            (
+                "WORKER_CONCURRENCY",
+                self.worker.worker_concurrency.to_string(),
+            ),
+            ("JOB_LEASE", self.worker.job_lease.to_string()),
+            ("JOB_MAX_ATTEMPTS", self.worker.job_max_attempts.to_string()),
+            (
+                "SCAN_CACHE_MAX_AGE",
+                self.worker.scan_cache_max_age.to_string(),
+            ),
+            ("TRIVY_PATH", self.worker.trivy_path.display().to_string()),
+            (
+                "TRIVY_SERVER_URL",
+                self.worker
+                    .trivy_server_url
+                    .as_deref()
+                    .map(crate::store::redact_url)
+                    .unwrap_or_default(),
+            ),
+            ("TRIVY_TIMEOUT", self.worker.trivy_timeout.to_string()),
+            ("TRIVY_CACHE_DIR", opt(&self.worker.trivy_cache_dir)),
+            ("REGISTRY_AUTH_FILE", opt(&self.worker.registry_auth_file)),
+            (
+                "REGISTRY_INSECURE_HOSTS",
+                self.worker.registry_insecure_hosts.join(","),
+            ),
+        ]
+    }
+}
+
+impl WorkerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.job_lease.0 < Duration::from_secs(1) {
+            return Err("JOB_LEASE must be at least 1s".into());
+        }
+        if self.job_max_attempts < 1 {
+            return Err("JOB_MAX_ATTEMPTS must be at least 1".into());
+        }
+        if self.trivy_timeout.0.is_zero() {
+            return Err("TRIVY_TIMEOUT must be > 0".into());
+        }
+        if self.job_poll_interval.0.is_zero() {
+            return Err("JOB_POLL_INTERVAL must be > 0".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_the_original() {
+        assert_eq!("15s".parse::<Dur>().unwrap().0, Duration::from_secs(15));
+        assert_eq!(
+            "72h".parse::<Dur>().unwrap().0,
+            Duration::from_secs(72 * 3600)
+        );
+        assert_eq!("1h30m".parse::<Dur>().unwrap().0, Duration::from_secs(5400));
+        assert_eq!("0".parse::<Dur>().unwrap().0, Duration::ZERO);
+        assert!("15x".parse::<Dur>().is_err());
+        assert!("soon".parse::<Dur>().is_err());
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!("32MiB".parse::<ByteSize>().unwrap().0, 32 << 20);
+        assert_eq!("10MB".parse::<ByteSize>().unwrap().0, 10_000_000);
+        assert_eq!("1024".parse::<ByteSize>().unwrap().0, 1024);
+        assert!("12 parsecs".parse::<ByteSize>().is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! The HTTP API: one router per feature, merged here; the router is the OpenAPI document.
+
+pub mod error;
+pub mod health;
+pub mod scans;
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::ingest::IngestSettings;
+use crate::store::Store;
+use error::{ApiError, LoggedError};
+
+/// Shared state of every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub ingest: Arc<IngestSettings>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// HTTP settings of the router.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub max_body_size: usize,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            max_body_size: 32 << 20,
+            read_timeout: Duration::from_secs(15),
+            write_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Who is calling: the API key id once authentication has run, else nobody.
+#[derive(Debug, Clone, Default)]
+pub struct Caller(pub Option<String>);
+
+impl Caller {
+    pub fn id(&self) -> Option<String> {
+        self.0.clone()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ScanVault",
+        description = "Store, analyse and run container vulnerability scans. Errors are always \
+            `{\"error\": {\"code\", \"message\"}}`.",
+        license(name = "Apache-2.0")
+    ),
+    tags(
+        (name = "scans", description = "Ingest and query scan results"),
+        (name = "health", description = "Liveness, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The API routes and the OpenAPI document they make.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(scans::router())
+        .merge(health::router())
+        .split_for_parts()
+}
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    api().1.to_pretty_json().unwrap_or_else(|_| "{}".into())
+}
+
+/// The whole application: API, Swagger UI, middleware.
+pub fn router(state: AppState, settings: &HttpSettings) -> Router {
+    let (api, doc) = api();
+    let request_id = HeaderName::from_static("x-request-id");
+    let write_timeout = settings.write_timeout;
+    api.merge(utoipa_swagger_ui::SwaggerUi::new("/swagger").url("/swagger/openapi.json", doc))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_size))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(settings.read_timeout))
+        .layer(middleware::from_fn(move |req, next| response_timeout(write_timeout, req, next)))
+        .layer(middleware::from_fn(track_metrics))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|m| m.as_str().to_string())
+                    .unwrap_or_default();
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), route, request_id = id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route", "route_not_found")
+}
+
+async fn method_not_allowed() -> Response {
+    let mut r = ApiError::BadRequest("method not allowed on this path".into()).into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+/// A request that takes longer than HTTP_WRITE_TIMEOUT gets a 503.
+async fn response_timeout(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+/// Request counts and latency per route and status; logs 5xx errors with their chain.
+async fn track_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    let elapsed = start.elapsed().as_secs_f64();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("scanvault_http_requests_total", &labels).increment(1);
+    metrics::histogram!("scanvault_http_request_duration_seconds", &labels).record(elapsed);
+    if let Some(LoggedError(detail)) = resp.extensions().get::<LoggedError>() {
+        tracing::error!(status = resp.status().as_u16(), error = %detail, "request failed");
+    }
+    resp
+}
+
+/// Used by handlers that need the state outside extractors.
+pub async fn state_of(State(s): State<AppState>) -> AppState {
+    s
+}

@@ -1,0 +1,721 @@
+//! `/scans`: ingest and query stored scans. Response names are PascalCase, as the original
+//! service's (and Trivy's); see DESIGN.md "API compatibility".
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use scanvault_core::image::familiar_name;
+use scanvault_core::report::Severity;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{body_rejection, ApiError, ErrorBody};
+use super::{AppState, Caller};
+use crate::ingest::{build_new_scan, IngestOverrides};
+use crate::store::scans::{FindingRow, ScanFilter, ScanRow, ScanSource};
+
+/// Default page size of scan lists.
+pub const DEFAULT_LIMIT: i64 = 100;
+/// Largest page size of scan lists.
+pub const MAX_LIMIT: i64 = 500;
+/// Largest offset accepted.
+pub const MAX_OFFSET: i64 = 1_000_000_000;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_scan, list_scans))
+        .routes(routes!(list_all_scans))
+        .routes(routes!(latest_scan))
+        .routes(routes!(get_scan, delete_scan))
+        .routes(routes!(get_scan_vulnerabilities))
+        .routes(routes!(get_scan_report))
+}
+
+/// Query extractor whose rejection is our JSON 400.
+#[derive(FromRequestParts)]
+#[from_request(via(Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// Path extractor whose rejection is our JSON 400.
+#[derive(FromRequestParts)]
+#[from_request(via(Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+// ------------------------------------------------------------------------------ views
+
+/// One stored scan.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanView {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub image_name: String,
+    /// The tag the scan was first stored under ("" when none).
+    pub image_tag: String,
+    /// Registry manifest digest ("" when unknown).
+    pub image_digest: String,
+    /// Image config digest (`Metadata.ImageID`; "" when unknown).
+    #[serde(rename = "ImageID")]
+    pub image_id: String,
+    /// Every tag this scan's content was stored under.
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    /// When the scanner ran (the report's `CreatedAt`, else the time of ingest).
+    pub scanned_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub vuln_critical: i64,
+    pub vuln_high: i64,
+    pub vuln_medium: i64,
+    pub vuln_low: i64,
+    pub vuln_unknown: i64,
+    /// Number of findings (unique vulnerability/package/version triples).
+    pub vuln_total: i64,
+    pub fixable_count: i64,
+    /// 10·critical + 5·high + 3·medium + 1·low + 5·unknown.
+    pub risk_score: i64,
+    /// Highest CVSS base score of any finding.
+    #[serde(rename = "CVSSScore")]
+    pub cvss_score: Option<f64>,
+    /// No finding at or above COMPLIANCE_FAIL_SEVERITY.
+    pub is_compliant: bool,
+    #[serde(rename = "OSFamily")]
+    pub os_family: Option<String>,
+    #[serde(rename = "OSName")]
+    pub os_name: Option<String>,
+    pub scanner: String,
+    pub scanner_version: Option<String>,
+    /// `ingest` (POSTed) or `job` (scanned by a worker).
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan_result: Option<ScanResultView>,
+}
+
+impl ScanView {
+    pub fn from_row(s: &ScanRow, scan_result: Option<ScanResultView>) -> ScanView {
+        let counts = s.counts();
+        ScanView {
+            id: s.id.clone(),
+            image_name: s.image_name.clone(),
+            image_tag: s.image_tag.clone(),
+            image_digest: s.image_digest.clone(),
+            image_id: s.image_id.clone(),
+            tags: s.tags.clone(),
+            created_at: s.created_at(),
+            scanned_at: s.scanned_at(),
+            updated_at: s.updated_at(),
+            vuln_critical: counts.critical,
+            vuln_high: counts.high,
+            vuln_medium: counts.medium,
+            vuln_low: counts.low,
+            vuln_unknown: counts.unknown,
+            vuln_total: counts.total(),
+            fixable_count: s.fixable_count,
+            risk_score: s.risk_score,
+            cvss_score: s.cvss_score,
+            is_compliant: s.is_compliant != 0,
+            os_family: s.os_family.clone(),
+            os_name: s.os_name.clone(),
+            scanner: s.scanner.clone(),
+            scanner_version: s.scanner_version.clone(),
+            source: s.source.clone(),
+            scan_result,
+        }
+    }
+}
+
+/// The report in the original service's `ScanResult` shape, rebuilt from the stored findings.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanResultView {
+    pub artifact_name: Option<String>,
+    pub artifact_type: Option<String>,
+    pub metadata: ScanMetadataView,
+    pub results: Vec<ResultView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanMetadataView {
+    #[serde(rename = "ImageID")]
+    pub image_id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResultView {
+    pub target: String,
+    pub class: String,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub vulnerabilities: Vec<ResultVulnerabilityView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResultVulnerabilityView {
+    #[serde(rename = "VulnerabilityID")]
+    pub vulnerability_id: String,
+    pub pkg_name: String,
+    pub pkg_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixed_version: Option<String>,
+    pub severity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+fn scan_result_view(s: &ScanRow, findings: &[FindingRow]) -> ScanResultView {
+    let mut results: Vec<ResultView> = vec![];
+    for f in findings {
+        let target = f.target.clone().unwrap_or_default();
+        let class = f.class.clone().unwrap_or_default();
+        let kind = f.pkg_type.clone().unwrap_or_default();
+        let pos = results
+            .iter()
+            .position(|r| r.target == target && r.class == class && r.kind == kind);
+        let i = match pos {
+            Some(i) => i,
+            None => {
+                results.push(ResultView {
+                    target,
+                    class,
+                    kind,
+                    vulnerabilities: vec![],
+                });
+                results.len() - 1
+            }
+        };
+        results[i].vulnerabilities.push(ResultVulnerabilityView {
+            vulnerability_id: f.vulnerability_id.clone(),
+            pkg_name: f.pkg_name.clone(),
+            pkg_version: f.pkg_version.clone(),
+            fixed_version: f.fixed_version.clone(),
+            severity: Severity::from_rank(f.severity).to_string(),
+            title: f.title.clone(),
+        });
+    }
+    ScanResultView {
+        artifact_name: s.artifact_name.clone(),
+        artifact_type: s.artifact_type.clone(),
+        metadata: ScanMetadataView {
+            image_id: s.image_id.clone(),
+            repo_tags: s.repo_tags(),
+            repo_digests: s.repo_digests(),
+        },
+        results,
+    }
+}
+
+/// A page of scans.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanListResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// Number of items in this page.
+    pub count: usize,
+    pub limit: i64,
+    pub offset: i64,
+    /// Whether another page follows.
+    pub has_more: bool,
+    pub items: Vec<ScanView>,
+}
+
+/// Findings of one scan.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanVulnerabilitiesResponse {
+    #[serde(rename = "ScanID")]
+    pub scan_id: String,
+    pub image_name: String,
+    pub image_tag: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkg: Option<String>,
+    pub count: usize,
+    pub limit: i64,
+    pub offset: i64,
+    pub has_more: bool,
+    pub items: Vec<ScanVulnerabilityItem>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanVulnerabilityItem {
+    pub target: String,
+    pub class: String,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub vulnerability: ScanVulnerabilityDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanVulnerabilityDetail {
+    #[serde(rename = "VulnerabilityID")]
+    pub vulnerability_id: String,
+    pub pkg_name: String,
+    pub pkg_version: String,
+    pub current_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixed_version: Option<String>,
+    pub severity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "CVSSScore", skip_serializing_if = "Option::is_none")]
+    pub cvss_score: Option<f64>,
+    #[serde(rename = "PrimaryURL", skip_serializing_if = "Option::is_none")]
+    pub primary_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkg_path: Option<String>,
+    #[serde(rename = "PURL", skip_serializing_if = "Option::is_none")]
+    pub purl: Option<String>,
+}
+
+// ------------------------------------------------------------------------------ params
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct IngestParams {
+    /// Image name, overriding the report's.
+    pub image: Option<String>,
+    /// Image tag, overriding the report's.
+    pub tag: Option<String>,
+    /// Manifest digest (`sha256:…`), overriding the report's.
+    pub digest: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Image name (familiar form, e.g. `nginx`, `ghcr.io/org/app`).
+    pub image: Option<String>,
+    pub tag: Option<String>,
+    /// Only scans with at least one finding of this severity (with `image`).
+    pub severity: Option<String>,
+    /// Page size, 0–500 (default 100).
+    pub limit: Option<String>,
+    /// Items to skip (default 0).
+    pub offset: Option<String>,
+    /// `result` to include each scan's `ScanResult`.
+    pub include: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LatestParams {
+    pub image: Option<String>,
+    pub tag: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VulnParams {
+    /// Only findings of this severity.
+    pub severity: Option<String>,
+    /// Only findings of this package (case-insensitive).
+    pub pkg: Option<String>,
+    /// Page size, 1–100000 (default: all findings).
+    pub limit: Option<String>,
+    pub offset: Option<String>,
+}
+
+/// A text parameter: trimmed, empty means absent; bounded length, no control characters.
+pub fn text_param(name: &str, v: &Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(v) = v.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    if v.len() > 512 {
+        return Err(ApiError::bad_param(name, "is longer than 512 bytes"));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(ApiError::bad_param(name, "contains control characters"));
+    }
+    Ok(Some(v.to_string()))
+}
+
+pub fn int_param(
+    name: &str,
+    v: &Option<String>,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<i64, ApiError> {
+    let Some(raw) = v.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(default);
+    };
+    let n: i64 = raw.parse().map_err(|_| {
+        ApiError::bad_param(
+            name,
+            format!("must be an integer (got {:?})", truncate(raw, 40)),
+        )
+    })?;
+    if n < min {
+        return Err(ApiError::bad_param(name, format!("must be >= {min}")));
+    }
+    if n > max {
+        return Err(ApiError::bad_param(name, format!("must be <= {max}")));
+    }
+    Ok(n)
+}
+
+pub fn severity_param(v: &Option<String>) -> Result<Option<Severity>, ApiError> {
+    match text_param("severity", v)? {
+        None => Ok(None),
+        Some(s) => Severity::parse_strict(&s).map(Some).ok_or_else(|| {
+            ApiError::bad_param(
+                "severity",
+                "must be one of CRITICAL, HIGH, MEDIUM, LOW, UNKNOWN",
+            )
+        }),
+    }
+}
+
+pub fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// Scan ids are UUIDs; anything else is a 400, not a lookup.
+pub fn parse_scan_id(raw: &str) -> Result<String, ApiError> {
+    uuid::Uuid::parse_str(raw.trim())
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| ApiError::BadRequest(format!("scan id {:?} is not a UUID", truncate(raw, 64))))
+}
+
+// ------------------------------------------------------------------------------ handlers
+
+/// Ingest a Trivy JSON report.
+///
+/// Accepts Trivy `SchemaVersion: 2` and the legacy top-level array (even `null`), with or
+/// without a UTF-8 BOM. A report for content already stored under the same image name
+/// (same manifest digest, else image id) updates that scan in place (200); anything new
+/// is created (201).
+#[utoipa::path(post, path = "/scans", tag = "scans", params(IngestParams),
+    request_body(content = String, description = "Trivy JSON report", content_type = "application/json"),
+    responses(
+        (status = 201, description = "New scan stored", body = ScanView),
+        (status = 200, description = "Stored scan updated in place", body = ScanView),
+        (status = 400, description = "Not JSON, empty, not UTF-8, or bad parameters", body = ErrorBody),
+        (status = 413, description = "Body larger than HTTP_MAX_BODY_SIZE", body = ErrorBody),
+        (status = 422, description = "JSON that is not a supported report", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn create_scan(
+    State(app): State<AppState>,
+    caller: Caller,
+    ApiQuery(params): ApiQuery<IngestParams>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(body_rejection)?;
+    let overrides = IngestOverrides {
+        image: text_param("image", &params.image)?.map(|s| familiar_name(&s)),
+        tag: text_param("tag", &params.tag)?,
+        digest: text_param("digest", &params.digest)?,
+    };
+    if let Some(d) = &overrides.digest {
+        if !is_digest(d) {
+            return Err(ApiError::bad_param("digest", "must look like sha256:<hex>"));
+        }
+    }
+    let settings = app.ingest.clone();
+    let raw = body.to_vec();
+    // Parsing is CPU work; keep it off the async threads.
+    let new = tokio::task::spawn_blocking(move || {
+        build_new_scan(raw, &overrides, &settings, ScanSource::Ingest, Utc::now())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("parser task failed: {e}")))??;
+    let mut new = new;
+    new.created_by = caller.id();
+    // The transaction runs to completion even if the client goes away.
+    let store = app.store.clone();
+    let outcome = tokio::spawn(async move { store.ingest(new).await })
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("ingest task failed: {e}")))??;
+    let status = if outcome.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = format!("/scans/{}", outcome.scan.id);
+    Ok((
+        status,
+        [(header::LOCATION, location)],
+        Json(ScanView::from_row(&outcome.scan, None)),
+    )
+        .into_response())
+}
+
+/// `sha256:<hex>` style digest (algorithm, colon, encoded).
+pub fn is_digest(d: &str) -> bool {
+    match d.split_once(':') {
+        Some((alg, hex)) => {
+            !alg.is_empty()
+                && alg
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c))
+                && hex.len() >= 32
+                && hex
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "=_-".contains(c))
+        }
+        None => false,
+    }
+}
+
+/// Scans of a tag (`?tag=`) or of an image (`?image=[&severity=]`), newest first.
+#[utoipa::path(get, path = "/scans", tag = "scans", params(ListParams),
+    responses(
+        (status = 200, body = ScanListResponse),
+        (status = 400, description = "Neither image nor tag given, or a bad parameter", body = ErrorBody),
+    ))]
+pub async fn list_scans(
+    State(app): State<AppState>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Json<ScanListResponse>, ApiError> {
+    let image = text_param("image", &p.image)?.map(|s| familiar_name(&s));
+    let tag = text_param("tag", &p.tag)?;
+    if image.is_none() && tag.is_none() {
+        return Err(ApiError::BadRequest(
+            "query parameter 'tag' or 'image' is required".into(),
+        ));
+    }
+    let severity = severity_param(&p.severity)?;
+    if severity.is_some() && image.is_none() {
+        return Err(ApiError::BadRequest(
+            "query parameter 'severity' needs 'image'".into(),
+        ));
+    }
+    // `?image=` lists the image (all tags), `?tag=` the tag; both narrows to the reference.
+    list(&app, image, tag, severity, &p).await
+}
+
+/// Every scan, optionally narrowed to an image and tag, newest first.
+#[utoipa::path(get, path = "/scans/all", tag = "scans", params(ListParams),
+    responses((status = 200, body = ScanListResponse), (status = 400, body = ErrorBody)))]
+pub async fn list_all_scans(
+    State(app): State<AppState>,
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Json<ScanListResponse>, ApiError> {
+    let image = text_param("image", &p.image)?.map(|s| familiar_name(&s));
+    let tag = text_param("tag", &p.tag)?;
+    let severity = severity_param(&p.severity)?;
+    list(&app, image, tag, severity, &p).await
+}
+
+async fn list(
+    app: &AppState,
+    image: Option<String>,
+    tag: Option<String>,
+    severity: Option<Severity>,
+    p: &ListParams,
+) -> Result<Json<ScanListResponse>, ApiError> {
+    let limit = int_param("limit", &p.limit, DEFAULT_LIMIT, 0, MAX_LIMIT)?;
+    let offset = int_param("offset", &p.offset, 0, 0, MAX_OFFSET)?;
+    let include_result = match text_param("include", &p.include)?.as_deref() {
+        None => false,
+        Some("result") => true,
+        Some(_) => return Err(ApiError::bad_param("include", "must be 'result'")),
+    };
+    let mut rows = app
+        .store
+        .list_scans(&ScanFilter {
+            image: image.clone(),
+            tag: tag.clone(),
+            severity,
+            limit,
+            offset,
+        })
+        .await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let mut items = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let result = if include_result {
+            let findings = app
+                .store
+                .scan_findings(&r.id, None, None, i64::MAX / 2, 0)
+                .await?;
+            Some(scan_result_view(r, &findings))
+        } else {
+            None
+        };
+        items.push(ScanView::from_row(r, result));
+    }
+    Ok(Json(ScanListResponse {
+        image,
+        tag,
+        severity: severity.map(|s| s.to_string()),
+        count: items.len(),
+        limit,
+        offset,
+        has_more,
+        items,
+    }))
+}
+
+/// The newest scan of an image (and tag).
+#[utoipa::path(get, path = "/scans/latest", tag = "scans", params(LatestParams),
+    responses((status = 200, body = ScanView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn latest_scan(
+    State(app): State<AppState>,
+    ApiQuery(p): ApiQuery<LatestParams>,
+) -> Result<Json<ScanView>, ApiError> {
+    let image = text_param("image", &p.image)?
+        .map(|s| familiar_name(&s))
+        .ok_or_else(|| ApiError::BadRequest("query parameter 'image' is required".into()))?;
+    let tag = text_param("tag", &p.tag)?;
+    let scan = app
+        .store
+        .latest_scan(&image, tag.as_deref())
+        .await?
+        .ok_or_else(|| {
+            let what = match &tag {
+                Some(t) => format!("scan of image {image}:{t}"),
+                None => format!("scan of image {image}"),
+            };
+            ApiError::not_found(what, "scan_not_found")
+        })?;
+    let findings = app
+        .store
+        .scan_findings(&scan.id, None, None, i64::MAX / 2, 0)
+        .await?;
+    let result = scan_result_view(&scan, &findings);
+    Ok(Json(ScanView::from_row(&scan, Some(result))))
+}
+
+/// One scan with its `ScanResult`.
+#[utoipa::path(get, path = "/scans/{id}", tag = "scans", params(("id" = String, Path, description = "Scan id (UUID)")),
+    responses((status = 200, body = ScanView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_scan(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ScanView>, ApiError> {
+    let id = parse_scan_id(&id)?;
+    let scan = find(&app, &id).await?;
+    let findings = app
+        .store
+        .scan_findings(&scan.id, None, None, i64::MAX / 2, 0)
+        .await?;
+    let result = scan_result_view(&scan, &findings);
+    Ok(Json(ScanView::from_row(&scan, Some(result))))
+}
+
+async fn find(app: &AppState, id: &str) -> Result<ScanRow, ApiError> {
+    app.store
+        .find_scan(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("scan {id}"), "scan_not_found"))
+}
+
+/// Delete a scan with its findings and report.
+#[utoipa::path(delete, path = "/scans/{id}", tag = "scans", params(("id" = String, Path, description = "Scan id (UUID)")),
+    responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn delete_scan(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_scan_id(&id)?;
+    let store = app.store.clone();
+    let deleted = tokio::spawn(async move { store.delete_scan(&id).await })
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("delete task failed: {e}")))??;
+    if deleted {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("scan", "scan_not_found"))
+    }
+}
+
+/// Findings of a scan, from the normalised findings with vulnerability details.
+#[utoipa::path(get, path = "/scans/{id}/vulnerabilities", tag = "scans",
+    params(("id" = String, Path, description = "Scan id (UUID)"), VulnParams),
+    responses((status = 200, body = ScanVulnerabilitiesResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_scan_vulnerabilities(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(p): ApiQuery<VulnParams>,
+) -> Result<Json<ScanVulnerabilitiesResponse>, ApiError> {
+    let id = parse_scan_id(&id)?;
+    let severity = severity_param(&p.severity)?;
+    let pkg = text_param("pkg", &p.pkg)?;
+    let limit = int_param("limit", &p.limit, 100_000, 1, 100_000)?;
+    let offset = int_param("offset", &p.offset, 0, 0, MAX_OFFSET)?;
+    let scan = find(&app, &id).await?;
+    let mut rows = app
+        .store
+        .scan_findings(&id, severity, pkg.as_deref(), limit + 1, offset)
+        .await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let items: Vec<ScanVulnerabilityItem> = rows
+        .into_iter()
+        .map(|f| ScanVulnerabilityItem {
+            target: f.target.unwrap_or_default(),
+            class: f.class.unwrap_or_default(),
+            kind: f.pkg_type.unwrap_or_default(),
+            vulnerability: ScanVulnerabilityDetail {
+                vulnerability_id: f.vulnerability_id,
+                pkg_name: f.pkg_name,
+                pkg_version: f.pkg_version.clone(),
+                current_version: f.pkg_version,
+                fixed_version: f.fixed_version,
+                severity: Severity::from_rank(f.severity).to_string(),
+                title: f.title,
+                description: f.description,
+                status: f.status,
+                cvss_score: f.cvss_score,
+                primary_url: f.primary_url,
+                pkg_path: f.pkg_path,
+                purl: f.purl,
+            },
+        })
+        .collect();
+    Ok(Json(ScanVulnerabilitiesResponse {
+        scan_id: scan.id,
+        image_name: scan.image_name,
+        image_tag: scan.image_tag,
+        severity: severity.map(|s| s.to_string()),
+        pkg,
+        count: items.len(),
+        limit,
+        offset,
+        has_more,
+        items,
+    }))
+}
+
+/// The raw report exactly as it was received.
+#[utoipa::path(get, path = "/scans/{id}/report", tag = "scans", params(("id" = String, Path, description = "Scan id (UUID)")),
+    responses((status = 200, description = "The report, byte for byte", content_type = "application/json", body = String),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_scan_report(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    _headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = parse_scan_id(&id)?;
+    let body = app
+        .store
+        .scan_report(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("report of scan {id}"), "scan_not_found"))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}

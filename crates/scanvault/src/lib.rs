@@ -1,0 +1,14 @@
+//! ScanVault: store, analyse and run container vulnerability scans.
+//!
+//! Error types by layer: `scanvault_core` has one small `thiserror` enum per concern;
+//! the store returns [`store::StoreError`]; HTTP handlers return [`http::error::ApiError`];
+//! startup, CLI and worker plumbing use `anyhow` with context.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod server;
+pub mod store;
+pub mod telemetry;

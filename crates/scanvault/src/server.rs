@@ -1,0 +1,304 @@
+//! Process wiring: open the store, start the HTTP server and the background workers, shut
+//! down gracefully on SIGINT/SIGTERM.
+
+use anyhow::Context;
+use chrono::Utc;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::cli::IngestArgs;
+use crate::config::{DbConfig, Role, ServeConfig};
+use crate::http::{self, AppState, HttpSettings};
+use crate::ingest::{build_new_scan, IngestOverrides, IngestSettings};
+use crate::store::retention::RetentionPolicy;
+use crate::store::scans::ScanSource;
+use crate::store::Store;
+
+/// `scanvault migrate`.
+pub async fn migrate(db: DbConfig) -> anyhow::Result<()> {
+    db.validate().map_err(anyhow::Error::msg)?;
+    let store = Store::connect(&db.store_options()).await?;
+    store.migrate().await?;
+    tracing::info!(database = %store.redacted_url(), "migrations applied");
+    store.close().await;
+    Ok(())
+}
+
+/// `scanvault ingest FILE...`: each file is one transaction, as over HTTP.
+pub async fn ingest_files(args: IngestArgs) -> anyhow::Result<()> {
+    args.db.validate().map_err(anyhow::Error::msg)?;
+    let store = Store::connect(&args.db.store_options()).await?;
+    store.migrate().await?;
+    let settings = IngestSettings {
+        compliance_fail_on: args.ingest.compliance_fail_severity,
+        max_findings: args.ingest.max_findings_per_report,
+    };
+    let overrides = IngestOverrides {
+        image: args
+            .image
+            .clone()
+            .map(|s| scanvault_core::image::familiar_name(s.trim())),
+        tag: args.tag.clone(),
+        digest: args.digest.clone(),
+    };
+    let mut failed = 0;
+    for path in &args.files {
+        let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let result =
+            match build_new_scan(raw, &overrides, &settings, ScanSource::Ingest, Utc::now()) {
+                Ok(new) => store.ingest(new).await.map_err(anyhow::Error::from),
+                Err(e) => Err(anyhow::Error::from(e)),
+            };
+        match result {
+            Ok(o) => println!(
+                "{}\t{}\t{}:{}\t{} findings\t{}",
+                path.display(),
+                if o.created { "created" } else { "updated" },
+                o.scan.image_name,
+                o.scan.image_tag,
+                o.scan.counts().total(),
+                o.scan.id
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{}\terror\t{e:#}", path.display());
+            }
+        }
+    }
+    store.close().await;
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} files were not ingested", args.files.len());
+    }
+    Ok(())
+}
+
+/// `scanvault serve` / `scanvault worker`.
+pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    cfg.validate().map_err(anyhow::Error::msg)?;
+    for (name, value) in cfg.describe() {
+        tracing::info!(setting = name, value = %value, "configuration");
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    let app = Application::build(cfg).await?;
+    app.run(shutdown).await
+}
+
+async fn wait_for_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+    token.cancel();
+}
+
+/// A bound, ready application: bind first, then run, so tests never sleep.
+pub struct Application {
+    cfg: ServeConfig,
+    store: Store,
+    listener: Option<TcpListener>,
+    addr: Option<SocketAddr>,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(cfg: ServeConfig) -> anyhow::Result<Application> {
+        let store = Store::connect(&cfg.db.store_options()).await?;
+        if !cfg.no_migrate {
+            store.migrate().await?;
+        }
+        tracing::info!(database = %store.redacted_url(), backend = store.backend().as_str(), "database ready");
+        let state = AppState {
+            store: store.clone(),
+            ingest: Arc::new(IngestSettings {
+                compliance_fail_on: cfg.ingest.compliance_fail_severity,
+                max_findings: cfg.ingest.max_findings_per_report,
+            }),
+            metrics: Some(crate::metrics::install()),
+        };
+        let (listener, addr) = if cfg.role != Role::Worker {
+            let listener = TcpListener::bind((cfg.server_host.as_str(), cfg.server_port))
+                .await
+                .with_context(|| format!("binding {}:{}", cfg.server_host, cfg.server_port))?;
+            let addr = listener.local_addr()?;
+            (Some(listener), Some(addr))
+        } else {
+            (None, None)
+        };
+        Ok(Application {
+            cfg,
+            store,
+            listener,
+            addr,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Run until `shutdown` fires; in-flight requests finish (up to SHUTDOWN_TIMEOUT).
+    pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        // Retention worker.
+        let policy = RetentionPolicy {
+            max_age: self.cfg.cleanup_max_age.0,
+            keep_per_image: self.cfg.cleanup_keep_per_image,
+        };
+        if self.cfg.role != Role::Api && policy.is_enabled() {
+            tasks.spawn(retention_loop(
+                self.store.clone(),
+                policy,
+                self.cfg.cleanup_interval.0,
+                shutdown.clone(),
+            ));
+        }
+        tasks.spawn(health_loop(
+            self.store.clone(),
+            self.cfg.db.db_health_check_period.0,
+            shutdown.clone(),
+        ));
+        if let Some(listener) = self.listener.take() {
+            let settings = HttpSettings {
+                max_body_size: self.cfg.http_max_body_size.0,
+                read_timeout: self.cfg.http_read_timeout.0,
+                write_timeout: self.cfg.http_write_timeout.0,
+            };
+            let router = http::router(self.state.clone(), &settings);
+            tracing::info!(addr = %listener.local_addr()?, "listening");
+            serve_http(
+                listener,
+                router,
+                self.cfg.http_idle_timeout.0,
+                self.cfg.shutdown_timeout.0,
+                shutdown.clone(),
+            )
+            .await;
+        } else {
+            shutdown.cancelled().await;
+        }
+        shutdown.cancel();
+        let deadline = self.cfg.shutdown_timeout.0;
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(deadline, drain).await.is_err() {
+            tracing::warn!("background tasks did not stop within SHUTDOWN_TIMEOUT");
+        }
+        self.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Accept loop with per-connection idle timeout and graceful shutdown.
+async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    idle_timeout: Duration,
+    grace: Duration,
+    shutdown: CancellationToken,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, _peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = router.clone();
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                svc.clone().oneshot(req.map(axum::body::Body::new))
+            });
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(idle_timeout)
+            .keep_alive(true);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(grace) => tracing::warn!("connections still open after SHUTDOWN_TIMEOUT; closing"),
+    }
+}
+
+async fn retention_loop(
+    store: Store,
+    policy: RetentionPolicy,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    tracing::info!(interval = ?every, max_age = ?policy.max_age, keep_per_image = policy.keep_per_image, "cleanup worker started");
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        match store.apply_retention(policy, Utc::now()).await {
+            Ok(0) => tracing::debug!("cleanup: nothing to delete"),
+            Ok(n) => tracing::info!(deleted = n, "cleanup: removed scans"),
+            Err(e) => tracing::error!(error = %e, "cleanup failed"),
+        }
+    }
+    tracing::info!("cleanup worker stopped");
+}
+
+async fn health_loop(store: Store, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let up = store.ping().await.is_ok();
+        metrics::gauge!("scanvault_db_up").set(if up { 1.0 } else { 0.0 });
+        if !up {
+            tracing::warn!("database health check failed");
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Fleet analytics (see DESIGN.md, "Analytics semantics").

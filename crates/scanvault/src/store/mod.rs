@@ -1,0 +1,382 @@
+//! Storage: one implementation over `sqlx::Any`, two backends.
+//!
+//! The SQL is written once, in the portable subset both SQLite and PostgreSQL understand
+//! (`$n` binds, `RETURNING`, `ON CONFLICT`, `CAST(… AS BIGINT)`), and every timestamp is
+//! an integer of microseconds since the epoch, bound from Rust (never `now()`), so the two
+//! backends run the same statements and behave the same by construction. The few places
+//! where they must differ by design (the job claim, row locks) branch on [`Backend`].
+//!
+//! SQLite is the embedded single-node default: writes go through a pool of exactly one
+//! connection (SQLite has one writer anyway; queueing in-process avoids `SQLITE_BUSY`),
+//! reads through a separate pool in WAL mode. PostgreSQL uses one pool for both.
+//!
+//! Errors: lookups return `Result<Option<T>, StoreError>`; the caller decides what absence
+//! means. `StoreError::Unavailable` means the database could not be reached (→ 503).
+
+pub mod analytics;
+pub mod jobs;
+pub mod retention;
+pub mod scans;
+
+use anyhow::Context;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use scans::{IngestOutcome, NewScan, ScanFilter, ScanRow};
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or refused the work for a passing reason.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A write lost to a concurrent one (unique violation, serialization failure).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) => {
+                let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+                let msg = db.message().to_string();
+                match code.as_str() {
+                    // PostgreSQL: unique violation, serialization failure, deadlock
+                    "23505" | "40001" | "40P01" => StoreError::Conflict(msg),
+                    // SQLite: constraint unique / primary key
+                    "2067" | "1555" => StoreError::Conflict(msg),
+                    // SQLite busy/locked; PostgreSQL admin shutdown, cannot connect now,
+                    // too many connections, connection failures
+                    "5" | "6" | "517" | "57P01" | "57P02" | "57P03" | "53300" | "08000"
+                    | "08003" | "08006" | "08001" | "08004" => StoreError::Unavailable(msg),
+                    _ => StoreError::Other(anyhow::Error::new(e)),
+                }
+            }
+            _ => StoreError::Other(anyhow::Error::new(e)),
+        }
+    }
+}
+
+/// How to open the database.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `postgres://…`, `sqlite:…`, or `None` for the embedded SQLite file.
+    pub database_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub max_lifetime: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            database_url: None,
+            data_dir: None,
+            max_connections: 25,
+            min_connections: 2,
+            max_lifetime: Some(Duration::from_secs(1800)),
+            idle_timeout: Some(Duration::from_secs(300)),
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl StoreOptions {
+    /// The URL actually used, with the embedded default resolved.
+    pub fn effective_url(&self) -> String {
+        match &self.database_url {
+            Some(u) if !u.trim().is_empty() => u.trim().to_string(),
+            _ => {
+                let dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+                format!("sqlite://{}?mode=rwc", dir.join("scanvault.db").display())
+            }
+        }
+    }
+}
+
+/// The store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    read: AnyPool,
+    write: AnyPool,
+    /// Poked when a job is queued, to wake in-process workers (PostgreSQL also uses LISTEN/NOTIFY).
+    #[allow(dead_code)]
+    job_notify: tokio::sync::Notify,
+    url: String,
+}
+
+impl Store {
+    /// Connect (creating the SQLite file and its directory when needed). Does not migrate.
+    pub async fn connect(opts: &StoreOptions) -> anyhow::Result<Store> {
+        sqlx::any::install_default_drivers();
+        let url = opts.effective_url();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            anyhow::bail!(
+                "DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got a URL with scheme {:?})",
+                url.split(':').next().unwrap_or("")
+            );
+        };
+        if backend == Backend::Sqlite {
+            if let Some(dir) = opts
+                .data_dir
+                .as_ref()
+                .filter(|_| opts.database_url.is_none())
+            {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating DATA_DIR {}", dir.display()))?;
+            }
+        }
+        // sqlx's Any driver binds a NULL without its type, so a statement prepared and
+        // cached with a NULL parameter fails when the next execution binds a value there
+        // (PostgreSQL 22P03). Preparing per execution avoids that for ~0.15 ms a statement.
+        let driver_url =
+            if backend == Backend::Postgres && !url.contains("statement-cache-capacity") {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}statement-cache-capacity=0")
+            } else {
+                url.clone()
+            };
+        let connect_opts = AnyConnectOptions::from_str(&driver_url)
+            .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL: {}", redact_error(&e.to_string())))?
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2));
+        let base = |max: u32, min: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .min_connections(min.min(max))
+                .max_lifetime(opts.max_lifetime)
+                .idle_timeout(opts.idle_timeout)
+                .acquire_timeout(opts.acquire_timeout)
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            for pragma in [
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = NORMAL",
+                                "PRAGMA foreign_keys = ON",
+                                "PRAGMA busy_timeout = 10000",
+                            ] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                        }
+                        Ok(())
+                    })
+                })
+        };
+        let (read, write) = match backend {
+            Backend::Postgres => {
+                let pool = base(opts.max_connections, opts.min_connections)
+                    .connect_with(connect_opts)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "connecting to PostgreSQL: {}",
+                            redact_error(&e.to_string())
+                        )
+                    })?;
+                (pool.clone(), pool)
+            }
+            Backend::Sqlite => {
+                let write = base(1, 1)
+                    .connect_with(connect_opts.clone())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("opening SQLite database {url}: {e}"))?;
+                let read = base(opts.max_connections.clamp(2, 16), 1)
+                    .connect_with(connect_opts)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("opening SQLite database {url}: {e}"))?;
+                (read, write)
+            }
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend,
+                read,
+                write,
+                job_notify: tokio::sync::Notify::new(),
+                url,
+            }),
+        })
+    }
+
+    /// Apply the embedded migrations of this backend.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let migrator = match self.backend() {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        };
+        migrator
+            .run(&self.inner.write)
+            .await
+            .context("applying database migrations")?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// The database URL with any password masked.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.inner.url)
+    }
+
+    pub(crate) fn read_pool(&self) -> &AnyPool {
+        &self.inner.read
+    }
+
+    pub(crate) fn write_pool(&self) -> &AnyPool {
+        &self.inner.write
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn job_notify(&self) -> &tokio::sync::Notify {
+        &self.inner.job_notify
+    }
+
+    /// `SELECT 1` on the pool that serves writes.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(self.write_pool()).await?;
+        if self.backend() == Backend::Sqlite {
+            sqlx::query("SELECT 1").execute(self.read_pool()).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.inner.write.close().await;
+        self.inner.read.close().await;
+    }
+
+    /// `FOR UPDATE` on PostgreSQL; nothing on SQLite, whose single writer already
+    /// serialises the transaction.
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.backend() {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+}
+
+/// Mask the password of a URL (`postgres://u:secret@h/db` → `postgres://u:***@h/db`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let masked_path = mask_query_password(path);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{masked_path}")
+            } else {
+                format!("{scheme}://{user}@{host}{masked_path}")
+            }
+        }
+        None => format!("{scheme}://{authority}{masked_path}"),
+    }
+}
+
+fn mask_query_password(path: &str) -> String {
+    let Some((p, q)) = path.split_once('?') else {
+        return path.to_string();
+    };
+    let parts: Vec<String> = q
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{p}?{}", parts.join("&"))
+}
+
+/// Error texts from URL parsing can echo the URL; mask anything that looks like one.
+fn redact_error(msg: &str) -> String {
+    msg.split_whitespace()
+        .map(|w| {
+            if w.contains("://") {
+                redact_url(w)
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Microseconds since the Unix epoch.
+pub fn micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub fn from_micros(us: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db?sslmode=disable"),
+            "postgres://u:***@h:5432/db?sslmode=disable"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_url("postgres://h/db?user=u&password=p"),
+            "postgres://h/db?user=u&password=***"
+        );
+        assert_eq!(
+            redact_url("sqlite://x.db?mode=rwc"),
+            "sqlite://x.db?mode=rwc"
+        );
+    }
+}

@@ -1,0 +1,995 @@
+//! Scans: ingest (one report = one transaction), lookups, lists, deletion.
+
+use super::{from_micros, micros, Backend, Store, StoreError};
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use scanvault_core::report::{
+    Finding, ParsedReport, Severity, SeverityCounts, VulnerabilityDetail,
+};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Row};
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use uuid::Uuid;
+
+/// Rows per multi-row statement. 1,000 rows × 13 columns stays under both SQLite's
+/// 32,766 and PostgreSQL's 65,535 bind-parameter limits.
+const CHUNK_ROWS: usize = 1000;
+/// Ids per `IN (…)` list.
+const CHUNK_IDS: usize = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanSource {
+    Ingest,
+    Job,
+}
+
+impl ScanSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanSource::Ingest => "ingest",
+            ScanSource::Job => "job",
+        }
+    }
+}
+
+/// A parsed report with its identity resolved, ready to store.
+#[derive(Debug, Clone)]
+pub struct NewScan {
+    pub report: ParsedReport,
+    /// The body exactly as received (kept compressed, served byte-for-byte).
+    pub raw: Vec<u8>,
+    pub image_name: String,
+    pub image_tag: String,
+    pub image_digest: String,
+    pub image_id: String,
+    pub source: ScanSource,
+    pub scanned_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+    /// The lowest severity that makes a scan non-compliant.
+    pub compliance_fail_on: Severity,
+    pub created_by: Option<String>,
+}
+
+impl NewScan {
+    /// Content identity used for de-duplication: manifest digest, else image id.
+    pub fn identity(&self) -> Option<&str> {
+        [self.image_digest.as_str(), self.image_id.as_str()]
+            .into_iter()
+            .find(|s| !s.is_empty())
+    }
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone)]
+pub struct IngestOutcome {
+    pub scan: ScanRow,
+    /// A new scan (201) rather than an update of a stored one (200).
+    pub created: bool,
+    pub findings_added: usize,
+    pub findings_removed: usize,
+    /// The report was older than the stored scan of the same content: only its tag was recorded.
+    pub stale: bool,
+}
+
+/// One stored scan (summary, no findings).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ScanRow {
+    pub id: String,
+    pub image_name: String,
+    pub image_tag: String,
+    pub image_digest: String,
+    pub image_id: String,
+    pub repo_tags: String,
+    pub repo_digests: String,
+    pub artifact_name: Option<String>,
+    pub artifact_type: Option<String>,
+    pub os_family: Option<String>,
+    pub os_name: Option<String>,
+    pub scanner: String,
+    pub scanner_version: Option<String>,
+    pub report_format: String,
+    pub source: String,
+    pub created_at: i64,
+    pub scanned_at: i64,
+    pub updated_at: i64,
+    pub vuln_critical: i64,
+    pub vuln_high: i64,
+    pub vuln_medium: i64,
+    pub vuln_low: i64,
+    pub vuln_unknown: i64,
+    pub fixable_count: i64,
+    pub risk_score: i64,
+    pub cvss_score: Option<f64>,
+    pub is_compliant: i64,
+    pub created_by: Option<String>,
+    #[sqlx(skip)]
+    pub tags: Vec<String>,
+}
+
+impl ScanRow {
+    pub fn counts(&self) -> SeverityCounts {
+        SeverityCounts {
+            critical: self.vuln_critical,
+            high: self.vuln_high,
+            medium: self.vuln_medium,
+            low: self.vuln_low,
+            unknown: self.vuln_unknown,
+        }
+    }
+    pub fn created_at(&self) -> DateTime<Utc> {
+        from_micros(self.created_at)
+    }
+    pub fn scanned_at(&self) -> DateTime<Utc> {
+        from_micros(self.scanned_at)
+    }
+    pub fn updated_at(&self) -> DateTime<Utc> {
+        from_micros(self.updated_at)
+    }
+    pub fn repo_tags(&self) -> Vec<String> {
+        serde_json::from_str(&self.repo_tags).unwrap_or_default()
+    }
+    pub fn repo_digests(&self) -> Vec<String> {
+        serde_json::from_str(&self.repo_digests).unwrap_or_default()
+    }
+}
+
+pub(crate) const SCAN_COLUMNS: &str = "id, image_name, image_tag, image_digest, image_id, repo_tags, \
+    repo_digests, artifact_name, artifact_type, os_family, os_name, scanner, scanner_version, \
+    report_format, source, created_at, scanned_at, updated_at, vuln_critical, vuln_high, \
+    vuln_medium, vuln_low, vuln_unknown, fixable_count, risk_score, cvss_score, is_compliant, created_by";
+
+/// A stored finding with its catalog details.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FindingRow {
+    pub vulnerability_id: String,
+    pub pkg_name: String,
+    pub pkg_version: String,
+    pub fixed_version: Option<String>,
+    pub severity: i64,
+    pub status: Option<String>,
+    pub pkg_type: Option<String>,
+    pub class: Option<String>,
+    pub target: Option<String>,
+    pub pkg_path: Option<String>,
+    pub purl: Option<String>,
+    pub cvss_score: Option<f64>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub primary_url: Option<String>,
+}
+
+/// Filters of the scan lists.
+#[derive(Debug, Clone, Default)]
+pub struct ScanFilter {
+    pub image: Option<String>,
+    pub tag: Option<String>,
+    /// Only scans with at least one finding of this severity.
+    pub severity: Option<Severity>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl Store {
+    /// Store a report: one transaction. A report for an `(image_name, identity)` already
+    /// stored updates that scan in place, writing only the findings that changed.
+    pub async fn ingest(&self, new: NewScan) -> Result<IngestOutcome, StoreError> {
+        let compressed = compress(&new.raw).context("compressing the report")?;
+        let sha = sha256_hex(&new.raw);
+        let mut tx = self.write_pool().begin().await?;
+        let outcome = self.ingest_in_tx(&mut tx, &new, &compressed, &sha).await?;
+        tx.commit().await?;
+        if outcome.created {
+            metrics::counter!("scanvault_ingest_scans_total", "result" => "created").increment(1);
+        } else {
+            metrics::counter!("scanvault_ingest_scans_total", "result" => "updated").increment(1);
+        }
+        metrics::counter!("scanvault_ingest_findings_written_total")
+            .increment((outcome.findings_added + outcome.findings_removed) as u64);
+        Ok(outcome)
+    }
+
+    pub(crate) async fn ingest_in_tx(
+        &self,
+        conn: &mut AnyConnection,
+        new: &NewScan,
+        compressed: &[u8],
+        sha: &str,
+    ) -> Result<IngestOutcome, StoreError> {
+        let now = micros(new.now);
+        let scanned_at = micros(new.scanned_at);
+        let identity = new.identity().map(str::to_string);
+
+        // 1. Find or create the scan row.
+        let mut created = false;
+        let existing = match &identity {
+            Some(ident) => self.find_by_identity(conn, &new.image_name, ident).await?,
+            None => None,
+        };
+        let (scan_id, prior_scanned_at) = match existing {
+            Some(found) => found,
+            None => {
+                let id = Uuid::now_v7().to_string();
+                let inserted = self
+                    .insert_scan(conn, &id, new, identity.as_deref())
+                    .await?;
+                if inserted {
+                    created = true;
+                    (id, scanned_at)
+                } else {
+                    // Lost a race with a concurrent ingest of the same content: it is committed
+                    // now, so update it.
+                    let ident = identity.as_deref().unwrap_or_default();
+                    self.find_by_identity(conn, &new.image_name, ident)
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::Conflict("concurrent ingest of the same image".into())
+                        })?
+                }
+            }
+        };
+
+        // 2. Record the reference (name, tag) the report was stored under.
+        sqlx::query(
+            "INSERT INTO scan_tags (scan_id, image_name, image_tag, first_seen_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (scan_id, image_tag) DO NOTHING",
+        )
+        .bind(&scan_id)
+        .bind(&new.image_name)
+        .bind(&new.image_tag)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+
+        // An older report of content we already hold a newer scan of: keep the newer findings.
+        let stale = !created && scanned_at < prior_scanned_at;
+        let (mut added, mut removed) = (0, 0);
+        if !stale {
+            // 3. Catalog entries not stored yet (or with newer details).
+            self.upsert_catalog(conn, &new.report.vulnerabilities, now)
+                .await?;
+
+            // 4. Findings: everything for a new scan, the set difference for an update.
+            if created {
+                insert_findings(
+                    conn,
+                    &scan_id,
+                    &new.report.findings.iter().collect::<Vec<_>>(),
+                )
+                .await?;
+                added = new.report.findings.len();
+            } else {
+                let (to_add, to_remove) =
+                    diff_findings(conn, &scan_id, &new.report.findings).await?;
+                delete_findings(conn, &scan_id, &to_remove).await?;
+                insert_findings(conn, &scan_id, &to_add).await?;
+                added = to_add.len();
+                removed = to_remove.len();
+                self.update_scan(conn, &scan_id, new).await?;
+            }
+
+            // 5. The raw report.
+            sqlx::query(
+                "INSERT INTO scan_reports (scan_id, encoding, size_bytes, sha256, body) VALUES ($1, 'gzip', $2, $3, $4) \
+                 ON CONFLICT (scan_id) DO UPDATE SET encoding = excluded.encoding, size_bytes = excluded.size_bytes, \
+                 sha256 = excluded.sha256, body = excluded.body WHERE scan_reports.sha256 <> excluded.sha256",
+            )
+            .bind(&scan_id)
+            .bind(new.raw.len() as i64)
+            .bind(sha)
+            .bind(compressed.to_vec())
+            .execute(&mut *conn)
+            .await?;
+        }
+
+        let scan = fetch_scan(conn, &scan_id).await?.ok_or_else(|| {
+            StoreError::Other(anyhow::anyhow!(
+                "scan {scan_id} vanished inside its transaction"
+            ))
+        })?;
+        let mut scans = vec![scan];
+        attach_tags(conn, &mut scans).await?;
+        Ok(IngestOutcome {
+            scan: scans.pop().unwrap_or_else(|| unreachable!()),
+            created,
+            findings_added: added,
+            findings_removed: removed,
+            stale,
+        })
+    }
+
+    async fn find_by_identity(
+        &self,
+        conn: &mut AnyConnection,
+        image_name: &str,
+        identity: &str,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        let sql = format!(
+            "SELECT id, scanned_at FROM scans WHERE image_name = $1 AND identity = $2{}",
+            self.for_update()
+        );
+        let row = sqlx::query(&sql)
+            .bind(image_name)
+            .bind(identity)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(row.map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))))
+    }
+
+    /// Insert the scan row; `false` when a concurrent ingest inserted the same identity first.
+    async fn insert_scan(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+        new: &NewScan,
+        identity: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let s = ScanValues::of(new);
+        let row = sqlx::query(
+            "INSERT INTO scans (id, image_name, image_tag, image_digest, image_id, identity, repo_tags, repo_digests, \
+             artifact_name, artifact_type, os_family, os_name, scanner, scanner_version, report_format, source, \
+             created_at, scanned_at, updated_at, vuln_critical, vuln_high, vuln_medium, vuln_low, vuln_unknown, \
+             fixable_count, risk_score, cvss_score, is_compliant, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+             $21, $22, $23, $24, $25, $26, $27, $28, $29) \
+             ON CONFLICT (image_name, identity) WHERE identity IS NOT NULL DO NOTHING RETURNING id",
+        )
+        .bind(id)
+        .bind(&new.image_name)
+        .bind(&new.image_tag)
+        .bind(&new.image_digest)
+        .bind(&new.image_id)
+        .bind(identity)
+        .bind(&s.repo_tags)
+        .bind(&s.repo_digests)
+        .bind(&new.report.artifact_name)
+        .bind(&new.report.artifact_type)
+        .bind(&new.report.os_family)
+        .bind(&new.report.os_name)
+        .bind(&new.report.scanner)
+        .bind(&new.report.scanner_version)
+        .bind(new.report.format.as_str())
+        .bind(new.source.as_str())
+        .bind(micros(new.now))
+        .bind(micros(new.scanned_at))
+        .bind(micros(new.now))
+        .bind(s.counts.critical)
+        .bind(s.counts.high)
+        .bind(s.counts.medium)
+        .bind(s.counts.low)
+        .bind(s.counts.unknown)
+        .bind(s.fixable)
+        .bind(s.counts.risk_score())
+        .bind(s.cvss)
+        .bind(s.compliant)
+        .bind(&new.created_by)
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    /// Update a stored scan with a newer report of the same content. The scan keeps its
+    /// id, first tag and creation time: its history is not rewritten.
+    async fn update_scan(
+        &self,
+        conn: &mut AnyConnection,
+        id: &str,
+        new: &NewScan,
+    ) -> Result<(), StoreError> {
+        let s = ScanValues::of(new);
+        sqlx::query(
+            "UPDATE scans SET repo_tags = $2, repo_digests = $3, artifact_name = $4, artifact_type = $5, \
+             os_family = $6, os_name = $7, scanner = $8, scanner_version = $9, report_format = $10, \
+             scanned_at = $11, updated_at = $12, vuln_critical = $13, vuln_high = $14, vuln_medium = $15, \
+             vuln_low = $16, vuln_unknown = $17, fixable_count = $18, risk_score = $19, cvss_score = $20, \
+             is_compliant = $21, image_id = CASE WHEN image_id = '' THEN $22 ELSE image_id END, \
+             image_digest = CASE WHEN image_digest = '' THEN $23 ELSE image_digest END \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&s.repo_tags)
+        .bind(&s.repo_digests)
+        .bind(&new.report.artifact_name)
+        .bind(&new.report.artifact_type)
+        .bind(&new.report.os_family)
+        .bind(&new.report.os_name)
+        .bind(&new.report.scanner)
+        .bind(&new.report.scanner_version)
+        .bind(new.report.format.as_str())
+        .bind(micros(new.scanned_at))
+        .bind(micros(new.now))
+        .bind(s.counts.critical)
+        .bind(s.counts.high)
+        .bind(s.counts.medium)
+        .bind(s.counts.low)
+        .bind(s.counts.unknown)
+        .bind(s.fixable)
+        .bind(s.counts.risk_score())
+        .bind(s.cvss)
+        .bind(s.compliant)
+        .bind(&new.image_id)
+        .bind(&new.image_digest)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Insert catalog entries that are not stored yet, and refresh those whose details
+    /// the report has newer (`LastModifiedDate`). Existing rows are read, not locked:
+    /// the most widespread CVE is in most reports, and a lock on it would serialise ingest.
+    async fn upsert_catalog(
+        &self,
+        conn: &mut AnyConnection,
+        vulns: &[VulnerabilityDetail],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut stored: HashMap<String, Option<i64>> = HashMap::new();
+        for chunk in vulns.chunks(CHUNK_IDS) {
+            let sql = format!(
+                "SELECT id, modified_at FROM vulnerabilities WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for v in chunk {
+                q = q.bind(&v.id);
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                stored.insert(row.get::<String, _>(0), row.get::<Option<i64>, _>(1));
+            }
+        }
+        let missing: Vec<&VulnerabilityDetail> = vulns
+            .iter()
+            .filter(|v| !stored.contains_key(&v.id))
+            .collect();
+        for chunk in missing.chunks(CHUNK_ROWS / 2) {
+            let sql = format!(
+                "INSERT INTO vulnerabilities (id, title, description, severity, cvss_score, cvss_vector, primary_url, \
+                 refs, published_at, modified_at, updated_at) VALUES {} ON CONFLICT (id) DO NOTHING",
+                row_placeholders(11, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for v in chunk {
+                q = bind_vuln(q, v, now);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        for v in vulns {
+            let newer = match (stored.get(&v.id), v.modified_at) {
+                (Some(Some(old)), Some(m)) => micros(m) > *old,
+                (Some(None), Some(_)) => true,
+                _ => false,
+            };
+            if newer {
+                let q = sqlx::query(
+                    "UPDATE vulnerabilities SET title = $2, description = $3, severity = $4, cvss_score = $5, \
+                     cvss_vector = $6, primary_url = $7, refs = $8, published_at = $9, modified_at = $10, \
+                     updated_at = $11 WHERE id = $1",
+                );
+                bind_vuln(q, v, now).execute(&mut *conn).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One scan with its tags.
+    pub async fn find_scan(&self, id: &str) -> Result<Option<ScanRow>, StoreError> {
+        let mut conn = self.read_pool().acquire().await?;
+        let Some(scan) = fetch_scan(&mut conn, id).await? else {
+            return Ok(None);
+        };
+        let mut v = vec![scan];
+        attach_tags(&mut conn, &mut v).await?;
+        Ok(v.pop())
+    }
+
+    /// Scans matching a filter, newest first. Fetches `limit + 1` rows so the caller can
+    /// tell whether there is another page.
+    pub async fn list_scans(&self, f: &ScanFilter) -> Result<Vec<ScanRow>, StoreError> {
+        let mut conds: Vec<String> = vec![];
+        let mut args: Vec<String> = vec![];
+        if let Some(image) = &f.image {
+            args.push(image.clone());
+            conds.push(format!("image_name = ${}", args.len()));
+        }
+        if let Some(tag) = &f.tag {
+            args.push(tag.clone());
+            let n = args.len();
+            conds.push(match &f.image {
+                Some(_) => format!(
+                    "id IN (SELECT scan_id FROM scan_tags WHERE image_name = $1 AND image_tag = ${n})"
+                ),
+                None => format!("id IN (SELECT scan_id FROM scan_tags WHERE image_tag = ${n})"),
+            });
+        }
+        if let Some(sev) = f.severity {
+            conds.push(format!("{} > 0", severity_column(sev)));
+        }
+        let where_sql = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {SCAN_COLUMNS} FROM scans {where_sql} ORDER BY scanned_at DESC, created_at DESC, id DESC \
+             LIMIT ${} OFFSET ${}",
+            args.len() + 1,
+            args.len() + 2
+        );
+        let mut q = sqlx::query_as::<Any, ScanRow>(&sql);
+        for a in &args {
+            q = q.bind(a);
+        }
+        let mut conn = self.read_pool().acquire().await?;
+        let mut rows = q
+            .bind(f.limit + 1)
+            .bind(f.offset)
+            .fetch_all(&mut *conn)
+            .await?;
+        attach_tags(&mut conn, &mut rows).await?;
+        Ok(rows)
+    }
+
+    /// The newest scan of an image (and tag, when given), by scan time.
+    pub async fn latest_scan(
+        &self,
+        image: &str,
+        tag: Option<&str>,
+    ) -> Result<Option<ScanRow>, StoreError> {
+        let mut rows = self
+            .list_scans(&ScanFilter {
+                image: Some(image.to_string()),
+                tag: tag.map(str::to_string),
+                limit: 1,
+                ..Default::default()
+            })
+            .await?;
+        rows.truncate(1);
+        Ok(rows.pop())
+    }
+
+    /// Findings of a scan with catalog details, most severe first.
+    pub async fn scan_findings(
+        &self,
+        scan_id: &str,
+        severity: Option<Severity>,
+        pkg: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<FindingRow>, StoreError> {
+        let mut sql = String::from(
+            "SELECT f.vulnerability_id, f.pkg_name, f.pkg_version, f.fixed_version, f.severity, f.status, \
+             f.pkg_type, f.class, f.target, f.pkg_path, f.purl, f.cvss_score, v.title, v.description, v.primary_url \
+             FROM findings f LEFT JOIN vulnerabilities v ON v.id = f.vulnerability_id WHERE f.scan_id = $1",
+        );
+        let mut n = 1;
+        if severity.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND f.severity = ${n}"));
+        }
+        if pkg.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND LOWER(f.pkg_name) = LOWER(${n})"));
+        }
+        sql.push_str(&format!(
+            " ORDER BY f.severity DESC, f.vulnerability_id, f.pkg_name, f.pkg_version LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        ));
+        let mut q = sqlx::query_as::<Any, FindingRow>(&sql).bind(scan_id);
+        if let Some(s) = severity {
+            q = q.bind(s.rank());
+        }
+        if let Some(p) = pkg {
+            q = q.bind(p);
+        }
+        Ok(q.bind(limit)
+            .bind(offset)
+            .fetch_all(self.read_pool())
+            .await?)
+    }
+
+    /// The raw report as received.
+    pub async fn scan_report(&self, scan_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row = sqlx::query("SELECT encoding, body FROM scan_reports WHERE scan_id = $1")
+            .bind(scan_id)
+            .fetch_optional(self.read_pool())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let encoding: String = row.get(0);
+        let body: Vec<u8> = row.get(1);
+        match encoding.as_str() {
+            "gzip" => Ok(Some(
+                decompress(&body).context("decompressing a stored report")?,
+            )),
+            other => Err(StoreError::Other(anyhow::anyhow!(
+                "unknown report encoding {other}"
+            ))),
+        }
+    }
+
+    /// Delete a scan with its findings, tags and report; catalog entries no longer
+    /// referenced by any finding go too. `false` if there was no such scan.
+    pub async fn delete_scan(&self, scan_id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.write_pool().begin().await?;
+        let n = self
+            .delete_scans_in_tx(&mut tx, &[scan_id.to_string()])
+            .await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    /// Delete scans (children cascade) and prune the catalog entries they alone referenced.
+    pub(crate) async fn delete_scans_in_tx(
+        &self,
+        conn: &mut AnyConnection,
+        ids: &[String],
+    ) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        for chunk in ids.chunks(CHUNK_IDS) {
+            let list = placeholders(1, chunk.len());
+            let sql =
+                format!("SELECT DISTINCT vulnerability_id FROM findings WHERE scan_id IN ({list})");
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            let vuln_ids: Vec<String> = q
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let sql = format!("DELETE FROM scans WHERE id IN ({list})");
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            deleted += q.execute(&mut *conn).await?.rows_affected();
+            prune_catalog(conn, &vuln_ids).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Number of rows in each table (for tests and diagnostics).
+    pub async fn table_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let mut out = vec![];
+        for t in [
+            "scans",
+            "scan_tags",
+            "scan_reports",
+            "vulnerabilities",
+            "findings",
+            "scan_jobs",
+            "scan_audit_log",
+        ] {
+            let n: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM {t}"))
+                .fetch_one(self.read_pool())
+                .await?
+                .get(0);
+            out.push((t.to_string(), n));
+        }
+        Ok(out)
+    }
+}
+
+/// Values derived from a report, shared by insert and update.
+struct ScanValues {
+    counts: SeverityCounts,
+    fixable: i64,
+    cvss: Option<f64>,
+    compliant: i64,
+    repo_tags: String,
+    repo_digests: String,
+}
+
+impl ScanValues {
+    fn of(new: &NewScan) -> ScanValues {
+        let counts = new.report.counts();
+        let compliant = !new
+            .report
+            .findings
+            .iter()
+            .any(|f| f.severity >= new.compliance_fail_on);
+        ScanValues {
+            counts,
+            fixable: new.report.fixable_count(),
+            cvss: new.report.max_cvss(),
+            compliant: i64::from(compliant),
+            repo_tags: serde_json::to_string(&new.report.image.repo_tags)
+                .unwrap_or_else(|_| "[]".into()),
+            repo_digests: serde_json::to_string(&new.report.image.repo_digests)
+                .unwrap_or_else(|_| "[]".into()),
+        }
+    }
+}
+
+pub(crate) fn severity_column(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "vuln_critical",
+        Severity::High => "vuln_high",
+        Severity::Medium => "vuln_medium",
+        Severity::Low => "vuln_low",
+        Severity::Unknown => "vuln_unknown",
+    }
+}
+
+pub(crate) async fn fetch_scan(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<ScanRow>, StoreError> {
+    Ok(
+        sqlx::query_as::<Any, ScanRow>(&format!("SELECT {SCAN_COLUMNS} FROM scans WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?,
+    )
+}
+
+pub(crate) async fn attach_tags(
+    conn: &mut AnyConnection,
+    scans: &mut [ScanRow],
+) -> Result<(), StoreError> {
+    if scans.is_empty() {
+        return Ok(());
+    }
+    let mut by_id: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+    let ids: Vec<&str> = scans.iter().map(|s| s.id.as_str()).collect();
+    for chunk in ids.chunks(CHUNK_IDS) {
+        let sql = format!(
+            "SELECT scan_id, image_tag, first_seen_at FROM scan_tags WHERE scan_id IN ({})",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            by_id
+                .entry(row.get(0))
+                .or_default()
+                .push((row.get::<i64, _>(2), row.get::<String, _>(1)));
+        }
+    }
+    for s in scans.iter_mut() {
+        let mut tags = by_id.remove(&s.id).unwrap_or_default();
+        tags.sort();
+        s.tags = tags
+            .into_iter()
+            .map(|(_, t)| t)
+            .filter(|t| !t.is_empty())
+            .collect();
+    }
+    Ok(())
+}
+
+/// Findings to add and keys to remove to turn the stored findings into `new`.
+async fn diff_findings<'a>(
+    conn: &mut AnyConnection,
+    scan_id: &str,
+    new: &'a [Finding],
+) -> Result<(Vec<&'a Finding>, Vec<(String, String, String)>), StoreError> {
+    let rows: Vec<AnyRow> = sqlx::query(
+        "SELECT vulnerability_id, pkg_name, pkg_version, fixed_version, severity, status, pkg_type, class, \
+         target, pkg_path, purl, cvss_score FROM findings WHERE scan_id = $1",
+    )
+    .bind(scan_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut stored: HashMap<(String, String, String), StoredFinding> =
+        HashMap::with_capacity(rows.len());
+    for r in rows {
+        stored.insert(
+            (r.get(0), r.get(1), r.get(2)),
+            StoredFinding {
+                fixed_version: r.get(3),
+                severity: r.get(4),
+                status: r.get(5),
+                pkg_type: r.get(6),
+                class: r.get(7),
+                target: r.get(8),
+                pkg_path: r.get(9),
+                purl: r.get(10),
+                cvss_score: r.get(11),
+            },
+        );
+    }
+    let mut to_add = vec![];
+    let mut keep: HashSet<(String, String, String)> = HashSet::with_capacity(new.len());
+    let mut to_remove = vec![];
+    for f in new {
+        let key = (
+            f.vulnerability_id.clone(),
+            f.pkg_name.clone(),
+            f.installed_version.clone(),
+        );
+        match stored.get(&key) {
+            Some(s) if s.same_as(f) => {
+                keep.insert(key);
+            }
+            Some(_) => {
+                // Changed (new severity, a fix appeared, …): replace the row.
+                to_remove.push(key.clone());
+                keep.insert(key);
+                to_add.push(f);
+            }
+            None => to_add.push(f),
+        }
+    }
+    for key in stored.into_keys() {
+        if !keep.contains(&key) {
+            to_remove.push(key);
+        }
+    }
+    Ok((to_add, to_remove))
+}
+
+struct StoredFinding {
+    fixed_version: Option<String>,
+    severity: i64,
+    status: Option<String>,
+    pkg_type: Option<String>,
+    class: Option<String>,
+    target: Option<String>,
+    pkg_path: Option<String>,
+    purl: Option<String>,
+    cvss_score: Option<f64>,
+}
+
+impl StoredFinding {
+    fn same_as(&self, f: &Finding) -> bool {
+        self.fixed_version == f.fixed_version
+            && self.severity == f.severity.rank()
+            && self.status == f.status
+            && self.pkg_type == f.pkg_type
+            && self.class == f.class
+            && self.target == f.target
+            && self.pkg_path == f.pkg_path
+            && self.purl == f.purl
+            && self.cvss_score == f.cvss_score
+    }
+}
+
+async fn insert_findings(
+    conn: &mut AnyConnection,
+    scan_id: &str,
+    findings: &[&Finding],
+) -> Result<(), StoreError> {
+    for chunk in findings.chunks(CHUNK_ROWS) {
+        let sql = format!(
+            "INSERT INTO findings (scan_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity, status, \
+             pkg_type, class, target, pkg_path, purl, cvss_score) VALUES {}",
+            row_placeholders(13, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for f in chunk {
+            q = q
+                .bind(scan_id)
+                .bind(&f.vulnerability_id)
+                .bind(&f.pkg_name)
+                .bind(&f.installed_version)
+                .bind(&f.fixed_version)
+                .bind(f.severity.rank())
+                .bind(&f.status)
+                .bind(&f.pkg_type)
+                .bind(&f.class)
+                .bind(&f.target)
+                .bind(&f.pkg_path)
+                .bind(&f.purl)
+                .bind(f.cvss_score);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn delete_findings(
+    conn: &mut AnyConnection,
+    scan_id: &str,
+    keys: &[(String, String, String)],
+) -> Result<(), StoreError> {
+    let mut vuln_ids: Vec<String> = vec![];
+    for chunk in keys.chunks(CHUNK_ROWS) {
+        let sql = format!(
+            "DELETE FROM findings WHERE scan_id = $1 AND (vulnerability_id, pkg_name, pkg_version) IN (VALUES {})",
+            row_placeholders_from(2, 3, chunk.len())
+        );
+        let mut q = sqlx::query(&sql).bind(scan_id);
+        for (v, p, ver) in chunk {
+            q = q.bind(v).bind(p).bind(ver);
+            vuln_ids.push(v.clone());
+        }
+        q.execute(&mut *conn).await?;
+    }
+    vuln_ids.sort();
+    vuln_ids.dedup();
+    prune_catalog(conn, &vuln_ids).await
+}
+
+/// Remove catalog entries among `ids` that no finding references any more.
+async fn prune_catalog(conn: &mut AnyConnection, ids: &[String]) -> Result<(), StoreError> {
+    for chunk in ids.chunks(CHUNK_IDS) {
+        let sql = format!(
+            "DELETE FROM vulnerabilities WHERE id IN ({}) AND NOT EXISTS \
+             (SELECT 1 FROM findings f WHERE f.vulnerability_id = vulnerabilities.id)",
+            placeholders(1, chunk.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+fn bind_vuln<'q>(
+    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    v: &'q VulnerabilityDetail,
+    now: i64,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    q.bind(&v.id)
+        .bind(&v.title)
+        .bind(&v.description)
+        .bind(v.severity.rank())
+        .bind(v.cvss_score)
+        .bind(&v.cvss_vector)
+        .bind(&v.primary_url)
+        .bind(serde_json::to_string(&v.references).unwrap_or_else(|_| "[]".into()))
+        .bind(v.published_at.map(micros))
+        .bind(v.modified_at.map(micros))
+        .bind(now)
+}
+
+/// `$start, $start+1, …` (n of them).
+pub(crate) fn placeholders(start: usize, n: usize) -> String {
+    (start..start + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, …, $cols), (…)` for `rows` rows.
+pub(crate) fn row_placeholders(cols: usize, rows: usize) -> String {
+    row_placeholders_from(1, cols, rows)
+}
+
+pub(crate) fn row_placeholders_from(start: usize, cols: usize, rows: usize) -> String {
+    let mut s = String::with_capacity(rows * cols * 6);
+    for r in 0..rows {
+        if r > 0 {
+            s.push_str(", ");
+        }
+        s.push('(');
+        s.push_str(&placeholders(start + r * cols, cols));
+        s.push(')');
+    }
+    s
+}
+
+fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(raw.len() / 8),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(raw)?;
+    enc.finish()
+}
+
+fn decompress(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len() * 8);
+    flate2::read::GzDecoder::new(body).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(b);
+    d.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Backend {
+    /// Used by analytics to pick the dialect of a few expressions.
+    pub fn is_postgres(self) -> bool {
+        self == Backend::Postgres
+    }
+}

@@ -1,0 +1,1 @@
+//! Fleet analytics against a plain recomputation (see DESIGN.md "Analytics semantics").

@@ -1,0 +1,445 @@
+//! The scan API: every endpoint and its error paths, on both backends.
+
+use crate::on_both_backends;
+use crate::support::{digest, Report, TestApp};
+use axum::http::{Method, StatusCode};
+use serde_json::Value;
+
+async fn ingest_creates_then_updates_in_place(app: &TestApp) {
+    let r1 = Report::image("nginx:1.25", &digest(1))
+        .at("2025-01-01T00:00:00Z")
+        .vuln("CVE-1", "openssl", "3.0.1", "CRITICAL", Some("3.0.2"))
+        .vuln("CVE-2", "zlib", "1.2", "LOW", None);
+    let first = app.post_scan("", r1.bytes()).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let s1 = first.json();
+    assert_eq!(
+        first.headers["location"],
+        format!("/scans/{}", s1["ID"].as_str().unwrap())
+    );
+    assert_eq!(s1["ImageName"], "nginx");
+    assert_eq!(s1["ImageTag"], "1.25");
+    assert_eq!(s1["ImageDigest"], digest(1));
+    assert_eq!(s1["VulnCritical"], 1);
+    assert_eq!(s1["VulnLow"], 1);
+    assert_eq!(s1["FixableCount"], 1);
+    assert_eq!(s1["RiskScore"], 11);
+    assert_eq!(s1["IsCompliant"], false);
+    assert_eq!(s1["CVSSScore"], 5.0);
+    assert_eq!(s1["Source"], "ingest");
+    assert_eq!(s1["ScannedAt"], "2025-01-01T00:00:00Z");
+
+    // Same digest, a day later: CVE-1 fixed away, CVE-3 new → 200, same id, diff written.
+    let r2 = Report::image("nginx:1.25", &digest(1))
+        .at("2025-01-02T00:00:00Z")
+        .vuln("CVE-2", "zlib", "1.2", "LOW", None)
+        .vuln("CVE-3", "curl", "8.0", "HIGH", Some("8.1"));
+    let second = app.post_scan("", r2.bytes()).await;
+    assert_eq!(second.status, StatusCode::OK);
+    let s2 = second.json();
+    assert_eq!(s2["ID"], s1["ID"]);
+    assert_eq!(s2["VulnCritical"], 0);
+    assert_eq!(s2["VulnHigh"], 1);
+    assert_eq!(s2["IsCompliant"], true);
+    assert_eq!(s2["ScannedAt"], "2025-01-02T00:00:00Z");
+    assert_eq!(s2["CreatedAt"], s1["CreatedAt"]);
+    let ids: Vec<String> = findings(app, s2["ID"].as_str().unwrap()).await;
+    assert_eq!(ids, vec!["CVE-3", "CVE-2"]);
+
+    // An older report of the same digest arriving late does not roll the findings back.
+    let late = app.post_scan("", r1.bytes()).await;
+    assert_eq!(late.status, StatusCode::OK);
+    assert_eq!(late.json()["VulnHigh"], 1);
+    assert_eq!(
+        findings(app, s2["ID"].as_str().unwrap()).await,
+        vec!["CVE-3", "CVE-2"]
+    );
+
+    // CVE-1 left every scan: the catalog forgets it.
+    let fp = app.fingerprint().await;
+    assert_eq!(
+        fp.iter().find(|(t, _)| t == "vulnerabilities").unwrap().1,
+        2
+    );
+}
+
+async fn findings(app: &TestApp, id: &str) -> Vec<String> {
+    let v = app.get_json(&format!("/scans/{id}/vulnerabilities")).await;
+    v["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            i["Vulnerability"]["VulnerabilityID"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+async fn a_new_tag_for_a_digest_is_recorded_without_rewriting_history(app: &TestApp) {
+    let r = Report::image("app:1.0", &digest(7))
+        .at("2025-03-01T00:00:00Z")
+        .vuln("CVE-9", "p", "1", "HIGH", None);
+    let s1 = app.ingest("", r.bytes()).await;
+    let retag = app.post_scan("tag=latest", r.bytes()).await;
+    assert_eq!(retag.status, StatusCode::OK);
+    let s2 = retag.json();
+    assert_eq!(s2["ID"], s1["ID"]);
+    assert_eq!(s2["ImageTag"], "1.0", "the scan keeps its first tag");
+    assert_eq!(s2["CreatedAt"], s1["CreatedAt"]);
+    assert_eq!(s2["Tags"], serde_json::json!(["1.0", "latest"]));
+    // Both tags find it.
+    for tag in ["1.0", "latest"] {
+        let l = app.get_json(&format!("/scans?tag={tag}")).await;
+        assert_eq!(l["Count"], 1, "{tag}");
+        assert_eq!(l["Items"][0]["ID"], s1["ID"]);
+    }
+    let latest = app.get_json("/scans/latest?image=app&tag=latest").await;
+    assert_eq!(latest["ID"], s1["ID"]);
+}
+
+async fn query_parameters_override_the_report(app: &TestApp) {
+    let r = Report::image("nginx:1.25", &digest(2));
+    let s = app
+        .ingest(
+            &format!("image=docker.io/library/web&tag=prod&digest={}", digest(3)),
+            r.bytes(),
+        )
+        .await;
+    assert_eq!(s["ImageName"], "web");
+    assert_eq!(s["ImageTag"], "prod");
+    assert_eq!(s["ImageDigest"], digest(3));
+    let bad = app.post_scan("digest=nope", r.bytes()).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.error_code(), "bad_request");
+}
+
+async fn reports_without_identity_are_always_new(app: &TestApp) {
+    let mut r = Report::image("tool:1", &digest(4));
+    r.repo_digests.clear();
+    r.image_id = None;
+    let a = app.post_scan("", r.bytes()).await;
+    let b = app.post_scan("", r.bytes()).await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    assert_eq!(b.status, StatusCode::CREATED);
+    assert_ne!(a.json()["ID"], b.json()["ID"]);
+}
+
+async fn legacy_null_and_bom_crlf_are_accepted(app: &TestApp) {
+    let n = app.post_scan("image=legacy&tag=1", b"null".to_vec()).await;
+    assert_eq!(
+        n.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&n.body)
+    );
+    assert_eq!(n.json()["VulnTotal"], 0);
+    let unnamed = app.post_scan("", b"null".to_vec()).await;
+    assert_eq!(unnamed.status, StatusCode::CREATED);
+    assert_eq!(unnamed.json()["ImageName"], "unknown");
+    let mut body = b"\xEF\xBB\xBF".to_vec();
+    body.extend(
+        String::from_utf8(
+            Report::image("bom:1", &digest(5))
+                .vuln("CVE-5", "p", "1", "LOW", None)
+                .bytes(),
+        )
+        .unwrap()
+        .replace(',', ",\r\n")
+        .into_bytes(),
+    );
+    let b = app.post_scan("", body.clone()).await;
+    assert_eq!(
+        b.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&b.body)
+    );
+    let id = b.json()["ID"].as_str().unwrap().to_string();
+    assert_eq!(app.get(&format!("/scans/{id}/report")).await.body, body);
+}
+
+async fn bad_bodies_get_clear_errors_and_change_nothing(app: &TestApp) {
+    app.ingest(
+        "",
+        Report::image("keep:1", &digest(6))
+            .vuln("CVE-6", "p", "1", "LOW", None)
+            .bytes(),
+    )
+    .await;
+    let before = app.fingerprint().await;
+    let cases: Vec<(Vec<u8>, StatusCode, &str)> = vec![
+        (b"".to_vec(), StatusCode::BAD_REQUEST, "empty_body"),
+        (b"   ".to_vec(), StatusCode::BAD_REQUEST, "empty_body"),
+        (b"{\"SchemaVersion\": 2, \"Results\": [".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        (b"not json".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        (b"{\"A\":\"\xff\xfe\"}".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        (b"{\"SchemaVersion\": 2, \"Results\": 7}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_report"),
+        (b"{\"SchemaVersion\": \"2\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_report"),
+        (b"{\"hello\": \"world\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_report"),
+        (b"42".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_report"),
+        ("[".repeat(5000).into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_report"),
+        (format!("{{\"SchemaVersion\":2,\"X\":{}", "[".repeat(5000)).into_bytes(), StatusCode::BAD_REQUEST, "invalid_json"),
+        (
+            format!("{{\"SchemaVersion\":2,\"Results\":[{{\"Vulnerabilities\":{}}}]}}", "[".repeat(3000)).into_bytes(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_report",
+        ),
+        (
+            br#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"VulnerabilityID":"CVE-1","PkgName":"a\u0000b"}]}]}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_report",
+        ),
+        (br#"{"matches":[],"source":{},"descriptor":{}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "unsupported_format"),
+        (
+            br#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#.to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsupported_format",
+        ),
+        (br#"{"ClusterName":"c","Resources":[]}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "unsupported_format"),
+    ];
+    for (body, status, code) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).to_string();
+        let r = app.post_scan("", body).await;
+        assert_eq!(
+            r.status,
+            status,
+            "{shown}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.error_code(), code, "{shown}");
+    }
+    assert_eq!(app.fingerprint().await, before);
+}
+
+async fn oversized_bodies_are_413(app: &TestApp) {
+    let before = app.fingerprint().await;
+    let big = vec![b' '; (32 << 20) + 10];
+    let r = app.post_scan("", big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.error_code(), "payload_too_large");
+    assert_eq!(app.fingerprint().await, before);
+}
+
+async fn lists_are_newest_first_paginated_and_validated(app: &TestApp) {
+    for i in 1..=5u32 {
+        let r = Report::image(&format!("svc:{i}"), &digest(100 + i))
+            .at(&format!("2025-02-0{i}T00:00:00Z"))
+            .vuln(
+                "CVE-A",
+                "p",
+                "1",
+                if i % 2 == 0 { "HIGH" } else { "LOW" },
+                None,
+            );
+        app.ingest("", r.bytes()).await;
+    }
+    let all = app.get_json("/scans?image=svc").await;
+    assert_eq!(all["Count"], 5);
+    assert_eq!(all["Limit"], 100);
+    assert!(
+        all["Items"][0].get("ScanResult").is_none(),
+        "list items are summaries"
+    );
+    let tags: Vec<&str> = all["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["ImageTag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, vec!["5", "4", "3", "2", "1"]);
+    let page = app.get_json("/scans/all?image=svc&limit=2&offset=1").await;
+    assert_eq!(page["Count"], 2);
+    assert_eq!(page["HasMore"], true);
+    assert_eq!(page["Items"][0]["ImageTag"], "4");
+    let high = app.get_json("/scans?image=svc&severity=high").await;
+    assert_eq!(high["Count"], 2);
+    let with_result = app
+        .get_json("/scans/all?image=svc&limit=1&include=result")
+        .await;
+    assert_eq!(
+        with_result["Items"][0]["ScanResult"]["Results"][0]["Vulnerabilities"][0]
+            ["VulnerabilityID"],
+        "CVE-A"
+    );
+    let by_tag = app.get_json("/scans?tag=3").await;
+    assert_eq!(by_tag["Count"], 1);
+
+    for bad in [
+        "/scans",
+        "/scans?limit=10",
+        "/scans?image=svc&limit=-1",
+        "/scans?image=svc&limit=501",
+        "/scans?image=svc&limit=abc",
+        "/scans?image=svc&offset=-5",
+        "/scans?image=svc&offset=99999999999999999999",
+        "/scans?image=svc&severity=catastrophic",
+        "/scans/all?include=everything",
+        "/scans/latest",
+        "/scans/not-a-uuid",
+        "/scans/not-a-uuid/vulnerabilities",
+        "/scans/not-a-uuid/report",
+        "/scans/00000000-0000-0000-0000-000000000000/vulnerabilities?severity=x",
+    ] {
+        let r = app.get(bad).await;
+        assert_eq!(
+            r.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.error_code();
+    }
+    let sqlish = app
+        .get_json("/scans?image=svc%27%20OR%20%271%27%3D%271")
+        .await;
+    assert_eq!(sqlish["Count"], 0);
+}
+
+async fn get_latest_vulnerabilities_report_and_delete(app: &TestApp) {
+    let old = Report::image("db:15", &digest(200))
+        .at("2025-01-01T00:00:00Z")
+        .vuln("CVE-X", "libpq", "15.1", "MEDIUM", None);
+    let new = Report::image("db:15", &digest(201))
+        .at("2025-01-03T00:00:00Z")
+        .vuln("CVE-Y", "libpq", "15.2", "CRITICAL", Some("15.3"))
+        .vuln("CVE-Z", "zlib", "1", "LOW", None);
+    let a = app.ingest("", old.bytes()).await;
+    let b = app.ingest("", new.bytes()).await;
+    let latest = app.get_json("/scans/latest?image=db").await;
+    assert_eq!(latest["ID"], b["ID"]);
+    assert_eq!(
+        latest["ScanResult"]["Metadata"]["RepoDigests"][0],
+        format!("db@{}", digest(201))
+    );
+    let one = app
+        .get_json(&format!("/scans/{}", a["ID"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        one["ScanResult"]["Results"][0]["Vulnerabilities"][0]["PkgVersion"],
+        "15.1"
+    );
+    assert_eq!(one["ScanResult"]["Results"][0]["Class"], "os-pkgs");
+
+    let bid = b["ID"].as_str().unwrap();
+    let v = app
+        .get_json(&format!("/scans/{bid}/vulnerabilities?pkg=LIBPQ"))
+        .await;
+    assert_eq!(v["Count"], 1);
+    let item = &v["Items"][0];
+    assert_eq!(item["Target"], "db:15 (alpine 3.19.1)");
+    assert_eq!(item["Vulnerability"]["CurrentVersion"], "15.2");
+    assert_eq!(item["Vulnerability"]["FixedVersion"], "15.3");
+    assert_eq!(item["Vulnerability"]["Severity"], "CRITICAL");
+    assert_eq!(item["Vulnerability"]["Title"], "CVE-Y in libpq");
+    let none = app
+        .get_json(&format!("/scans/{bid}/vulnerabilities?severity=HIGH"))
+        .await;
+    assert_eq!(none["Count"], 0);
+    assert_eq!(none["Items"], Value::Array(vec![]));
+
+    let missing = "00000000-0000-7000-8000-000000000000";
+    for uri in [
+        format!("/scans/{missing}"),
+        format!("/scans/{missing}/vulnerabilities"),
+        format!("/scans/{missing}/report"),
+        "/scans/latest?image=nothing-here".to_string(),
+    ] {
+        let r = app.get(&uri).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(r.error_code(), "scan_not_found");
+    }
+
+    assert_eq!(
+        app.delete(&format!("/scans/{bid}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete(&format!("/scans/{bid}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete("/scans/xyz").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get(&format!("/scans/{bid}/report")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let latest = app.get_json("/scans/latest?image=db").await;
+    assert_eq!(latest["ID"], a["ID"]);
+    let fp = app.fingerprint().await;
+    let get = |t: &str| fp.iter().find(|(n, _)| n == t).unwrap().1;
+    assert_eq!(get("findings"), 1);
+    assert_eq!(
+        get("vulnerabilities"),
+        1,
+        "CVE-Y and CVE-Z went with the deleted scan"
+    );
+}
+
+async fn health_ready_metrics_and_openapi(app: &TestApp) {
+    assert_eq!(app.get_json("/health").await["status"], "ok");
+    assert_eq!(app.get_json("/ready").await["status"], "ok");
+    app.ingest("", Report::image("m:1", &digest(300)).bytes())
+        .await;
+    let m = app.get("/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    let text = String::from_utf8(m.body).unwrap();
+    assert!(text.contains("scanvault_http_requests_total"), "{text}");
+    assert!(
+        text.contains("scanvault_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("scanvault_ingest_scans_total"), "{text}");
+    let doc = app.get_json("/swagger/openapi.json").await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for p in [
+        "/scans",
+        "/scans/{id}",
+        "/scans/{id}/report",
+        "/scans/latest",
+        "/scans/all",
+        "/health",
+        "/ready",
+    ] {
+        assert!(
+            doc["paths"].get(p).is_some(),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    let ui = app.get("/swagger/").await;
+    assert_eq!(ui.status, StatusCode::OK);
+    assert!(
+        String::from_utf8_lossy(&ui.body).contains("swagger"),
+        "Swagger UI page"
+    );
+    let unknown = app.get("/nope").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    unknown.error_code();
+    let wrong_method = app.request(Method::PUT, "/scans", vec![]).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    wrong_method.error_code();
+}
+
+on_both_backends!(ingest_update_in_place, ingest_creates_then_updates_in_place);
+on_both_backends!(
+    ingest_new_tag,
+    a_new_tag_for_a_digest_is_recorded_without_rewriting_history
+);
+on_both_backends!(ingest_overrides, query_parameters_override_the_report);
+on_both_backends!(ingest_no_identity, reports_without_identity_are_always_new);
+on_both_backends!(ingest_legacy_bom, legacy_null_and_bom_crlf_are_accepted);
+on_both_backends!(
+    ingest_bad_bodies,
+    bad_bodies_get_clear_errors_and_change_nothing
+);
+on_both_backends!(ingest_oversized, oversized_bodies_are_413);
+on_both_backends!(scan_lists, lists_are_newest_first_paginated_and_validated);
+on_both_backends!(
+    scan_get_delete,
+    get_latest_vulnerabilities_report_and_delete
+);
+on_both_backends!(health_metrics_openapi, health_ready_metrics_and_openapi);

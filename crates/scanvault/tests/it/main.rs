@@ -1,0 +1,7 @@
+//! ScanVault's integration tests: one binary, every scenario on both backends.
+mod support;
+
+mod analytics;
+mod api;
+mod corpus;
+mod retention;

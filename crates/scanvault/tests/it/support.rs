@@ -1,0 +1,371 @@
+//! Test harness: a fresh database per test (a temp SQLite file, or a new PostgreSQL
+//! database made from TEST_DATABASE_URL), the real router driven with `oneshot`.
+
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use scanvault::http::{AppState, HttpSettings};
+use scanvault::ingest::IngestSettings;
+use scanvault::store::{Store, StoreOptions};
+use scanvault_core::report::Severity;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Run a scenario on one backend, as its own test.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $scenario:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = $crate::support::TestApp::new($crate::support::Db::Sqlite).await;
+                super::$scenario(&app).await;
+                app.finish().await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(app) =
+                    $crate::support::TestApp::try_new($crate::support::Db::Postgres).await
+                else {
+                    return;
+                };
+                super::$scenario(&app).await;
+                app.finish().await;
+            }
+        }
+    };
+}
+
+pub struct TestApp {
+    pub db: Db,
+    pub store: Store,
+    pub router: axum::Router,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+    /// Asserts the error shape and returns the code.
+    pub fn error_code(&self) -> String {
+        let v = self.json();
+        let code = v["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an error body: {v}"));
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "error without message: {v}"
+        );
+        code.to_string()
+    }
+}
+
+pub fn corpus_dir() -> PathBuf {
+    if let Ok(p) = std::env::var("SCANVAULT_CORPUS") {
+        return PathBuf::from(p);
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    assert!(
+        p.join("EXPECTED.json").exists(),
+        "corpus not found at {}; set SCANVAULT_CORPUS or run scripts/test.sh",
+        p.display()
+    );
+    p
+}
+
+pub fn corpus_file(rel: &str) -> Vec<u8> {
+    std::fs::read(corpus_dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn skip_pg() -> bool {
+    std::env::var("SCANVAULT_SKIP_PG").is_ok_and(|v| v == "1")
+}
+
+pub fn admin_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ if skip_pg() => None,
+        _ => panic!(
+            "TEST_DATABASE_URL is not set: the PostgreSQL tests need it. Run `bash scripts/test.sh` \
+             (it provides one), or set SCANVAULT_SKIP_PG=1 for a local SQLite-only run."
+        ),
+    }
+}
+
+/// A fresh, empty PostgreSQL database; returns (its URL, the admin URL).
+pub async fn fresh_pg_database() -> Option<(String, String)> {
+    let admin = admin_url()?;
+    let name = format!("sv_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b.to_string(), format!("?{q}")),
+        None => (admin.clone(), String::new()),
+    };
+    let base = match base.rfind('/') {
+        Some(i) if i > "postgres://".len() => base[..i].to_string(),
+        _ => base,
+    };
+    Some((format!("{base}/{name}{query}"), admin))
+}
+
+pub async fn drop_pg_database(url: &str, admin: &str) {
+    let name = url
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(admin).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+impl TestApp {
+    pub async fn new(db: Db) -> TestApp {
+        Self::try_new(db).await.expect("backend available")
+    }
+
+    pub async fn try_new(db: Db) -> Option<TestApp> {
+        Self::with_settings(db, HttpSettings::default(), |_| {}).await
+    }
+
+    pub async fn with_settings(
+        db: Db,
+        http: HttpSettings,
+        tweak: impl FnOnce(&mut IngestSettings),
+    ) -> Option<TestApp> {
+        scanvault::telemetry::init_for_tests();
+        let (opts, dir, pg) = match db {
+            Db::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let opts = StoreOptions {
+                    data_dir: Some(dir.path().to_path_buf()),
+                    ..Default::default()
+                };
+                (opts, Some(dir), None)
+            }
+            Db::Postgres => {
+                let (url, admin) = fresh_pg_database().await?;
+                let opts = StoreOptions {
+                    database_url: Some(url.clone()),
+                    max_connections: 10,
+                    min_connections: 0,
+                    ..Default::default()
+                };
+                (opts, None, Some((url, admin)))
+            }
+        };
+        let store = Store::connect(&opts).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let mut ingest = IngestSettings {
+            compliance_fail_on: Severity::Critical,
+            max_findings: 100_000,
+        };
+        tweak(&mut ingest);
+        let state = AppState {
+            store: store.clone(),
+            ingest: Arc::new(ingest),
+            metrics: Some(scanvault::metrics::install()),
+        };
+        let router = scanvault::http::router(state, &http);
+        Some(TestApp {
+            db,
+            store,
+            router,
+            _dir: dir,
+            pg,
+        })
+    }
+
+    pub async fn finish(self) {
+        self.store.close().await;
+        if let Some((url, admin)) = &self.pg {
+            drop_pg_database(url, admin).await;
+        }
+    }
+
+    pub async fn request(&self, method: Method, uri: &str, body: Vec<u8>) -> Resp {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, uri: &str) -> Resp {
+        self.request(Method::GET, uri, vec![]).await
+    }
+
+    pub async fn get_json(&self, uri: &str) -> Value {
+        let r = self.get(uri).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "GET {uri}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()
+    }
+
+    pub async fn post_scan(&self, query: &str, body: Vec<u8>) -> Resp {
+        let uri = if query.is_empty() {
+            "/scans".to_string()
+        } else {
+            format!("/scans?{query}")
+        };
+        self.request(Method::POST, &uri, body).await
+    }
+
+    /// POST a report that must be accepted; returns the scan JSON.
+    pub async fn ingest(&self, query: &str, body: Vec<u8>) -> Value {
+        let r = self.post_scan(query, body).await;
+        assert!(
+            r.status == StatusCode::CREATED || r.status == StatusCode::OK,
+            "ingest failed: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()
+    }
+
+    pub async fn delete(&self, uri: &str) -> Resp {
+        self.request(Method::DELETE, uri, vec![]).await
+    }
+
+    /// Row count and a checksum of every table, to prove a request changed nothing.
+    pub async fn fingerprint(&self) -> Vec<(String, i64)> {
+        self.store.table_counts().await.unwrap()
+    }
+}
+
+/// A small Trivy report builder for tests.
+pub struct Report {
+    pub artifact: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    pub image_id: Option<String>,
+    pub created_at: Option<String>,
+    pub vulns: Vec<Value>,
+}
+
+impl Report {
+    pub fn image(name_tag: &str, digest: &str) -> Report {
+        let name = name_tag
+            .rsplit_once(':')
+            .map(|(n, _)| n)
+            .unwrap_or(name_tag);
+        Report {
+            artifact: name_tag.to_string(),
+            repo_tags: vec![name_tag.to_string()],
+            repo_digests: vec![format!("{name}@{digest}")],
+            image_id: Some(format!("sha256:{:0>64}", digest.len())),
+            created_at: None,
+            vulns: vec![],
+        }
+    }
+
+    pub fn at(mut self, t: &str) -> Report {
+        self.created_at = Some(t.to_string());
+        self
+    }
+
+    pub fn vuln(
+        mut self,
+        id: &str,
+        pkg: &str,
+        ver: &str,
+        sev: &str,
+        fixed: Option<&str>,
+    ) -> Report {
+        let mut v = serde_json::json!({
+            "VulnerabilityID": id, "PkgName": pkg, "InstalledVersion": ver, "Severity": sev,
+            "Title": format!("{id} in {pkg}"),
+            "CVSS": {"nvd": {"V3Score": 5.0}}
+        });
+        if let Some(f) = fixed {
+            v["FixedVersion"] = Value::String(f.to_string());
+        }
+        self.vulns.push(v);
+        self
+    }
+
+    pub fn json(&self) -> Value {
+        let mut doc = serde_json::json!({
+            "SchemaVersion": 2,
+            "ArtifactName": self.artifact,
+            "ArtifactType": "container_image",
+            "Metadata": {
+                "OS": {"Family": "alpine", "Name": "3.19.1"},
+                "RepoTags": self.repo_tags,
+                "RepoDigests": self.repo_digests,
+            },
+            "Results": [{"Target": format!("{} (alpine 3.19.1)", self.artifact), "Class": "os-pkgs", "Type": "alpine",
+                         "Vulnerabilities": self.vulns}]
+        });
+        if let Some(id) = &self.image_id {
+            doc["Metadata"]["ImageID"] = Value::String(id.clone());
+        }
+        if let Some(t) = &self.created_at {
+            doc["CreatedAt"] = Value::String(t.clone());
+        }
+        doc
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.json()).unwrap()
+    }
+}
+
+pub fn digest(n: u32) -> String {
+    format!("sha256:{:064x}", n)
+}
