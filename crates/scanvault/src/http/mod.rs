@@ -1,5 +1,6 @@
 //! The HTTP API: one router per feature, merged here; the router is the OpenAPI document.
 
+pub mod analytics;
 pub mod error;
 pub mod health;
 pub mod scans;
@@ -79,6 +80,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     ),
     tags(
         (name = "scans", description = "Ingest and query scan results"),
+        (name = "analytics", description = "Fleet analytics over the latest scan of every image reference"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )
 )]
@@ -88,6 +90,7 @@ pub struct ApiDoc;
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(scans::router())
+        .merge(analytics::router())
         .merge(health::router())
         .split_for_parts()
 }

@@ -1,5 +1,6 @@
 //! Scans: ingest (one report = one transaction), lookups, lists, deletion.
 
+use super::analytics::IngestChange;
 use super::{from_micros, micros, Backend, Store, StoreError};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -229,8 +230,14 @@ impl Store {
             }
         };
 
+        let before = if created {
+            None
+        } else {
+            fetch_scan(conn, &scan_id).await?
+        };
+
         // 2. Record the reference (name, tag) the report was stored under.
-        sqlx::query(
+        let tag_added = sqlx::query(
             "INSERT INTO scan_tags (scan_id, image_name, image_tag, first_seen_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (scan_id, image_tag) DO NOTHING",
         )
@@ -239,11 +246,14 @@ impl Store {
         .bind(&new.image_tag)
         .bind(now)
         .execute(&mut *conn)
-        .await?;
+        .await?
+        .rows_affected()
+            > 0;
 
         // An older report of content we already hold a newer scan of: keep the newer findings.
         let stale = !created && scanned_at < prior_scanned_at;
-        let (mut added, mut removed) = (0, 0);
+        let mut added_findings: Vec<&Finding> = vec![];
+        let mut removed_keys: Vec<(String, String, String)> = vec![];
         if !stale {
             // 3. Catalog entries not stored yet (or with newer details).
             self.upsert_catalog(conn, &new.report.vulnerabilities, now)
@@ -251,20 +261,15 @@ impl Store {
 
             // 4. Findings: everything for a new scan, the set difference for an update.
             if created {
-                insert_findings(
-                    conn,
-                    &scan_id,
-                    &new.report.findings.iter().collect::<Vec<_>>(),
-                )
-                .await?;
-                added = new.report.findings.len();
+                added_findings = new.report.findings.iter().collect();
+                insert_findings(conn, &scan_id, &added_findings).await?;
             } else {
                 let (to_add, to_remove) =
                     diff_findings(conn, &scan_id, &new.report.findings).await?;
                 delete_findings(conn, &scan_id, &to_remove).await?;
                 insert_findings(conn, &scan_id, &to_add).await?;
-                added = to_add.len();
-                removed = to_remove.len();
+                added_findings = to_add;
+                removed_keys = to_remove;
                 self.update_scan(conn, &scan_id, new).await?;
             }
 
@@ -287,13 +292,27 @@ impl Store {
                 "scan {scan_id} vanished inside its transaction"
             ))
         })?;
+        self.analytics_after_ingest(
+            conn,
+            &IngestChange {
+                before: before.as_ref(),
+                after: &scan,
+                image_tag: &new.image_tag,
+                tag_added,
+                added: &added_findings,
+                removed: &removed_keys,
+                stale,
+                now,
+            },
+        )
+        .await?;
         let mut scans = vec![scan];
         attach_tags(conn, &mut scans).await?;
         Ok(IngestOutcome {
             scan: scans.pop().unwrap_or_else(|| unreachable!()),
             created,
-            findings_added: added,
-            findings_removed: removed,
+            findings_added: added_findings.len(),
+            findings_removed: removed_keys.len(),
             stale,
         })
     }
@@ -639,6 +658,7 @@ impl Store {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
+            self.analytics_before_delete(conn, chunk).await?;
             let sql = format!("DELETE FROM scans WHERE id IN ({list})");
             let mut q = sqlx::query(&sql);
             for id in chunk {
