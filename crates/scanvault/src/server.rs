@@ -138,6 +138,9 @@ impl Application {
                 max_findings: cfg.ingest.max_findings_per_report,
             }),
             metrics: Some(crate::metrics::install()),
+            jobs: Arc::new(http::jobs::JobSettings {
+                max_attempts: cfg.worker.job_max_attempts,
+            }),
         };
         let (listener, addr) = if cfg.role != Role::Worker {
             let listener = TcpListener::bind((cfg.server_host.as_str(), cfg.server_port))
@@ -180,6 +183,21 @@ impl Application {
                 self.cfg.cleanup_interval.0,
                 shutdown.clone(),
             ));
+        }
+        if self.cfg.role != Role::Api && self.cfg.worker.worker_concurrency > 0 {
+            let runner = crate::worker::Runner::from_config(
+                self.store.clone(),
+                &self.cfg.worker,
+                (*self.state.ingest).clone(),
+                self.cfg.shutdown_timeout.0,
+            )?;
+            match runner.check_trivy().await {
+                Ok(v) => tracing::info!(trivy = %v, "trivy found"),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "trivy is not usable: scan jobs will fail until TRIVY_PATH points at a working trivy")
+                }
+            }
+            tasks.spawn(Arc::new(runner).run(shutdown.clone()));
         }
         tasks.spawn(health_loop(
             self.store.clone(),

@@ -3,6 +3,7 @@
 pub mod analytics;
 pub mod error;
 pub mod health;
+pub mod jobs;
 pub mod scans;
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
@@ -28,6 +29,7 @@ use error::{ApiError, LoggedError};
 pub struct AppState {
     pub store: Store,
     pub ingest: Arc<IngestSettings>,
+    pub jobs: Arc<jobs::JobSettings>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
@@ -48,6 +50,11 @@ impl Default for HttpSettings {
         }
     }
 }
+
+/// JSON body extractor whose rejection is our JSON error (400/413/415).
+#[derive(axum::extract::FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct AppJson<T>(pub T);
 
 /// Who is calling: the API key id once authentication has run, else nobody.
 #[derive(Debug, Clone, Default)]
@@ -80,6 +87,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     ),
     tags(
         (name = "scans", description = "Ingest and query scan results"),
+        (name = "scan-jobs", description = "Request scans of images and follow them through the worker's state machine"),
         (name = "analytics", description = "Fleet analytics over the latest scan of every image reference"),
         (name = "health", description = "Liveness, readiness, metrics"),
     )
@@ -91,6 +99,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(scans::router())
         .merge(analytics::router())
+        .merge(jobs::router())
         .merge(health::router())
         .split_for_parts()
 }

@@ -137,8 +137,11 @@ struct Inner {
     read: AnyPool,
     write: AnyPool,
     /// Poked when a job is queued, to wake in-process workers (PostgreSQL also uses LISTEN/NOTIFY).
-    #[allow(dead_code)]
     job_notify: tokio::sync::Notify,
+    /// Cancellation tokens of the jobs this process is running, so a cancel request kills
+    /// the scan at once (other processes learn of it through NOTIFY or their next lease renewal).
+    running_jobs:
+        std::sync::Mutex<std::collections::HashMap<String, tokio_util::sync::CancellationToken>>,
     url: String,
 }
 
@@ -235,6 +238,7 @@ impl Store {
                 read,
                 write,
                 job_notify: tokio::sync::Notify::new(),
+                running_jobs: Default::default(),
                 url,
             }),
         })
@@ -262,6 +266,11 @@ impl Store {
         redact_url(&self.inner.url)
     }
 
+    /// The URL the store was opened with (contains credentials: never log it).
+    pub(crate) fn database_url(&self) -> &str {
+        &self.inner.url
+    }
+
     pub(crate) fn read_pool(&self) -> &AnyPool {
         &self.inner.read
     }
@@ -270,9 +279,43 @@ impl Store {
         &self.inner.write
     }
 
-    #[allow(dead_code)]
     pub(crate) fn job_notify(&self) -> &tokio::sync::Notify {
         &self.inner.job_notify
+    }
+
+    /// Wait until a job may be available (new job, retry, reclaimed lease) or `timeout`.
+    pub async fn wait_for_jobs(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.inner.job_notify.notified()).await;
+    }
+
+    /// Register a job this process runs; the token fires when it is cancelled.
+    pub fn register_running_job(&self, job_id: &str, token: tokio_util::sync::CancellationToken) {
+        if let Ok(mut m) = self.inner.running_jobs.lock() {
+            m.insert(job_id.to_string(), token);
+        }
+    }
+
+    pub fn unregister_running_job(&self, job_id: &str) {
+        if let Ok(mut m) = self.inner.running_jobs.lock() {
+            m.remove(job_id);
+        }
+    }
+
+    /// Fire the cancellation token of a job running in this process, if any.
+    pub fn signal_job_cancelled(&self, job_id: &str) -> bool {
+        let token = self
+            .inner
+            .running_jobs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(job_id).cloned());
+        match token {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
     }
 
     /// `SELECT 1` on the pool that serves writes.

@@ -986,7 +986,7 @@ pub(crate) fn row_placeholders_from(start: usize, cols: usize, rows: usize) -> S
     s
 }
 
-fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+pub(crate) fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(raw.len() / 8),
         flate2::Compression::fast(),
@@ -1001,7 +1001,7 @@ fn decompress(body: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-fn sha256_hex(b: &[u8]) -> String {
+pub(crate) fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(b);
     d.iter().map(|x| format!("{x:02x}")).collect()

@@ -4,4 +4,5 @@ mod support;
 mod analytics;
 mod api;
 mod corpus;
+mod jobs;
 mod retention;

@@ -200,6 +200,7 @@ impl TestApp {
             store: store.clone(),
             ingest: Arc::new(ingest),
             metrics: Some(scanvault::metrics::install()),
+            jobs: Arc::new(scanvault::http::jobs::JobSettings { max_attempts: 3 }),
         };
         let router = scanvault::http::router(state, &http);
         Some(TestApp {

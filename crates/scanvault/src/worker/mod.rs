@@ -1,0 +1,519 @@
+//! The scan worker: claims jobs, resolves the image in its registry, runs Trivy, stores the
+//! report through the same ingest path as `POST /scans`, and records every step.
+//!
+//! Concurrency is a semaphore; each running job has a heartbeat that renews its lease every
+//! `lease / 3` and cancels the job's token when the lease is lost (cancelled by a user,
+//! reclaimed after a stall). Every write after the claim is fenced by the attempt number.
+//! Shutdown: stop claiming, let running scans finish until the deadline, then kill the rest
+//! and hand their jobs back to the queue.
+
+use anyhow::Context;
+use chrono::Utc;
+use rand::SeedableRng;
+use scanvault_core::job::{backoff, JobEvent, JobStatus};
+use scanvault_registry::{ErrorClass as RegClass, Reference, RegistryClient, RegistryConfig};
+use scanvault_scanner::{ErrorClass as ScanClass, ScanError, ScanRequest, Trivy, TrivyConfig};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::WorkerConfig;
+use crate::ingest::{build_new_scan, IngestOverrides, IngestSettings};
+use crate::store::jobs::{Actor, JobError, JobRow, Transition};
+use crate::store::scans::ScanSource;
+use crate::store::{micros, Store};
+
+/// Everything a worker needs, resolved from configuration.
+#[derive(Clone)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub cache_max_age: Duration,
+    pub shutdown_timeout: Duration,
+    pub ingest: IngestSettings,
+}
+
+/// Why a stage failed.
+#[derive(Debug)]
+enum StageError {
+    Transient { code: String, message: String },
+    Permanent { code: String, message: String },
+    Cancelled,
+    Lost,
+}
+
+impl From<JobError> for StageError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Lost | JobError::InvalidTransition(_) | JobError::NotFound(_) => {
+                StageError::Lost
+            }
+            JobError::Store(e) => StageError::Transient {
+                code: "database_unavailable".into(),
+                message: format!("the database could not be written: {e}"),
+            },
+        }
+    }
+}
+
+pub struct Runner {
+    store: Store,
+    registry: RegistryClient,
+    trivy: Trivy,
+    settings: WorkerSettings,
+    id: String,
+    /// Fires when running scans must stop now (after the shutdown deadline).
+    hard_stop: CancellationToken,
+}
+
+impl Runner {
+    pub fn from_config(
+        store: Store,
+        cfg: &WorkerConfig,
+        ingest: IngestSettings,
+        shutdown_timeout: Duration,
+    ) -> anyhow::Result<Runner> {
+        let registry = RegistryClient::new(RegistryConfig {
+            auth_file: cfg.registry_auth_file.clone(),
+            insecure_hosts: cfg
+                .registry_insecure_hosts
+                .iter()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .collect(),
+            timeout: cfg.registry_timeout.0,
+            user_agent: format!("scanvault/{}", env!("CARGO_PKG_VERSION")),
+        })
+        .map_err(|e| anyhow::anyhow!("REGISTRY_AUTH_FILE: {e}"))?;
+        let extra_args = match &cfg.trivy_extra_args {
+            Some(s) => TrivyConfig::parse_extra_args(s)
+                .map_err(|e| anyhow::anyhow!("TRIVY_EXTRA_ARGS: {e}"))?,
+            None => vec![],
+        };
+        let trivy = Trivy::new(TrivyConfig {
+            path: cfg.trivy_path.clone(),
+            server_url: cfg
+                .trivy_server_url
+                .clone()
+                .filter(|s| !s.trim().is_empty()),
+            timeout: cfg.trivy_timeout.0,
+            cache_dir: cfg.trivy_cache_dir.clone(),
+            extra_args,
+        });
+        Ok(Runner::new(
+            store,
+            registry,
+            trivy,
+            WorkerSettings {
+                concurrency: cfg.worker_concurrency.max(1),
+                lease: cfg.job_lease.0,
+                poll_interval: cfg.job_poll_interval.0,
+                backoff_base: cfg.job_backoff_base.0,
+                backoff_max: cfg.job_backoff_max.0,
+                cache_max_age: cfg.scan_cache_max_age.0,
+                shutdown_timeout,
+                ingest,
+            },
+        ))
+    }
+
+    pub fn new(
+        store: Store,
+        registry: RegistryClient,
+        trivy: Trivy,
+        settings: WorkerSettings,
+    ) -> Runner {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+        let id = format!(
+            "{host}-{}-{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        Runner {
+            store,
+            registry,
+            trivy,
+            settings,
+            id,
+            hard_stop: CancellationToken::new(),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Check that Trivy runs at all, so a bad TRIVY_PATH fails the start, not every job.
+    pub async fn check_trivy(&self) -> anyhow::Result<String> {
+        self.trivy
+            .version()
+            .await
+            .context("running `trivy --version` (TRIVY_PATH)")
+    }
+
+    /// Claim and run jobs until `shutdown` fires.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        tracing::info!(worker = %self.id, concurrency = self.settings.concurrency, "scan worker started");
+        let listener = self.store.spawn_job_listener(shutdown.clone());
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut running = JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            while running.try_join_next().is_some() {}
+            match self
+                .store
+                .claim_job(&self.id, self.settings.lease, Utc::now())
+                .await
+            {
+                Ok(Some(job)) => {
+                    let me = self.clone();
+                    running.spawn(async move {
+                        me.process(job).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = self.store.wait_for_jobs(self.settings.poll_interval) => {}
+                    }
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!(error = %e, "claiming a job failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                    }
+                }
+            }
+        }
+        tracing::info!(worker = %self.id, running = running.len(), "scan worker stopping: no new claims");
+        let drain = async { while running.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.settings.shutdown_timeout, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("scans still running at the shutdown deadline: stopping them and handing their jobs back");
+            self.hard_stop.cancel();
+            while running.join_next().await.is_some() {}
+        }
+        if let Some(l) = listener {
+            l.abort();
+        }
+        tracing::info!(worker = %self.id, "scan worker stopped");
+    }
+
+    /// Run every due job, one at a time, until none is left (tests).
+    pub async fn run_until_idle(&self) -> usize {
+        let mut n = 0;
+        while let Ok(Some(job)) = self
+            .store
+            .claim_job(&self.id, self.settings.lease, Utc::now())
+            .await
+        {
+            self.process(job).await;
+            n += 1;
+        }
+        n
+    }
+
+    /// Claim one due job and run it (tests).
+    pub async fn run_one(&self) -> Option<String> {
+        let job = self
+            .store
+            .claim_job(&self.id, self.settings.lease, Utc::now())
+            .await
+            .ok()??;
+        let id = job.id.clone();
+        self.process(job).await;
+        Some(id)
+    }
+
+    /// Stop running scans now (tests of shutdown).
+    pub fn hard_stop(&self) {
+        self.hard_stop.cancel();
+    }
+
+    /// Run one claimed job to a transition.
+    pub async fn process(&self, job: JobRow) {
+        let token = self.hard_stop.child_token();
+        self.store.register_running_job(&job.id, token.clone());
+        let heartbeat = tokio::spawn(heartbeat(
+            self.store.clone(),
+            job.id.clone(),
+            job.attempt,
+            self.id.clone(),
+            self.settings.lease,
+            token.clone(),
+        ));
+        let span = tracing::info_span!("scan_job", job = %job.id, image = %job.image_ref, attempt = job.attempt);
+        let _enter = span.enter();
+        drop(_enter);
+        let result = tracing::Instrument::instrument(self.stages(&job, &token), span.clone()).await;
+        heartbeat.abort();
+        self.store.unregister_running_job(&job.id);
+        let _enter = span.enter();
+        match result {
+            Ok(()) => {}
+            Err(e) => self.record_failure(&job, e).await,
+        }
+    }
+
+    async fn stages(&self, job: &JobRow, token: &CancellationToken) -> Result<(), StageError> {
+        let actor = Actor::Worker(self.id.clone());
+        // ---- pulling: resolve the reference to a manifest digest.
+        let t0 = Instant::now();
+        let reference = Reference::parse(&job.image_ref).map_err(|e| StageError::Permanent {
+            code: "invalid_reference".into(),
+            message: e.to_string(),
+        })?;
+        let resolved = tokio::select! {
+            _ = token.cancelled() => return Err(StageError::Cancelled),
+            r = self.registry.resolve(&reference) => r,
+        }
+        .map_err(|e| match e.class() {
+            RegClass::Transient => StageError::Transient {
+                code: e.code().into(),
+                message: e.to_string(),
+            },
+            RegClass::Permanent => StageError::Permanent {
+                code: e.code().into(),
+                message: e.to_string(),
+            },
+        })?;
+        metrics::histogram!("scanvault_job_stage_duration_seconds", "stage" => "pull")
+            .record(t0.elapsed().as_secs_f64());
+        let digest = resolved.digest;
+        let image_name = job.image_name.clone();
+
+        // ---- cache: a fresh enough scan of this digest completes the job without Trivy.
+        if job.force == 0 && !self.settings.cache_max_age.is_zero() {
+            let since = Utc::now()
+                - chrono::Duration::from_std(self.settings.cache_max_age)
+                    .unwrap_or(chrono::Duration::days(36500));
+            let fresh = self
+                .store
+                .find_fresh_scan(&image_name, &digest, since)
+                .await
+                .map_err(|e| StageError::Transient {
+                    code: "database_unavailable".into(),
+                    message: e.to_string(),
+                })?;
+            if let Some((scan_id, scanned_at)) = fresh {
+                let mut t = Transition::new(
+                    &job.id,
+                    JobStatus::Pulling,
+                    JobEvent::CacheHit,
+                    actor,
+                    format!(
+                        "cache hit: scan {scan_id} of {digest} from {} is younger than SCAN_CACHE_MAX_AGE; not rescanned",
+                        crate::store::from_micros(scanned_at).to_rfc3339()
+                    ),
+                    micros(Utc::now()),
+                )
+                .fenced(job.attempt);
+                t.resolved_digest = Some(digest.clone());
+                t.scan_id = Some(scan_id);
+                self.store.apply_transition(t).await?;
+                tracing::info!(%digest, "scan job completed from cache");
+                return Ok(());
+            }
+        }
+        let mut t = Transition::new(
+            &job.id,
+            JobStatus::Pulling,
+            JobEvent::Resolved,
+            actor.clone(),
+            format!("resolved to {digest}"),
+            micros(Utc::now()),
+        )
+        .fenced(job.attempt);
+        t.resolved_digest = Some(digest.clone());
+        self.store.apply_transition(t).await?;
+
+        // ---- scanning: Trivy on name@digest.
+        let t1 = Instant::now();
+        let target = reference.with_digest(&digest);
+        let insecure = self.registry.is_insecure(reference.api_host())
+            || self.registry.is_insecure(&reference.registry);
+        let raw = self
+            .trivy
+            .scan(
+                ScanRequest {
+                    image: &target,
+                    insecure,
+                },
+                token,
+            )
+            .await
+            .map_err(|e| match e {
+                ScanError::Cancelled => StageError::Cancelled,
+                other => match other.class() {
+                    ScanClass::Transient => StageError::Transient {
+                        code: other.code().into(),
+                        message: other.to_string(),
+                    },
+                    ScanClass::Permanent => StageError::Permanent {
+                        code: other.code().into(),
+                        message: other.to_string(),
+                    },
+                },
+            })?;
+        metrics::histogram!("scanvault_job_stage_duration_seconds", "stage" => "scan")
+            .record(t1.elapsed().as_secs_f64());
+
+        // ---- store: the same ingest path as POST /scans, and completion, in one transaction.
+        let t2 = Instant::now();
+        let overrides = IngestOverrides {
+            image: Some(image_name),
+            tag: reference.tag.clone(),
+            digest: Some(digest.clone()),
+        };
+        let mut new = build_new_scan(
+            raw,
+            &overrides,
+            &self.settings.ingest,
+            ScanSource::Job,
+            Utc::now(),
+        )
+        .map_err(|e| StageError::Permanent {
+            code: "invalid_report".into(),
+            message: format!("Trivy's report could not be stored: {e}"),
+        })?;
+        new.created_by = job.requested_by.clone();
+        let (_, scan_id) = self
+            .store
+            .complete_job_with_report(&job.id, job.attempt, &self.id, new)
+            .await?;
+        metrics::histogram!("scanvault_job_stage_duration_seconds", "stage" => "store")
+            .record(t2.elapsed().as_secs_f64());
+        tracing::info!(%digest, scan = %scan_id, "scan job completed");
+        Ok(())
+    }
+
+    async fn record_failure(&self, job: &JobRow, err: StageError) {
+        let now = Utc::now();
+        let current = self.store.job_status(&job.id).await.ok().flatten();
+        let Some((status, attempt)) = current.filter(|(s, a)| s.is_running() && *a == job.attempt)
+        else {
+            // Cancelled by a user, or reclaimed: the job is no longer ours to write.
+            tracing::info!(error = ?err, "scan job stopped: it was cancelled or taken over");
+            return;
+        };
+        let actor = Actor::Worker(self.id.clone());
+        let t = match err {
+            StageError::Lost => return,
+            // Still ours and stopped: the worker is shutting down.
+            StageError::Cancelled => {
+                let mut t = Transition::new(
+                    &job.id,
+                    status,
+                    JobEvent::Released,
+                    actor,
+                    "worker shutting down; handed back to the queue",
+                    micros(now),
+                )
+                .fenced(attempt);
+                t.run_after = Some(micros(now));
+                t
+            }
+            StageError::Permanent { code, message } => {
+                tracing::warn!(%code, %message, "scan job failed");
+                let mut t = Transition::new(
+                    &job.id,
+                    status,
+                    JobEvent::PermanentError,
+                    actor,
+                    format!("{code}: {message}"),
+                    micros(now),
+                )
+                .fenced(attempt);
+                t.error = Some(("permanent".into(), message));
+                t
+            }
+            StageError::Transient { code, message } => {
+                let retry = job.attempt < job.max_attempts;
+                let mut t = Transition::new(
+                    &job.id,
+                    status,
+                    JobEvent::TransientError { retry },
+                    actor,
+                    String::new(),
+                    micros(now),
+                )
+                .fenced(attempt);
+                if retry {
+                    let delay = backoff(
+                        u32::try_from(job.attempt).unwrap_or(u32::MAX),
+                        self.settings.backoff_base,
+                        self.settings.backoff_max,
+                        &mut rand::rngs::StdRng::from_entropy(),
+                    );
+                    t.run_after = Some(
+                        micros(now) + i64::try_from(delay.as_micros()).unwrap_or(i64::MAX / 4),
+                    );
+                    t.reason = format!(
+                        "{code}: {message}; retrying in {} (attempt {} of {})",
+                        humantime::format_duration(Duration::from_millis(delay.as_millis() as u64)),
+                        job.attempt,
+                        job.max_attempts
+                    );
+                    tracing::warn!(%code, %message, delay = ?delay, "scan job will be retried");
+                } else {
+                    t.reason = format!(
+                        "{code}: {message}; no attempts left ({} of {})",
+                        job.attempt, job.max_attempts
+                    );
+                    tracing::warn!(%code, %message, "scan job failed after its last attempt");
+                }
+                t.error = Some(("transient".into(), message));
+                t
+            }
+        };
+        if let Err(e) = self.store.apply_transition(t).await {
+            tracing::warn!(error = %e, "recording the job's failure failed; its lease will expire and return it to the queue");
+        }
+    }
+}
+
+/// Renew the lease every `lease / 3`; cancel the job's token when it is lost.
+async fn heartbeat(
+    store: Store,
+    job_id: String,
+    attempt: i64,
+    worker: String,
+    lease: Duration,
+    token: CancellationToken,
+) {
+    let every = (lease / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match store
+            .renew_lease(&job_id, attempt, &worker, lease, Utc::now())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(job = %job_id, "lease lost (job cancelled or reclaimed): stopping its scan");
+                token.cancel();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(job = %job_id, error = %e, "renewing the lease failed; will try again")
+            }
+        }
+    }
+}
