@@ -6,3 +6,4 @@ mod api;
 mod corpus;
 mod jobs;
 mod retention;
+mod worker;
