@@ -443,3 +443,67 @@ on_both_backends!(
     get_latest_vulnerabilities_report_and_delete
 );
 on_both_backends!(health_metrics_openapi, health_ready_metrics_and_openapi);
+
+/// Many clients posting the same digest at once produce exactly one scan and no 5xx.
+async fn concurrent_ingests_of_one_digest_make_one_scan(app: &TestApp) {
+    let report = Report::image("race:1", &digest(900))
+        .at("2025-05-01T00:00:00Z")
+        .vuln("CVE-R1", "p", "1", "HIGH", Some("2"))
+        .vuln("CVE-R2", "q", "1", "LOW", None);
+    let mut tasks = vec![];
+    for i in 0..24 {
+        let router = app.router.clone();
+        let body = if i % 3 == 0 {
+            // some clients report another tag of the same digest
+            let mut r = Report::image("race:latest", &digest(900)).at("2025-05-01T00:00:00Z");
+            r.vulns = report.vulns.clone();
+            r.bytes()
+        } else {
+            report.bytes()
+        };
+        tasks.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            let req = axum::http::Request::post("/scans")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body))
+                .unwrap();
+            let resp = router.oneshot(req).await.unwrap();
+            resp.status()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::OK,
+            "{status}"
+        );
+        if status == StatusCode::CREATED {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1, "exactly one request creates the scan");
+    let all = app.get_json("/scans/all").await;
+    assert_eq!(all["Count"], 1);
+    let mut tags: Vec<&str> = all["Items"][0]["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    tags.sort();
+    assert_eq!(
+        tags,
+        vec!["1", "latest"],
+        "tags are recorded in arrival order"
+    );
+    let fp = app.fingerprint().await;
+    let get = |t: &str| fp.iter().find(|(n, _)| n == t).unwrap().1;
+    assert_eq!(get("findings"), 2);
+    assert_eq!(get("vulnerabilities"), 2);
+}
+
+on_both_backends!(
+    ingest_concurrent_same_digest,
+    concurrent_ingests_of_one_digest_make_one_scan
+);
