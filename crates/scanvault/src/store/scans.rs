@@ -266,8 +266,20 @@ impl Store {
             } else {
                 let (to_add, to_remove) =
                     diff_findings(conn, &scan_id, &new.report.findings).await?;
-                delete_findings(conn, &scan_id, &to_remove).await?;
+                let dropped = delete_findings(conn, &scan_id, &to_remove).await?;
                 insert_findings(conn, &scan_id, &to_add).await?;
+                // Catalog entries only the removed findings referenced go too.
+                let still: HashSet<&str> = new
+                    .report
+                    .vulnerabilities
+                    .iter()
+                    .map(|v| v.id.as_str())
+                    .collect();
+                let gone: Vec<String> = dropped
+                    .into_iter()
+                    .filter(|id| !still.contains(id.as_str()))
+                    .collect();
+                prune_catalog(conn, &gone).await?;
                 added_findings = to_add;
                 removed_keys = to_remove;
                 self.update_scan(conn, &scan_id, new).await?;
@@ -902,11 +914,13 @@ async fn insert_findings(
     Ok(())
 }
 
+/// Delete findings by key. Returns the vulnerability ids they referenced (the caller
+/// prunes the catalog once the new findings are in).
 async fn delete_findings(
     conn: &mut AnyConnection,
     scan_id: &str,
     keys: &[(String, String, String)],
-) -> Result<(), StoreError> {
+) -> Result<Vec<String>, StoreError> {
     let mut vuln_ids: Vec<String> = vec![];
     for chunk in keys.chunks(CHUNK_ROWS) {
         let sql = format!(
@@ -922,7 +936,7 @@ async fn delete_findings(
     }
     vuln_ids.sort();
     vuln_ids.dedup();
-    prune_catalog(conn, &vuln_ids).await
+    Ok(vuln_ids)
 }
 
 /// Remove catalog entries among `ids` that no finding references any more.
