@@ -47,6 +47,39 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Print the OpenAPI document.
     Openapi,
+    /// Manage API keys (works on the same DATABASE_URL / DATA_DIR as the server).
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Make a key; prints it as the last word of the output (it is not shown again).
+    Create {
+        #[command(flatten)]
+        db: DbConfig,
+        /// reader, ingester or admin.
+        #[arg(long)]
+        role: String,
+        /// When the key stops working: a duration (`30d`, `12h`) or an RFC 3339 time.
+        #[arg(long)]
+        expires: Option<String>,
+        /// A name to recognise the key by.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[command(flatten)]
+        db: DbConfig,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        #[command(flatten)]
+        db: DbConfig,
+        /// The key id (16 hex characters; the part after `svk_`).
+        id: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]

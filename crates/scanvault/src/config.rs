@@ -287,6 +287,43 @@ pub struct ServeConfig {
         default_value_t = 0
     )]
     pub cleanup_keep_per_image: i64,
+    /// Turn authentication off (local trials only; logged as a warning at every start).
+    #[arg(
+        long,
+        env = "AUTH_DISABLED",
+        value_name = "AUTH_DISABLED",
+        default_value_t = false
+    )]
+    pub auth_disabled: bool,
+    /// Sustained requests per second allowed per API key (0 disables rate limiting).
+    #[arg(
+        long,
+        env = "RATE_LIMIT_PER_SECOND",
+        value_name = "RATE_LIMIT_PER_SECOND",
+        default_value_t = 100.0
+    )]
+    pub rate_limit_per_second: f64,
+    /// Requests a key may make in a burst above the sustained rate.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_BURST",
+        value_name = "RATE_LIMIT_BURST",
+        default_value_t = 200.0
+    )]
+    pub rate_limit_burst: f64,
+    /// Serve `/metrics` on this port of its own, without authentication (default: on the
+    /// API port, for any valid key).
+    #[arg(long, env = "METRICS_PORT", value_name = "METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+    /// The secret of the first admin key, instead of a random one (only used while the
+    /// database has no keys). Usually given as BOOTSTRAP_ADMIN_KEY_FILE.
+    #[arg(
+        long,
+        env = "BOOTSTRAP_ADMIN_KEY",
+        value_name = "BOOTSTRAP_ADMIN_KEY",
+        hide_env_values = true
+    )]
+    pub bootstrap_admin_key: Option<String>,
     /// Do not apply migrations at start.
     #[arg(
         long,
@@ -436,6 +473,23 @@ impl ServeConfig {
                 return Err(format!("{name} must be > 0"));
             }
         }
+        if !(self.rate_limit_per_second.is_finite() && self.rate_limit_per_second >= 0.0) {
+            return Err("RATE_LIMIT_PER_SECOND must be a number >= 0".into());
+        }
+        if !(self.rate_limit_burst.is_finite() && self.rate_limit_burst >= 0.0) {
+            return Err("RATE_LIMIT_BURST must be a number >= 0".into());
+        }
+        if let Some(k) = &self.bootstrap_admin_key {
+            let ok = (20..=128).contains(&k.len())
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                return Err(
+                    "BOOTSTRAP_ADMIN_KEY must be 20-128 characters of A-Z, a-z, 0-9, '-' or '_'"
+                        .into(),
+                );
+            }
+        }
         if self.ingest.max_findings_per_report == 0 {
             return Err("MAX_FINDINGS_PER_REPORT must be > 0".into());
         }
@@ -455,6 +509,24 @@ impl ServeConfig {
         };
         vec![
             ("DATABASE_URL", db_url),
+            ("AUTH_DISABLED", self.auth_disabled.to_string()),
+            (
+                "RATE_LIMIT_PER_SECOND",
+                self.rate_limit_per_second.to_string(),
+            ),
+            ("RATE_LIMIT_BURST", self.rate_limit_burst.to_string()),
+            (
+                "METRICS_PORT",
+                self.metrics_port.map(|p| p.to_string()).unwrap_or_default(),
+            ),
+            (
+                "BOOTSTRAP_ADMIN_KEY",
+                if self.bootstrap_admin_key.is_some() {
+                    "***".into()
+                } else {
+                    String::new()
+                },
+            ),
             ("DATA_DIR", opt(&self.db.data_dir)),
             ("SCANVAULT_ROLE", format!("{:?}", self.role).to_lowercase()),
             ("SERVER_HOST", self.server_host.clone()),

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::cli::IngestArgs;
+use crate::cli::{ApikeyCommand, IngestArgs};
 use crate::config::{DbConfig, Role, ServeConfig};
 use crate::http::{self, AppState, HttpSettings};
 use crate::ingest::{build_new_scan, IngestOverrides, IngestSettings};
@@ -28,6 +28,90 @@ pub async fn migrate(db: DbConfig) -> anyhow::Result<()> {
     tracing::info!(database = %store.redacted_url(), "migrations applied");
     store.close().await;
     Ok(())
+}
+
+/// `scanvault apikey create | list | revoke`.
+pub async fn apikey(cmd: ApikeyCommand) -> anyhow::Result<()> {
+    use crate::store::keys::{NewKey, Role as KeyRole};
+    let db = match &cmd {
+        ApikeyCommand::Create { db, .. }
+        | ApikeyCommand::List { db }
+        | ApikeyCommand::Revoke { db, .. } => db,
+    };
+    db.validate().map_err(anyhow::Error::msg)?;
+    let store = Store::connect(&db.store_options()).await?;
+    store.migrate().await?;
+    let now = Utc::now();
+    let result = match &cmd {
+        ApikeyCommand::Create {
+            role,
+            expires,
+            name,
+            ..
+        } => {
+            let role = KeyRole::parse(role)
+                .ok_or_else(|| anyhow::anyhow!("--role must be reader, ingester or admin"))?;
+            let expires_at = match expires {
+                Some(e) => Some(
+                    http::auth::parse_expiry(e, now)
+                        .map_err(|e| anyhow::anyhow!("--expires: {e}"))?,
+                ),
+                None => None,
+            };
+            if expires_at.is_some_and(|t| t <= now) {
+                anyhow::bail!("--expires is in the past");
+            }
+            let (row, key) = store
+                .create_api_key(NewKey {
+                    name: name.clone(),
+                    role,
+                    expires_at,
+                    created_by: Some("cli".into()),
+                    secret: None,
+                    now,
+                })
+                .await?;
+            let until = expires_at
+                .map(|t| format!(", expires {}", t.to_rfc3339()))
+                .unwrap_or_default();
+            println!(
+                "created {} key {}{until}; it is shown only now:",
+                row.role, row.id
+            );
+            println!("{key}");
+            Ok(())
+        }
+        ApikeyCommand::List { .. } => {
+            println!("ID\tROLE\tACTIVE\tCREATED\tEXPIRES\tREVOKED\tNAME");
+            for k in store.list_api_keys().await? {
+                let t = |v: Option<i64>| {
+                    v.map(|t| crate::store::from_micros(t).to_rfc3339())
+                        .unwrap_or_else(|| "-".into())
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.role,
+                    k.is_active(crate::store::micros(now)),
+                    t(Some(k.created_at)),
+                    t(k.expires_at),
+                    t(k.revoked_at),
+                    k.name
+                );
+            }
+            Ok(())
+        }
+        ApikeyCommand::Revoke { id, .. } => {
+            if store.revoke_api_key(id.trim(), now).await? {
+                println!("revoked {id}");
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("no API key with id {id}"))
+            }
+        }
+    };
+    store.close().await;
+    result
 }
 
 /// `scanvault ingest FILE...`: each file is one transaction, as over HTTP.
@@ -141,7 +225,32 @@ impl Application {
             jobs: Arc::new(http::jobs::JobSettings {
                 max_attempts: cfg.worker.job_max_attempts,
             }),
+            auth: Arc::new(http::auth::Auth::new(http::auth::AuthSettings {
+                enabled: !cfg.auth_disabled,
+                rate_per_second: cfg.rate_limit_per_second,
+                burst: cfg.rate_limit_burst,
+            })),
         };
+        if cfg.auth_disabled {
+            tracing::warn!("AUTH_DISABLED=true: every request is allowed without an API key; use this for local trials only");
+        } else if cfg.role != Role::Worker {
+            let provided = cfg.bootstrap_admin_key.clone();
+            let from_config = provided.is_some();
+            if let Some(key) = store
+                .bootstrap_admin_key(provided, chrono::Utc::now())
+                .await?
+            {
+                if from_config {
+                    tracing::info!("created the first admin API key from BOOTSTRAP_ADMIN_KEY");
+                } else {
+                    tracing::warn!("no API key existed: created the first admin key; it is printed once on standard error");
+                    eprintln!(
+                        "\nScanVault created the first admin API key. It is shown only this once; store it now:\n\n    {key}\n\n\
+                         Use it as `Authorization: Bearer <key>`, and make more keys with `scanvault apikey create --role ...`.\n"
+                    );
+                }
+            }
+        }
         let (listener, addr) = if cfg.role != Role::Worker {
             let listener = TcpListener::bind((cfg.server_host.as_str(), cfg.server_port))
                 .await
@@ -204,6 +313,21 @@ impl Application {
             self.cfg.db.db_health_check_period.0,
             shutdown.clone(),
         ));
+        if let (Some(port), true) = (self.cfg.metrics_port, self.cfg.role != Role::Worker) {
+            let listener = TcpListener::bind((self.cfg.server_host.as_str(), port))
+                .await
+                .with_context(|| format!("binding METRICS_PORT {port}"))?;
+            let metrics_router = axum::Router::new()
+                .route("/metrics", axum::routing::get(http::health::metrics_text))
+                .with_state(self.state.clone());
+            tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+            let token = shutdown.clone();
+            tasks.spawn(async move {
+                let _ = axum::serve(listener, metrics_router)
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await;
+            });
+        }
         if let Some(listener) = self.listener.take() {
             let settings = HttpSettings {
                 max_body_size: self.cfg.http_max_body_size.0,

@@ -1,6 +1,7 @@
 //! The HTTP API: one router per feature, merged here; the router is the OpenAPI document.
 
 pub mod analytics;
+pub mod auth;
 pub mod error;
 pub mod health;
 pub mod jobs;
@@ -30,6 +31,7 @@ pub struct AppState {
     pub store: Store,
     pub ingest: Arc<IngestSettings>,
     pub jobs: Arc<jobs::JobSettings>,
+    pub auth: Arc<auth::Auth>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
@@ -85,14 +87,36 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             `{\"error\": {\"code\", \"message\"}}`.",
         license(name = "Apache-2.0")
     ),
+    modifiers(&BearerAuth),
+    security(("api_key" = [])),
     tags(
         (name = "scans", description = "Ingest and query scan results"),
         (name = "scan-jobs", description = "Request scans of images and follow them through the worker's state machine"),
         (name = "analytics", description = "Fleet analytics over the latest scan of every image reference"),
         (name = "health", description = "Liveness, readiness, metrics"),
+        (name = "admin", description = "API key management (admin role)"),
     )
 )]
 pub struct ApiDoc;
+
+/// Declares the `Authorization: Bearer <API key>` scheme in the OpenAPI document.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key: `svk_<id>_<secret>`"))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The API routes and the OpenAPI document they make.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
@@ -100,6 +124,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(scans::router())
         .merge(analytics::router())
         .merge(jobs::router())
+        .merge(auth::router())
         .merge(health::router())
         .split_for_parts()
 }
@@ -114,13 +139,15 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
     let (api, doc) = api();
     let request_id = HeaderName::from_static("x-request-id");
     let write_timeout = settings.write_timeout;
-    api.merge(utoipa_swagger_ui::SwaggerUi::new("/swagger").url("/swagger/openapi.json", doc))
+    api.route_layer(middleware::from_fn(track_metrics))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/swagger").url("/swagger/openapi.json", doc))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_size))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(settings.read_timeout))
         .layer(middleware::from_fn(move |req, next| response_timeout(write_timeout, req, next)))
-        .layer(middleware::from_fn(track_metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(middleware::from_fn(log_server_errors))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let route = req
@@ -159,7 +186,7 @@ async fn response_timeout(limit: Duration, req: Request, next: Next) -> Response
     }
 }
 
-/// Request counts and latency per route and status; logs 5xx errors with their chain.
+/// Request counts and latency per route and status.
 async fn track_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().to_string();
@@ -174,6 +201,12 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     let labels = [("method", method), ("route", route), ("status", status)];
     metrics::counter!("scanvault_http_requests_total", &labels).increment(1);
     metrics::histogram!("scanvault_http_request_duration_seconds", &labels).record(elapsed);
+    resp
+}
+
+/// Logs 5xx errors once, with their full chain (never sent to the client).
+async fn log_server_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
     if let Some(LoggedError(detail)) = resp.extensions().get::<LoggedError>() {
         tracing::error!(status = resp.status().as_u16(), error = %detail, "request failed");
     }

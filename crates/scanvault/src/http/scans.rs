@@ -92,6 +92,8 @@ pub struct ScanView {
     pub scanner_version: Option<String>,
     /// `ingest` (POSTed) or `job` (scanned by a worker).
     pub source: String,
+    /// Id of the API key that stored the scan (none with AUTH_DISABLED).
+    pub created_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scan_result: Option<ScanResultView>,
 }
@@ -124,6 +126,7 @@ impl ScanView {
             scanner: s.scanner.clone(),
             scanner_version: s.scanner_version.clone(),
             source: s.source.clone(),
+            created_by: s.created_by.clone(),
             scan_result,
         }
     }

@@ -15,6 +15,7 @@
 
 pub mod analytics;
 pub mod jobs;
+pub mod keys;
 pub mod retention;
 pub mod scans;
 

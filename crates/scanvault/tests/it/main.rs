@@ -3,6 +3,8 @@ mod support;
 
 mod analytics;
 mod api;
+mod auth;
+mod cli;
 mod corpus;
 mod jobs;
 mod retention;

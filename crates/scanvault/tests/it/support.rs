@@ -168,6 +168,15 @@ impl TestApp {
         http: HttpSettings,
         tweak: impl FnOnce(&mut IngestSettings),
     ) -> Option<TestApp> {
+        Self::with_auth(db, http, tweak, Default::default()).await
+    }
+
+    pub async fn with_auth(
+        db: Db,
+        http: HttpSettings,
+        tweak: impl FnOnce(&mut IngestSettings),
+        auth: scanvault::http::auth::AuthSettings,
+    ) -> Option<TestApp> {
         scanvault::telemetry::init_for_tests();
         let (opts, dir, pg) = match db {
             Db::Sqlite => {
@@ -201,6 +210,7 @@ impl TestApp {
             ingest: Arc::new(ingest),
             metrics: Some(scanvault::metrics::install()),
             jobs: Arc::new(scanvault::http::jobs::JobSettings { max_attempts: 3 }),
+            auth: Arc::new(scanvault::http::auth::Auth::new(auth)),
         };
         let router = scanvault::http::router(state, &http);
         Some(TestApp {

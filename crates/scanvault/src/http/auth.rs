@@ -1,0 +1,401 @@
+//! Authentication (API keys as `Authorization: Bearer …`), authorisation by role, rate
+//! limiting per key, and the key-management API under `/admin/api-keys`.
+//!
+//! Roles: `reader` may GET everything; `ingester` may also POST reports and request or
+//! retry scans; `admin` may also delete scans, cancel jobs and manage keys. `/health`,
+//! `/ready` and the Swagger UI/OpenAPI document stay open. A 401 never says whether a key
+//! exists: unknown, malformed, expired and revoked keys all get the same answer.
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{ApiError, ErrorBody};
+use super::scans::{text_param, ApiPath};
+use super::{AppJson, AppState, Caller};
+use crate::store::keys::{split_key, KeyRow, NewKey, Role};
+use crate::store::{from_micros, micros, Store, StoreError};
+
+/// How long a verified key is trusted without asking the database again. Revocations
+/// through this process take effect at once; through another replica within this time.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub enabled: bool,
+    /// Sustained requests per second per key (0 disables rate limiting).
+    pub rate_per_second: f64,
+    pub burst: f64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            enabled: false,
+            rate_per_second: 0.0,
+            burst: 0.0,
+        }
+    }
+}
+
+/// Process-local authentication state.
+pub struct Auth {
+    pub settings: AuthSettings,
+    cache: Mutex<HashMap<String, (KeyRow, Instant)>>,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Auth {
+    pub fn new(settings: AuthSettings) -> Auth {
+        Auth {
+            settings,
+            cache: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(id);
+        }
+    }
+
+    async fn key(&self, store: &Store, id: &str) -> Result<Option<KeyRow>, StoreError> {
+        if let Some((row, at)) = self.cache.lock().ok().and_then(|c| c.get(id).cloned()) {
+            if at.elapsed() < KEY_CACHE_TTL {
+                return Ok(Some(row));
+            }
+        }
+        let row = store.find_api_key(id).await?;
+        if let (Some(r), Ok(mut c)) = (&row, self.cache.lock()) {
+            if c.len() > 10_000 {
+                c.clear();
+            }
+            c.insert(id.to_string(), (r.clone(), Instant::now()));
+        }
+        Ok(row)
+    }
+
+    /// Take one token from the key's bucket; `Err(seconds)` to wait when empty.
+    fn take(&self, who: &str) -> Result<(), u64> {
+        let (rate, burst) = (self.settings.rate_per_second, self.settings.burst.max(1.0));
+        if rate <= 0.0 {
+            return Ok(());
+        }
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let b = buckets.entry(who.to_string()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - b.tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+/// Paths that need no key.
+fn is_open(path: &str) -> bool {
+    path == "/health" || path == "/ready" || path == "/swagger" || path.starts_with("/swagger/")
+}
+
+/// The least role that may make this request.
+pub fn required_role(method: &Method, path: &str) -> Role {
+    if path.starts_with("/admin/") || path == "/admin" {
+        return Role::Admin;
+    }
+    match *method {
+        Method::GET | Method::HEAD | Method::OPTIONS => Role::Reader,
+        Method::POST if path == "/scans" || path == "/scan-jobs" => Role::Ingester,
+        Method::POST if path.starts_with("/scan-jobs/") && path.ends_with("/retry") => {
+            Role::Ingester
+        }
+        _ => Role::Admin,
+    }
+}
+
+/// The middleware.
+pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    if is_open(&path) || !app.auth.settings.enabled {
+        return next.run(req).await;
+    }
+    let presented = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .map(str::to_string);
+    let Some((id, secret)) = presented.as_deref().and_then(split_key) else {
+        metrics::counter!("scanvault_auth_failures_total", "reason" => "missing_or_malformed")
+            .increment(1);
+        return ApiError::Unauthorized.into_response();
+    };
+    let row = match app.auth.key(&app.store, id).await {
+        Ok(r) => r,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let now = micros(Utc::now());
+    let Some(row) = row.filter(|r| r.verifies(secret) && r.is_active(now)) else {
+        metrics::counter!("scanvault_auth_failures_total", "reason" => "rejected").increment(1);
+        return ApiError::Unauthorized.into_response();
+    };
+    let need = required_role(req.method(), &path);
+    if row.role() < need {
+        return ApiError::Forbidden(format!(
+            "this API key has the role {}; {} {} needs {}",
+            row.role(),
+            req.method(),
+            path,
+            need
+        ))
+        .into_response();
+    }
+    if let Err(wait) = app.auth.take(&row.id) {
+        metrics::counter!("scanvault_rate_limited_total").increment(1);
+        return ApiError::TooManyRequests(wait).into_response();
+    }
+    req.extensions_mut().insert(Caller(Some(row.id.clone())));
+    next.run(req).await
+}
+
+// ------------------------------------------------------------------------------ admin API
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// reader, ingester or admin.
+    pub role: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// When the key stops working (RFC 3339), or…
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// …after how long (`30d`, `12h`).
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyView {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub active: bool,
+    /// The key itself: only in the answer that created it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl KeyView {
+    fn of(r: &KeyRow, key: Option<String>) -> KeyView {
+        KeyView {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            role: r.role.clone(),
+            created_at: from_micros(r.created_at),
+            created_by: r.created_by.clone(),
+            expires_at: r.expires_at.map(from_micros),
+            revoked_at: r.revoked_at.map(from_micros),
+            active: r.is_active(micros(Utc::now())),
+            key,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct KeyListResponse {
+    pub count: usize,
+    pub items: Vec<KeyView>,
+}
+
+/// Parse `--expires`/`expires_in`: a duration (`30d`) or an RFC 3339 time.
+pub fn parse_expiry(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let d = humantime::parse_duration(s.trim())
+        .map_err(|_| format!("{s:?} is neither a duration (30d, 12h) nor an RFC 3339 time"))?;
+    let d = chrono::Duration::from_std(d).map_err(|_| format!("{s:?} is too long"))?;
+    now.checked_add_signed(d)
+        .ok_or_else(|| format!("{s:?} is too long"))
+}
+
+/// Every API key (without secrets).
+#[utoipa::path(get, path = "/admin/api-keys", tag = "admin", responses(
+    (status = 200, body = KeyListResponse), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_keys(State(app): State<AppState>) -> Result<Json<KeyListResponse>, ApiError> {
+    let items: Vec<KeyView> = app
+        .store
+        .list_api_keys()
+        .await?
+        .iter()
+        .map(|r| KeyView::of(r, None))
+        .collect();
+    Ok(Json(KeyListResponse {
+        count: items.len(),
+        items,
+    }))
+}
+
+/// Make an API key. The answer holds the key; it is never shown again.
+#[utoipa::path(post, path = "/admin/api-keys", tag = "admin", request_body = CreateKeyRequest, responses(
+    (status = 201, body = KeyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create_key(
+    State(app): State<AppState>,
+    caller: Caller,
+    AppJson(req): AppJson<CreateKeyRequest>,
+) -> Result<Response, ApiError> {
+    let role = Role::parse(&req.role)
+        .ok_or_else(|| ApiError::BadRequest("role must be reader, ingester or admin".into()))?;
+    let name = text_param("name", &req.name)?.unwrap_or_default();
+    let now = Utc::now();
+    let expires_at = match (req.expires_at, req.expires_in.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give expires_at or expires_in, not both".into(),
+            ))
+        }
+        (Some(t), None) => Some(t),
+        (None, Some(s)) => Some(parse_expiry(s, now).map_err(ApiError::BadRequest)?),
+        (None, None) => None,
+    };
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(ApiError::BadRequest("the expiry is in the past".into()));
+    }
+    let (row, key) = app
+        .store
+        .create_api_key(NewKey {
+            name,
+            role,
+            expires_at,
+            created_by: caller.id(),
+            secret: None,
+            now,
+        })
+        .await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(KeyView::of(&row, Some(key))),
+    )
+        .into_response())
+}
+
+/// Revoke an API key.
+#[utoipa::path(delete, path = "/admin/api-keys/{id}", tag = "admin", params(("id" = String, Path, description = "Key id")), responses(
+    (status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_key(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let id = id.trim().to_string();
+    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::BadRequest(
+            "key id must be 16 hex characters".into(),
+        ));
+    }
+    if app.store.revoke_api_key(&id, Utc::now()).await? {
+        app.auth.forget(&id);
+        Ok(axum::http::StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(
+            format!("API key {id}"),
+            "key_not_found",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_follow_the_method_and_path() {
+        assert_eq!(required_role(&Method::GET, "/scans"), Role::Reader);
+        assert_eq!(required_role(&Method::POST, "/scans"), Role::Ingester);
+        assert_eq!(required_role(&Method::POST, "/scan-jobs"), Role::Ingester);
+        assert_eq!(
+            required_role(&Method::POST, "/scan-jobs/x/retry"),
+            Role::Ingester
+        );
+        assert_eq!(
+            required_role(&Method::POST, "/scan-jobs/x/cancel"),
+            Role::Admin
+        );
+        assert_eq!(required_role(&Method::DELETE, "/scans/x"), Role::Admin);
+        assert_eq!(required_role(&Method::GET, "/admin/api-keys"), Role::Admin);
+        assert_eq!(required_role(&Method::PUT, "/scans"), Role::Admin);
+        assert!(is_open("/health") && is_open("/ready") && is_open("/swagger/openapi.json"));
+        assert!(!is_open("/metrics") && !is_open("/scans"));
+    }
+
+    #[test]
+    fn buckets_refill_and_say_how_long_to_wait() {
+        let a = Auth::new(AuthSettings {
+            enabled: true,
+            rate_per_second: 1.0,
+            burst: 2.0,
+        });
+        assert!(a.take("k").is_ok());
+        assert!(a.take("k").is_ok());
+        assert_eq!(a.take("k"), Err(1));
+        assert!(a.take("other").is_ok(), "buckets are per key");
+    }
+
+    #[test]
+    fn expiries_parse_as_durations_or_times() {
+        let now = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            parse_expiry("30d", now).unwrap().to_rfc3339(),
+            "2026-01-31T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_expiry("2027-01-01T00:00:00Z", now)
+                .unwrap()
+                .to_rfc3339(),
+            "2027-01-01T00:00:00+00:00"
+        );
+        assert!(parse_expiry("soon", now).is_err());
+    }
+}

@@ -1,0 +1,264 @@
+//! The binary itself: `serve` on a fresh directory with the embedded default, the first
+//! admin key, graceful shutdown, configuration errors, `apikey`, `ingest`, `openapi`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scanvault"));
+    for (k, _) in std::env::vars() {
+        // The test runner's own settings must not leak into the child.
+        if [
+            "DATABASE_URL",
+            "SERVER_PORT",
+            "AUTH_DISABLED",
+            "DATA_DIR",
+            "LOG_FORMAT",
+            "LOG_LEVEL",
+        ]
+        .contains(&k.as_str())
+        {
+            c.env_remove(k);
+        }
+    }
+    c.env("WORKER_CONCURRENCY", "0");
+    c
+}
+
+#[test]
+fn serve_starts_on_a_fresh_directory_prints_one_admin_key_and_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .arg("serve")
+        .env("DATA_DIR", dir.path())
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut addr = None;
+    let mut key = None;
+    let mut lines = vec![];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (addr.is_none() || key.is_none()) && Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        if let Some(k) = line.split_whitespace().find(|w| w.starts_with("svk_")) {
+            key = Some(k.to_string());
+        }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+            if v["message"] == "listening" {
+                addr = v["addr"].as_str().map(str::to_string);
+            }
+        }
+        lines.push(line);
+    }
+    let addr = addr.unwrap_or_else(|| panic!("no listening line: {lines:#?}"));
+    let key = key.expect("the first admin key is printed");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"setting\":\"DATABASE_URL\"")),
+        "configuration is logged"
+    );
+    assert!(
+        dir.path().join("scanvault.db").exists(),
+        "embedded SQLite file created"
+    );
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let health = http
+            .get(format!("http://{addr}/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+        let r = http
+            .get(format!("http://{addr}/scans/all"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let report = std::fs::read(
+            crate::support::corpus_dir().join("trivy/alpine-3.10_trivy-dev-head.json"),
+        )
+        .unwrap();
+        let r = http
+            .post(format!("http://{addr}/scans"))
+            .bearer_auth(&key)
+            .body(report)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        assert!(
+            r.headers().contains_key("x-request-id"),
+            "request id on every response"
+        );
+        let m = http
+            .get(format!("http://{addr}/metrics"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            m.contains(
+                "scanvault_http_requests_total{method=\"POST\",route=\"/scans\",status=\"201\"}"
+            ),
+            "{m}"
+        );
+        let ui = http
+            .get(format!("http://{addr}/swagger/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ui.status(), 200);
+        let body = ui.text().await.unwrap();
+        assert!(body.contains("swagger-ui"), "{body}");
+    });
+
+    // SIGTERM: graceful stop, exit 0, and the key is not printed again on the next start.
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let status = wait_with_timeout(&mut child, Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    let again = bin()
+        .arg("apikey")
+        .arg("list")
+        .env("DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(listing.lines().count(), 2, "{listing}");
+    assert!(
+        !listing.contains(key.rsplit('_').next().unwrap()),
+        "a secret is listed"
+    );
+}
+
+fn wait_with_timeout(child: &mut std::process::Child, t: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + t;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("did not stop within {t:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn invalid_configuration_stops_the_start_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in [
+        ("SERVER_PORT", "eighty"),
+        ("CLEANUP_INTERVAL", "soon"),
+        ("HTTP_READ_TIMEOUT", "15 parsecs"),
+        ("DB_MAX_CONNS", "0"),
+        ("LOG_FORMAT", "xml"),
+        ("HTTP_MAX_BODY_SIZE", "lots"),
+        ("COMPLIANCE_FAIL_SEVERITY", "SEVERE"),
+        ("DATABASE_URL", "mysql://x"),
+        ("JOB_MAX_ATTEMPTS", "0"),
+    ] {
+        let out = bin()
+            .arg("serve")
+            .env("DATA_DIR", dir.path())
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var}={value} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(var) || (var == "DATABASE_URL" && err.contains("DATABASE_URL")),
+            "{var}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn secrets_are_masked_in_the_logged_configuration_and_files_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("db-url");
+    std::fs::write(&url_file, "postgres://scanvault:hunter2@127.0.0.1:1/none\n").unwrap();
+    let out = bin()
+        .arg("serve")
+        .env("DATABASE_URL_FILE", &url_file)
+        .env("SERVER_PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "nothing listens on port 1");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scanvault:***@127.0.0.1:1"), "{err}");
+    assert!(!err.contains("hunter2"), "the password leaked: {err}");
+}
+
+#[test]
+fn apikey_create_prints_the_key_last_and_ingest_and_openapi_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["apikey", "create", "--role", "ingester", "--expires", "30d"])
+        .env("DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let key = text.split_whitespace().last().unwrap();
+    assert!(key.starts_with("svk_"), "{text}");
+    let bad = bin()
+        .args(["apikey", "create", "--role", "root"])
+        .env("DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+
+    let report =
+        crate::support::corpus_dir().join("trivy/juice-shop-v10.2.0_alpine-node-secret_2024.json");
+    let out = bin()
+        .arg("ingest")
+        .arg(&report)
+        .env("DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("created\tbkimminich/juice-shop:v10.2.0\t197 findings"));
+
+    let out = bin().arg("openapi").output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(doc["paths"]["/scan-jobs/{id}/events"].is_object());
+    assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+}
