@@ -20,6 +20,8 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Longest vulnerability id, package name or version we accept (bytes).
 pub const MAX_KEY_LEN: usize = 512;
+/// Deepest JSON nesting we accept. Trivy reports nest about 8 levels deep.
+pub const MAX_DEPTH: usize = 64;
 
 /// Why a body is not a report we can store. Each variant says what is wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -49,8 +51,9 @@ pub fn parse(body: &[u8]) -> Result<ParsedReport, ParseError> {
             offset: e.valid_up_to(),
         });
     }
+    check_depth(body)?;
     let first = body.iter().position(|b| !b.is_ascii_whitespace());
-    match first.map(|i| body[i]) {
+    let report = match first.map(|i| body[i]) {
         None => Err(ParseError::Empty),
         Some(b'[') | Some(b'n') => parse_legacy(body),
         Some(b'{') => parse_object(body),
@@ -63,7 +66,103 @@ pub fn parse(body: &[u8]) -> Result<ParsedReport, ParseError> {
                 message: "expected a JSON object (SchemaVersion 2) or an array of results".into(),
             })
         }
+    }?;
+    check_text(&report)?;
+    Ok(report)
+}
+
+/// Refuse nesting deeper than [`MAX_DEPTH`] before deserialising (a cheap byte scan that
+/// skips strings), so hostile input cannot make the parser recurse deeply.
+fn check_depth(body: &[u8]) -> Result<(), ParseError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(ParseError::Invalid {
+                        message: format!("JSON nested deeper than {MAX_DEPTH} levels"),
+                    });
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
     }
+    Ok(())
+}
+
+/// Stored text may not hold NUL characters (PostgreSQL cannot store them in TEXT).
+fn check_text(r: &ParsedReport) -> Result<(), ParseError> {
+    let bad = |field: &str| ParseError::Invalid {
+        message: format!("{field} contains a NUL character"),
+    };
+    let has_nul = |s: &Option<String>| s.as_deref().is_some_and(|v| v.contains('\0'));
+    for (name, v) in [
+        ("ArtifactName", &r.artifact_name),
+        ("ArtifactType", &r.artifact_type),
+        ("Metadata.OS.Family", &r.os_family),
+        ("Metadata.OS.Name", &r.os_name),
+        ("Trivy.Version", &r.scanner_version),
+        ("image name", &r.image.name),
+        ("image tag", &r.image.tag),
+        ("image digest", &r.image.digest),
+        ("Metadata.ImageID", &r.image.image_id),
+    ] {
+        if has_nul(v) {
+            return Err(bad(name));
+        }
+    }
+    if r.image
+        .repo_tags
+        .iter()
+        .chain(&r.image.repo_digests)
+        .any(|t| t.contains('\0'))
+    {
+        return Err(bad("Metadata.RepoTags/RepoDigests"));
+    }
+    for f in &r.findings {
+        for (name, v) in [
+            ("FixedVersion", &f.fixed_version),
+            ("Status", &f.status),
+            ("Type", &f.pkg_type),
+            ("Class", &f.class),
+            ("Target", &f.target),
+            ("PkgPath", &f.pkg_path),
+            ("PkgIdentifier.PURL", &f.purl),
+            ("Title", &f.title),
+        ] {
+            if has_nul(v) {
+                return Err(bad(&format!("a finding's {name} ({})", f.vulnerability_id)));
+            }
+        }
+    }
+    for v in &r.vulnerabilities {
+        for (name, val) in [
+            ("Title", &v.title),
+            ("Description", &v.description),
+            ("CVSS vector", &v.cvss_vector),
+            ("PrimaryURL", &v.primary_url),
+        ] {
+            if has_nul(val) {
+                return Err(bad(&format!("{name} of {}", v.id)));
+            }
+        }
+        if v.references.iter().any(|x| x.contains('\0')) {
+            return Err(bad(&format!("References of {}", v.id)));
+        }
+    }
+    Ok(())
 }
 
 fn from_slice<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ParseError> {
@@ -637,6 +736,36 @@ mod tests {
         assert!(parse(body.as_bytes()).is_err());
         let body = format!("{{\"SchemaVersion\":2,\"X\":{}", "[".repeat(100_000));
         assert!(parse(body.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn nesting_is_limited_but_brackets_in_strings_do_not_count() {
+        let deep = format!(
+            "{{\"SchemaVersion\":2,\"X\":{}{}}}",
+            "[".repeat(65),
+            "]".repeat(65)
+        );
+        match parse(deep.as_bytes()) {
+            Err(ParseError::Invalid { message }) => {
+                assert!(message.contains("nested deeper"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let ok = format!(
+            "{{\"SchemaVersion\":2,\"ArtifactName\":\"{}\\\"\"}}",
+            "[".repeat(500)
+        );
+        assert!(parse(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn nul_characters_in_any_stored_field_are_refused() {
+        let body = br#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"VulnerabilityID":"CVE-1","PkgName":"p","Title":"a\u0000b"}]}]}"#;
+        match parse(body) {
+            Err(ParseError::Invalid { message }) => assert!(message.contains("Title"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(br#"{"SchemaVersion":2,"ArtifactName":"x\u0000"}"#).is_err());
     }
 
     #[test]

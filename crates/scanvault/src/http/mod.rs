@@ -147,6 +147,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(settings.read_timeout))
         .layer(middleware::from_fn(move |req, next| response_timeout(write_timeout, req, next)))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(middleware::from_fn(reject_invalid_query))
         .layer(middleware::from_fn(log_server_errors))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -202,6 +203,37 @@ async fn track_metrics(req: Request, next: Next) -> Response {
     metrics::counter!("scanvault_http_requests_total", &labels).increment(1);
     metrics::histogram!("scanvault_http_request_duration_seconds", &labels).record(elapsed);
     resp
+}
+
+/// A query string must decode to UTF-8 (axum would otherwise replace bad bytes silently).
+async fn reject_invalid_query(req: Request, next: Next) -> Response {
+    if let Some(q) = req.uri().query() {
+        if std::str::from_utf8(&percent_decode(q.as_bytes())).is_err() {
+            return ApiError::BadRequest(
+                "the query string is not valid UTF-8 once percent-decoded".into(),
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+fn percent_decode(b: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    out
 }
 
 /// Logs 5xx errors once, with their full chain (never sent to the client).

@@ -682,6 +682,61 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Every table's row count and a SHA-256 over its rows (sorted), to prove that a
+    /// request changed nothing (tests and diagnostics).
+    pub async fn content_fingerprint(&self) -> Result<Vec<(String, i64, String)>, StoreError> {
+        use sha2::Digest;
+        let list = match self.backend() {
+            Backend::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            Backend::Postgres => "SELECT CAST(tablename AS TEXT) FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename",
+        };
+        let tables: Vec<String> = sqlx::query(list)
+            .fetch_all(self.read_pool())
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .filter(|t: &String| !t.starts_with("_sqlx"))
+            .collect();
+        let mut out = vec![];
+        for t in tables {
+            let rows = sqlx::query(&format!("SELECT * FROM {t}"))
+                .fetch_all(self.read_pool())
+                .await?;
+            let mut lines: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| {
+                            if let Ok(v) = r.try_get::<Option<String>, _>(i) {
+                                format!("{v:?}")
+                            } else if let Ok(v) = r.try_get::<Option<i64>, _>(i) {
+                                format!("{v:?}")
+                            } else if let Ok(v) = r.try_get::<Option<f64>, _>(i) {
+                                format!("{v:?}")
+                            } else if let Ok(v) = r.try_get::<Option<Vec<u8>>, _>(i) {
+                                format!("{v:?}")
+                            } else if let Ok(v) = r.try_get::<Option<bool>, _>(i) {
+                                format!("{v:?}")
+                            } else {
+                                "?".into()
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|")
+                })
+                .collect();
+            lines.sort();
+            let mut h = sha2::Sha256::new();
+            for l in &lines {
+                h.update(l.as_bytes());
+                h.update(b"\n");
+            }
+            let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            out.push((t, lines.len() as i64, digest));
+        }
+        Ok(out)
+    }
+
     /// Number of rows in each table (for tests and diagnostics).
     pub async fn table_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let mut out = vec![];

@@ -181,7 +181,7 @@ async fn bad_bodies_get_clear_errors_and_change_nothing(app: &TestApp) {
         (b"{\"hello\": \"world\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_report"),
         (b"42".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_report"),
         ("[".repeat(5000).into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_report"),
-        (format!("{{\"SchemaVersion\":2,\"X\":{}", "[".repeat(5000)).into_bytes(), StatusCode::BAD_REQUEST, "invalid_json"),
+        (format!("{{\"SchemaVersion\":2,\"X\":{}", "[".repeat(5000)).into_bytes(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_report"),
         (
             format!("{{\"SchemaVersion\":2,\"Results\":[{{\"Vulnerabilities\":{}}}]}}", "[".repeat(3000)).into_bytes(),
             StatusCode::UNPROCESSABLE_ENTITY,

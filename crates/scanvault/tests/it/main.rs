@@ -6,6 +6,8 @@ mod api;
 mod auth;
 mod cli;
 mod corpus;
+mod faults;
+mod hostile;
 mod jobs;
 mod retention;
 mod worker;

@@ -503,6 +503,15 @@ async fn cancel_kills_a_running_scan(app: &TestApp) {
     let id = request(app, &kit.alpine, false).await;
     let w2 = w.clone();
     let running = tokio::spawn(async move { w2.run_one().await });
+    let started = std::time::Instant::now();
+    while !(pidfile.exists()
+        && std::fs::read_to_string(&pidfile).is_ok_and(|p| !p.trim().is_empty()))
+    {
+        if running.is_finished() || started.elapsed() > Duration::from_secs(60) {
+            panic!("the scan never started: {}", job(app, &id).await);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     wait_for("trivy to start", || {
         pidfile.exists() && std::fs::read_to_string(&pidfile).is_ok_and(|p| !p.trim().is_empty())
     })

@@ -1,0 +1,197 @@
+//! Hostile and malformed input on every endpoint: each answer is a 4xx with a JSON error,
+//! and the database is byte-for-byte what it was (row counts and a checksum of every table).
+
+use crate::on_both_backends;
+use crate::support::{corpus_file, digest, Report, TestApp};
+use axum::http::{Method, StatusCode};
+use rand::{Rng, SeedableRng};
+
+const BAD_ID: &str = "1%3BDROP%20TABLE%20scans";
+const MISSING: &str = "00000000-0000-7000-8000-000000000000";
+
+/// (method, uri, body) that must each get a 4xx and change nothing.
+fn hostile_requests(scan: &str, job: &str) -> Vec<(Method, String, Vec<u8>)> {
+    let long = "x".repeat(5000);
+    let sql = "%27%3B%20DROP%20TABLE%20scans%3B--";
+    let mut v: Vec<(Method, String, Vec<u8>)> = vec![];
+    let get = |u: String| (Method::GET, u, vec![]);
+    // POST /scans: bodies.
+    for body in [
+        b"".to_vec(),
+        b"{".to_vec(),
+        b"nul\x00l".to_vec(),
+        b"\xff\xfe\xfd".to_vec(),
+        b"{\"SchemaVersion\":2,\"Results\":{}}".to_vec(),
+        b"{\"SchemaVersion\":2,\"Results\":[{\"Vulnerabilities\":[{\"VulnerabilityID\":\"CVE-1\",\"Title\":\"\\u0000\"}]}]}".to_vec(),
+        format!("{{\"SchemaVersion\":2,\"Results\":[{{\"Vulnerabilities\":[{{\"VulnerabilityID\":\"{}\"}}]}}]}}", "C".repeat(100_000)).into_bytes(),
+        format!("[{}]", vec!["1"; 200_000].join(",")).into_bytes(),
+        format!("{}{}", "{\"a\":".repeat(10_000), "1").into_bytes(),
+        b"true".to_vec(),
+        b"\"a string\"".to_vec(),
+        b"{\"SchemaVersion\": 99}".to_vec(),
+        b"{\"SchemaVersion\": -1.5}".to_vec(),
+        b"{\"SchemaVersion\": 2, \"CreatedAt\": 12}".to_vec(),
+    ] {
+        v.push((Method::POST, "/scans".into(), body));
+    }
+    let valid = Report::image("hostile:1", &digest(77)).bytes();
+    for q in [
+        "digest=%00".to_string(),
+        format!("image={long}"),
+        "tag=a%0Ab".to_string(),
+        "digest=sha256:xyz".to_string(),
+        format!("digest={sql}"),
+        "image=%FF".to_string(),
+    ] {
+        v.push((Method::POST, format!("/scans?{q}"), valid.clone()));
+    }
+    // Scan queries.
+    for q in [
+        "".to_string(),
+        "limit=-1&image=a".into(),
+        "image=a&limit=99999999999999999999".into(),
+        "image=a&offset=-3".into(),
+        "image=a&offset=1e9".into(),
+        "image=a&severity=DROP".into(),
+        format!("tag={long}"),
+        "image=%00".into(),
+        "image=a&limit=1&limit=2".into(),
+    ] {
+        v.push(get(format!("/scans?{q}")));
+    }
+    for u in [
+        "/scans/all?limit=abc".to_string(),
+        "/scans/all?include=all".into(),
+        format!("/scans/all?severity={sql}"),
+        "/scans/latest".into(),
+        format!("/scans/latest?image={long}"),
+        format!("/scans/{BAD_ID}"),
+        format!("/scans/{BAD_ID}/vulnerabilities"),
+        format!("/scans/{BAD_ID}/report"),
+        format!("/scans/{scan}/vulnerabilities?severity=HIGHEST"),
+        format!("/scans/{scan}/vulnerabilities?limit=0"),
+        format!("/scans/{scan}/vulnerabilities?offset=-1"),
+        format!("/scans/{MISSING}"),
+        format!("/scans/{MISSING}/report"),
+    ] {
+        v.push(get(u));
+    }
+    v.push((Method::DELETE, format!("/scans/{BAD_ID}"), vec![]));
+    v.push((Method::DELETE, format!("/scans/{MISSING}"), vec![]));
+    v.push((Method::PUT, format!("/scans/{scan}"), b"{}".to_vec()));
+    v.push((Method::PATCH, "/scans".into(), b"{}".to_vec()));
+    // Scan jobs.
+    for body in [
+        b"".to_vec(),
+        b"[]".to_vec(),
+        b"{\"image\": null}".to_vec(),
+        b"{\"image\": \"\"}".to_vec(),
+        format!("{{\"image\": \"{long}\"}}").into_bytes(),
+        b"{\"image\": \"a\\u0000b\"}".to_vec(),
+        b"{\"image\": \"UPPER/Case\"}".to_vec(),
+        format!("{{\"image\": \"nginx{sql}\"}}").into_bytes(),
+        b"{\"image\": \"nginx\", \"priority\": 1e300}".to_vec(),
+        b"{\"image\": \"nginx\", \"priority\": -9999999}".to_vec(),
+        b"{\"image\": \"nginx\", \"force\": \"yes\"}".to_vec(),
+        b"{\"image\": \"nginx\", \"extra\": 1}".to_vec(),
+    ] {
+        v.push((Method::POST, "/scan-jobs".into(), body));
+    }
+    for u in [
+        "/scan-jobs?status=running".to_string(),
+        "/scan-jobs?limit=-1".into(),
+        "/scan-jobs?offset=abc".into(),
+        format!("/scan-jobs/{BAD_ID}"),
+        format!("/scan-jobs/{BAD_ID}/events"),
+        format!("/scan-jobs/{MISSING}"),
+        format!("/scan-jobs/{MISSING}/events"),
+    ] {
+        v.push(get(u));
+    }
+    for u in [
+        format!("/scan-jobs/{BAD_ID}/cancel"),
+        format!("/scan-jobs/{MISSING}/retry"),
+        format!("/scan-jobs/{job}/retry"),
+    ] {
+        v.push((Method::POST, u, vec![]));
+    }
+    // Analytics.
+    for u in [
+        "/analytics/vulnerabilities/summary?from=yesterday",
+        "/analytics/vulnerabilities/summary?from=2025-02-01T00:00:00Z&to=2025-01-01T00:00:00Z",
+        "/analytics/vulnerabilities/trends?interval=hour",
+        "/analytics/vulnerabilities/trends?from=0001-01-01T00:00:00Z&to=9999-01-01T00:00:00Z",
+        "/analytics/vulnerabilities/top-cves?limit=-5",
+        "/analytics/vulnerabilities/top-cves?limit=abc",
+        "/analytics/vulnerabilities/top-cves?severity=SEVERE",
+        "/analytics/vulnerabilities/cve/CVE-1/images?limit=-1",
+        "/analytics/vulnerabilities/cve/CVE-1/images?offset=x",
+        "/analytics/vulnerabilities/fixable?limit=-1",
+        "/analytics/vulnerabilities/fixable?to=%00",
+    ] {
+        v.push(get(u.to_string()));
+    }
+    v
+}
+
+async fn every_endpoint_refuses_bad_input_without_changing_data(app: &TestApp) {
+    // Some data to protect: a scan, a finished job, a queued job.
+    let scan = app
+        .ingest("", corpus_file("trivy/alpine-3.10_trivy-dev-head.json"))
+        .await;
+    let scan_id = scan["ID"].as_str().unwrap().to_string();
+    let job = crate::jobs::post_job(app, serde_json::json!({"image": "alpine:3.19"}))
+        .await
+        .json();
+    let job_id = job["ID"].as_str().unwrap().to_string();
+    let before = app.store.content_fingerprint().await.unwrap();
+
+    for (method, uri, body) in hostile_requests(&scan_id, &job_id) {
+        let shown = format!(
+            "{method} {} ({} bytes)",
+            &uri[..uri.len().min(120)],
+            body.len()
+        );
+        let r = app.request(method, &uri, body).await;
+        assert!(
+            r.status.is_client_error(),
+            "{shown}: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body[..r.body.len().min(300)])
+        );
+        r.error_code();
+    }
+    // Truncations of a real report at random points are all refused.
+    let report = corpus_file("trivy/ubuntu-18.04_trivy-dev-head.json");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for _ in 0..40 {
+        let cut = rng.gen_range(1..report.len() - 2);
+        let r = app.post_scan("", report[..cut].to_vec()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "cut at {cut}");
+        assert_eq!(r.error_code(), "invalid_json");
+    }
+    assert_eq!(
+        app.store.content_fingerprint().await.unwrap(),
+        before,
+        "bad input changed stored data"
+    );
+    // Byte flips: whatever is answered, it is never a server error.
+    for _ in 0..40 {
+        let mut b = report.clone();
+        for _ in 0..3 {
+            let i = rng.gen_range(0..b.len());
+            b[i] = rng.gen();
+        }
+        let r = app.post_scan("image=flipped", b).await;
+        assert!(
+            !r.status.is_server_error(),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+}
+
+on_both_backends!(
+    hostile_input,
+    every_endpoint_refuses_bad_input_without_changing_data
+);
