@@ -262,3 +262,56 @@ fn apikey_create_prints_the_key_last_and_ingest_and_openapi_work() {
     assert!(doc["paths"]["/scan-jobs/{id}/events"].is_object());
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
 }
+
+#[test]
+fn metrics_can_move_to_a_port_of_their_own_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (api, metrics) = (free(), free());
+    let mut child = bin()
+        .arg("serve")
+        .env("DATA_DIR", dir.path())
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", api.to_string())
+        .env("METRICS_PORT", metrics.to_string())
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let body = rt.block_on(async {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = http
+                .get(format!("http://127.0.0.1:{metrics}/metrics"))
+                .send()
+                .await
+            {
+                assert_eq!(r.status(), 200);
+                let api_metrics = http
+                    .get(format!("http://127.0.0.1:{api}/metrics"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(api_metrics.status(), 401, "the API port still needs a key");
+                break r.text().await.unwrap();
+            }
+            assert!(Instant::now() < deadline, "metrics port never answered");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert!(body.contains("scanvault_scan_jobs_queue_depth"), "{body}");
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(wait_with_timeout(&mut child, Duration::from_secs(30)).success());
+}
