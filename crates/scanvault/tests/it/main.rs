@@ -6,7 +6,6 @@ mod api;
 mod auth;
 mod cli;
 mod corpus;
-mod faults;
 mod hostile;
 mod jobs;
 mod retention;
