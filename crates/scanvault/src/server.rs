@@ -308,6 +308,11 @@ impl Application {
             }
             tasks.spawn(Arc::new(runner).run(shutdown.clone()));
         }
+        // Folds the analytics deltas ingest appends (store/analytics.rs).
+        tasks.spawn(crate::store::analytics::compaction_loop(
+            self.store.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(health_loop(
             self.store.clone(),
             self.cfg.db.db_health_check_period.0,

@@ -1,9 +1,598 @@
 //! `/analytics/vulnerabilities/*`: fleet analytics (DESIGN.md "Analytics semantics").
+//!
+//! The fleet is every image reference (name, tag), each at its latest scan; "as of `to`"
+//! takes each reference's latest scan at or before `to`, and `from` leaves out references
+//! whose latest scan is older. All counts count findings (unique vulnerability, package,
+//! installed version per scan) per image reference, so summary, fixable, top-cves and the
+//! sum of the severity counts agree. Names are PascalCase, as the original service's.
 
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use scanvault_core::image::familiar_name;
+use scanvault_core::report::Severity;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::error::{ApiError, ErrorBody};
+use super::scans::{int_param, severity_param, text_param, truncate, ApiPath, ApiQuery};
 use super::AppState;
+use crate::store::analytics::{FleetFinding, FleetScope, FleetSummary, Interval, TopCve, DAY_US};
+use crate::store::{from_micros, micros};
+
+/// Default and largest number of rows of top-cves.
+pub const TOP_CVES_DEFAULT: i64 = 10;
+pub const TOP_CVES_MAX: i64 = 100;
+/// Default and largest page of cve images and fixable items.
+pub const PAGE_DEFAULT: i64 = 100;
+pub const PAGE_MAX: i64 = 1000;
+pub const MAX_OFFSET: i64 = 10_000_000;
+/// Most buckets one trends request may ask for.
+pub const MAX_BUCKETS: i64 = 1000;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(get_summary))
+        .routes(routes!(get_trends))
+        .routes(routes!(get_top_cves))
+        .routes(routes!(get_cve_images))
+        .routes(routes!(get_fixable))
+}
+
+// ------------------------------------------------------------------------------ views
+
+/// Number of findings of one severity.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct SeverityCount {
+    /// CRITICAL, HIGH, MEDIUM, LOW or UNKNOWN.
+    pub severity: String,
+    pub count: i64,
+}
+
+fn severity_counts(s: &FleetSummary) -> Vec<SeverityCount> {
+    Severity::ALL
+        .iter()
+        .map(|sev| SeverityCount {
+            severity: sev.as_str().to_string(),
+            count: s.by_severity[sev.rank() as usize],
+        })
+        .collect()
+}
+
+/// The fleet as of `To`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct SummaryResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<DateTime<Utc>>,
+    /// Number of images (image references) in the fleet.
+    pub total_scans: i64,
+    /// Number of findings in the fleet's latest scans (= sum of `SeverityCounts`).
+    pub total_vulnerabilities: i64,
+    /// All five severities, most severe first, zeros included.
+    pub severity_counts: Vec<SeverityCount>,
+    /// Findings with a fixed version (added field).
+    pub fixable: i64,
+    /// Findings without one (added field).
+    pub not_fixable: i64,
+    /// The 10 vulnerability ids in most images.
+    #[serde(rename = "TopCVEs")]
+    pub top_cves: Vec<TopCveView>,
+}
+
+/// One vulnerability id over the fleet.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct TopCveView {
+    #[serde(rename = "CVEID")]
+    pub cve_id: String,
+    /// Highest severity of its findings in the fleet.
+    pub severity: String,
+    pub title: Option<String>,
+    /// Image references whose latest scan has it.
+    pub image_count: i64,
+    /// Whether any of its findings has a fixed version.
+    pub fixable: bool,
+    /// Its findings in the fleet: (image reference, package, installed version) (added field).
+    pub finding_count: i64,
+    /// Findings with a fixed version (added field).
+    pub fixable_count: i64,
+    /// CVSS base score from the catalog (added field).
+    #[serde(rename = "CVSSScore")]
+    pub cvss_score: Option<f64>,
+}
+
+impl From<TopCve> for TopCveView {
+    fn from(c: TopCve) -> Self {
+        TopCveView {
+            cve_id: c.vulnerability_id,
+            severity: Severity::from_rank(c.severity).as_str().to_string(),
+            title: c.title,
+            image_count: c.images,
+            fixable: c.fixable > 0,
+            finding_count: c.findings,
+            fixable_count: c.fixable,
+            cvss_score: c.cvss_score,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct TopCvesResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    pub limit: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<DateTime<Utc>>,
+    pub count: usize,
+    #[serde(rename = "CVEs")]
+    pub cves: Vec<TopCveView>,
+}
+
+/// One point of a trend: findings of one severity in the fleet as of the end of a bucket.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct TrendPointView {
+    /// Start of the bucket (UTC midnight; weeks start on Monday).
+    pub bucket: DateTime<Utc>,
+    pub severity: String,
+    pub count: i64,
+}
+
+/// Totals of one bucket (added).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct TrendBucketView {
+    pub bucket: DateTime<Utc>,
+    /// Image references in the fleet.
+    pub images: i64,
+    /// Findings.
+    pub total: i64,
+    pub fixable: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct TrendsResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// `day` or `week`.
+    pub interval: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Number of points (buckets × 5 severities).
+    pub count: usize,
+    /// Every bucket from `From` to `To`, five severities each, most severe first.
+    pub points: Vec<TrendPointView>,
+    /// The same buckets with images, total and fixable findings (added field).
+    pub buckets: Vec<TrendBucketView>,
+}
+
+/// One image reference carrying the vulnerability, with the package found.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct CveImageView {
+    pub image_name: String,
+    pub image_tag: String,
+    pub pkg_name: String,
+    pub pkg_version: String,
+    pub fixed_version: Option<String>,
+    /// Severity of this finding (added field).
+    pub severity: String,
+    /// The reference's latest scan (added field).
+    #[serde(rename = "ScanID")]
+    pub scan_id: String,
+    pub scanned_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct CveImagesResponse {
+    #[serde(rename = "CVEID")]
+    pub cve_id: String,
+    /// Items in this page.
+    pub count: usize,
+    /// Image references whose latest scan has the vulnerability (added field).
+    pub image_count: i64,
+    pub limit: i64,
+    pub offset: i64,
+    /// Whether another page follows (added field).
+    pub has_more: bool,
+    /// One item per (image reference, package, installed version), by image, tag, package.
+    pub images: Vec<CveImageView>,
+}
+
+/// A fixable finding.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct FixableItemView {
+    #[serde(rename = "CVEID")]
+    pub cve_id: String,
+    pub pkg_name: String,
+    pub pkg_version: String,
+    pub fixed_version: String,
+    pub severity: String,
+    pub title: Option<String>,
+    pub image_name: String,
+    pub image_tag: String,
+    /// The reference's latest scan (added field).
+    #[serde(rename = "ScanID")]
+    pub scan_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct FixableResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<DateTime<Utc>>,
+    /// Findings in the fleet's latest scans.
+    pub total_vulns: i64,
+    pub fixable: i64,
+    pub not_fixable: i64,
+    /// 100 · Fixable / TotalVulns, two decimals (0 for an empty fleet).
+    pub fixable_pct: f64,
+    pub limit: i64,
+    pub offset: i64,
+    /// Items in this page (added field).
+    pub count: usize,
+    /// Whether another page follows (added field).
+    pub has_more: bool,
+    /// Fixable findings, most severe first, then by id, image, tag, package, version.
+    pub fixable_items: Vec<FixableItemView>,
+}
+
+// ------------------------------------------------------------------------------ params
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryParams {
+    /// Only references of this image name.
+    pub image: Option<String>,
+    /// RFC 3339; leave out references whose latest scan is older.
+    pub from: Option<String>,
+    /// RFC 3339; the fleet as of this time (default: now).
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrendParams {
+    pub image: Option<String>,
+    /// `day` (default) or `week` (weeks start on Monday, UTC).
+    pub interval: Option<String>,
+    /// RFC 3339; default `to` minus 30 days (day) or 12 weeks (week).
+    pub from: Option<String>,
+    /// RFC 3339; default now. At most 1000 buckets from `from` to `to`.
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TopCveParams {
+    pub image: Option<String>,
+    /// Only vulnerability ids whose highest severity in the fleet is this one.
+    pub severity: Option<String>,
+    /// 1–100 (default 10).
+    pub limit: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// 1–1000 (default 100).
+    pub limit: Option<String>,
+    /// Items to skip (default 0).
+    pub offset: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FixableParams {
+    pub image: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// 1–1000 (default 100).
+    pub limit: Option<String>,
+    /// Items to skip (default 0).
+    pub offset: Option<String>,
+}
+
+fn time_param(name: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(raw) = text_param(name, v)? else {
+        return Ok(None);
+    };
+    DateTime::parse_from_rfc3339(&raw)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|_| {
+            ApiError::bad_param(
+                name,
+                format!(
+                    "must be an RFC 3339 time such as 2025-01-31T00:00:00Z (got {:?})",
+                    truncate(&raw, 40)
+                ),
+            )
+        })
+}
+
+fn image_param(v: &Option<String>) -> Result<Option<String>, ApiError> {
+    Ok(text_param("image", v)?.map(|s| familiar_name(&s)))
+}
+
+/// A checked scope with the `from` and `to` it was given.
+type ScopeParams = (FleetScope, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// `image`, `from`, `to`, checked.
+fn scope_params(
+    image: &Option<String>,
+    from: &Option<String>,
+    to: &Option<String>,
+) -> Result<ScopeParams, ApiError> {
+    let image = image_param(image)?;
+    let from = time_param("from", from)?;
+    let to = time_param("to", to)?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            return Err(ApiError::BadRequest(
+                "query parameter 'from' must not be after 'to'".into(),
+            ));
+        }
+    }
+    Ok((
+        FleetScope {
+            image,
+            from: from.map(micros),
+            to: to.map(micros),
+        },
+        from,
+        to,
+    ))
+}
+
+// ------------------------------------------------------------------------------ handlers
+
+/// The state of the fleet: images, findings per severity, fixable, top 10 CVEs.
+#[utoipa::path(get, path = "/analytics/vulnerabilities/summary", tag = "analytics",
+    params(SummaryParams),
+    responses(
+        (status = 200, body = SummaryResponse),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn get_summary(
+    State(app): State<AppState>,
+    ApiQuery(p): ApiQuery<SummaryParams>,
+) -> Result<Json<SummaryResponse>, ApiError> {
+    let (scope, from, to) = scope_params(&p.image, &p.from, &p.to)?;
+    let summary = app.store.fleet_summary(&scope).await?;
+    let top = app.store.top_cves(&scope, None, TOP_CVES_DEFAULT).await?;
+    Ok(Json(SummaryResponse {
+        image: scope.image.clone(),
+        from,
+        to,
+        total_scans: summary.images,
+        total_vulnerabilities: summary.total(),
+        severity_counts: severity_counts(&summary),
+        fixable: summary.fixable,
+        not_fixable: summary.total() - summary.fixable,
+        top_cves: top.into_iter().map(TopCveView::from).collect(),
+    }))
+}
+
+/// The fleet over time: one point per bucket and severity, each the fleet as of the end
+/// of its bucket (values carry forward).
+#[utoipa::path(get, path = "/analytics/vulnerabilities/trends", tag = "analytics",
+    params(TrendParams),
+    responses(
+        (status = 200, body = TrendsResponse),
+        (status = 400, description = "Bad parameter or too many buckets", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn get_trends(
+    State(app): State<AppState>,
+    ApiQuery(p): ApiQuery<TrendParams>,
+) -> Result<Json<TrendsResponse>, ApiError> {
+    let image = image_param(&p.image)?;
+    let interval = match text_param("interval", &p.interval)?.as_deref() {
+        None | Some("day") => Interval::Day,
+        Some("week") => Interval::Week,
+        Some(_) => return Err(ApiError::bad_param("interval", "must be 'day' or 'week'")),
+    };
+    let to = time_param("to", &p.to)?.unwrap_or_else(Utc::now);
+    let from = match time_param("from", &p.from)? {
+        Some(f) => f,
+        None => {
+            let span = match interval {
+                Interval::Day => 30 * DAY_US,
+                Interval::Week => 12 * 7 * DAY_US,
+            };
+            from_micros(micros(to) - span)
+        }
+    };
+    if from > to {
+        return Err(ApiError::BadRequest(
+            "query parameter 'from' must not be after 'to'".into(),
+        ));
+    }
+    let buckets = interval.bucket_count(micros(from), micros(to));
+    if buckets > MAX_BUCKETS {
+        return Err(ApiError::BadRequest(format!(
+            "from..to spans {buckets} {}s; at most {MAX_BUCKETS} buckets per request",
+            interval.as_str()
+        )));
+    }
+    let points = app
+        .store
+        .fleet_trend(image.as_deref(), interval, micros(from), micros(to))
+        .await?;
+    let mut views = Vec::with_capacity(points.len() * 5);
+    let mut buckets = Vec::with_capacity(points.len());
+    for pt in &points {
+        let bucket = from_micros(pt.bucket);
+        for sev in Severity::ALL {
+            views.push(TrendPointView {
+                bucket,
+                severity: sev.as_str().to_string(),
+                count: pt.summary.by_severity[sev.rank() as usize],
+            });
+        }
+        buckets.push(TrendBucketView {
+            bucket,
+            images: pt.summary.images,
+            total: pt.summary.total(),
+            fixable: pt.summary.fixable,
+        });
+    }
+    Ok(Json(TrendsResponse {
+        image,
+        interval: interval.as_str().to_string(),
+        from,
+        to,
+        count: views.len(),
+        points: views,
+        buckets,
+    }))
+}
+
+/// Vulnerability ids by number of affected images, then severity, then id: one row per id.
+#[utoipa::path(get, path = "/analytics/vulnerabilities/top-cves", tag = "analytics",
+    params(TopCveParams),
+    responses(
+        (status = 200, body = TopCvesResponse),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn get_top_cves(
+    State(app): State<AppState>,
+    ApiQuery(p): ApiQuery<TopCveParams>,
+) -> Result<Json<TopCvesResponse>, ApiError> {
+    let (scope, from, to) = scope_params(&p.image, &p.from, &p.to)?;
+    let severity = severity_param(&p.severity)?;
+    let limit = int_param("limit", &p.limit, TOP_CVES_DEFAULT, 1, TOP_CVES_MAX)?;
+    let cves = app.store.top_cves(&scope, severity, limit).await?;
+    Ok(Json(TopCvesResponse {
+        image: scope.image.clone(),
+        severity: severity.map(|s| s.as_str().to_string()),
+        limit,
+        from,
+        to,
+        count: cves.len(),
+        cves: cves.into_iter().map(TopCveView::from).collect(),
+    }))
+}
+
+/// Every image reference whose latest scan has the vulnerability, with the package found.
+#[utoipa::path(get, path = "/analytics/vulnerabilities/cve/{cve_id}/images", tag = "analytics",
+    params(("cve_id" = String, Path, description = "Vulnerability id (CVE, GHSA, …)"), PageParams),
+    responses(
+        (status = 200, body = CveImagesResponse),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn get_cve_images(
+    State(app): State<AppState>,
+    ApiPath(cve_id): ApiPath<String>,
+    ApiQuery(p): ApiQuery<PageParams>,
+) -> Result<Json<CveImagesResponse>, ApiError> {
+    let cve_id = text_param("cve_id", &Some(cve_id))?
+        .ok_or_else(|| ApiError::BadRequest("the vulnerability id is empty".into()))?;
+    let limit = int_param("limit", &p.limit, PAGE_DEFAULT, 1, PAGE_MAX)?;
+    let offset = int_param("offset", &p.offset, 0, 0, MAX_OFFSET)?;
+    let (mut rows, image_count) = app.store.cve_images(&cve_id, limit, offset).await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let images: Vec<CveImageView> = rows
+        .into_iter()
+        .map(|f: FleetFinding| CveImageView {
+            image_name: f.image_name,
+            image_tag: f.image_tag,
+            pkg_name: f.pkg_name,
+            pkg_version: f.pkg_version,
+            fixed_version: f.fixed_version,
+            severity: Severity::from_rank(f.severity).as_str().to_string(),
+            scan_id: f.scan_id,
+            scanned_at: from_micros(f.scanned_at),
+        })
+        .collect();
+    Ok(Json(CveImagesResponse {
+        cve_id,
+        count: images.len(),
+        image_count,
+        limit,
+        offset,
+        has_more,
+        images,
+    }))
+}
+
+/// Fixable and not fixable findings of the fleet, and the fixable ones, most severe first.
+#[utoipa::path(get, path = "/analytics/vulnerabilities/fixable", tag = "analytics",
+    params(FixableParams),
+    responses(
+        (status = 200, body = FixableResponse),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn get_fixable(
+    State(app): State<AppState>,
+    ApiQuery(p): ApiQuery<FixableParams>,
+) -> Result<Json<FixableResponse>, ApiError> {
+    let (scope, from, to) = scope_params(&p.image, &p.from, &p.to)?;
+    let limit = int_param("limit", &p.limit, PAGE_DEFAULT, 1, PAGE_MAX)?;
+    let offset = int_param("offset", &p.offset, 0, 0, MAX_OFFSET)?;
+    let summary = app.store.fleet_summary(&scope).await?;
+    let mut rows = app.store.fixable_findings(&scope, limit, offset).await?;
+    let has_more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let total = summary.total();
+    let pct = if total == 0 {
+        0.0
+    } else {
+        (summary.fixable as f64 * 10000.0 / total as f64).round() / 100.0
+    };
+    let items: Vec<FixableItemView> = rows
+        .into_iter()
+        .map(|f| FixableItemView {
+            cve_id: f.vulnerability_id,
+            pkg_name: f.pkg_name,
+            pkg_version: f.pkg_version,
+            fixed_version: f.fixed_version.unwrap_or_default(),
+            severity: Severity::from_rank(f.severity).as_str().to_string(),
+            title: f.title,
+            image_name: f.image_name,
+            image_tag: f.image_tag,
+            scan_id: f.scan_id,
+        })
+        .collect();
+    Ok(Json(FixableResponse {
+        image: scope.image.clone(),
+        from,
+        to,
+        total_vulns: total,
+        fixable: summary.fixable,
+        not_fixable: total - summary.fixable,
+        fixable_pct: pct,
+        limit,
+        offset,
+        count: items.len(),
+        has_more,
+        fixable_items: items,
+    }))
 }

@@ -1,9 +1,42 @@
 //! Fleet analytics (see DESIGN.md, "Analytics semantics").
+//!
+//! The fleet is the set of image references `(image_name, image_tag)` of `scan_tags`; each
+//! points at its latest scan (by `scanned_at`, then `created_at`, then id). Counting that
+//! from the findings table per request takes seconds at 10,000 images, so ingest and
+//! deletion keep, in their own transaction:
+//!
+//! - `fleet_refs`: each reference's latest scan. Its row is also the per-reference lock:
+//!   every change of a reference first upserts the row (a no-op update, which takes the row
+//!   lock on PostgreSQL), then reads the reference's scans in a fresh statement, so two
+//!   concurrent ingests of one reference serialise and the second sees the first.
+//! - `fleet_findings`: the findings of each reference's latest scan, replaced when the
+//!   reference moves to another scan or its scan's findings change. `cve/{id}/images` and
+//!   `fixable` page through its indexes.
+//! - append-only deltas (`fleet_cve_deltas`, `fleet_total_deltas`, `fleet_daily_deltas`):
+//!   per-CVE and fleet-wide counts, and per-day changes of the fleet's counts (the events
+//!   of each reference's chain of scans: `+counts(scan)` on the day it was scanned,
+//!   `-counts(scan)` on the day its successor was). Ingests only insert them, so the most
+//!   widespread CVE is not a hot row. Reads add the pending deltas to the compacted tables
+//!   (`fleet_cves`, `fleet_totals`, `fleet_daily`) in one snapshot, so answers are exact;
+//!   [`Store::compact_analytics`] folds deltas in (additively, so concurrent compactors
+//!   commute) and [`compaction_loop`] runs it in the background.
+//!
+//! Questions about the past (`to` earlier than the newest scan) or with `from` use the
+//! straightforward SQL over `scan_tags`, `scans` and `findings`: correct, slower.
 
-use super::scans::ScanRow;
-use super::{Store, StoreError};
-use scanvault_core::report::Finding;
-use sqlx::AnyConnection;
+use super::scans::{placeholders, ScanRow};
+use super::{Backend, Store, StoreError};
+use scanvault_core::report::{Finding, Severity};
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, Row};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+/// One day in microseconds.
+pub const DAY_US: i64 = 86_400_000_000;
+/// How often the background compactor folds deltas in.
+pub const COMPACTION_INTERVAL: Duration = Duration::from_secs(2);
+const CHUNK: usize = 400;
 
 /// What one ingest changed, handed to the analytics maintenance inside the ingest's
 /// transaction.
@@ -27,22 +60,1291 @@ pub struct IngestChange<'a> {
     pub now: i64,
 }
 
+/// `[images, fixable, critical, high, medium, low, unknown]`: the counts every aggregate keeps.
+pub type Counts = [i64; 7];
+const IMAGES: usize = 0;
+const FIXABLE: usize = 1;
+
+fn sev_index(rank: i64) -> usize {
+    2 + (4 - rank.clamp(0, 4)) as usize
+}
+
+fn add(a: &mut Counts, b: &Counts, sign: i64) {
+    for i in 0..7 {
+        a[i] += sign * b[i];
+    }
+}
+
+fn is_zero(c: &Counts) -> bool {
+    c.iter().all(|x| *x == 0)
+}
+
+/// Highest severity rank with a non-zero count.
+fn max_severity(c: &Counts) -> i64 {
+    (0..=4).rev().find(|r| c[sev_index(*r)] > 0).unwrap_or(0)
+}
+
+const COUNT_COLUMNS: &str = "images, fixable, n_critical, n_high, n_medium, n_low, n_unknown";
+
+fn counts_at(row: &AnyRow, start: usize) -> Counts {
+    let mut c = [0; 7];
+    for (i, v) in c.iter_mut().enumerate() {
+        *v = row.get::<i64, _>(start + i);
+    }
+    c
+}
+
+/// An image reference.
+pub type RefKey = (String, String);
+
+/// One scan in a reference's chain, with the counts it contributes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainScan {
+    pub scan_id: String,
+    pub scanned_at: i64,
+    pub created_at: i64,
+    pub counts: Counts,
+}
+
+impl ChainScan {
+    fn of(s: &ScanRow) -> ChainScan {
+        ChainScan {
+            scan_id: s.id.clone(),
+            scanned_at: s.scanned_at,
+            created_at: s.created_at,
+            counts: [
+                1,
+                s.fixable_count,
+                s.vuln_critical,
+                s.vuln_high,
+                s.vuln_medium,
+                s.vuln_low,
+                s.vuln_unknown,
+            ],
+        }
+    }
+}
+
+fn sort_chain(chain: &mut [ChainScan]) {
+    chain.sort_by(|a, b| {
+        (a.scanned_at, a.created_at, &a.scan_id).cmp(&(b.scanned_at, b.created_at, &b.scan_id))
+    });
+}
+
+/// Per-day changes of a reference's contribution: `+counts` on the day a scan became the
+/// latest, `-counts` on the day its successor did. The fleet as of the end of day D is the
+/// sum of every event on days <= D.
+pub fn chain_events(chain: &[ChainScan], out: &mut BTreeMap<i64, Counts>, sign: i64) {
+    let mut chain = chain.to_vec();
+    sort_chain(&mut chain);
+    for (i, s) in chain.iter().enumerate() {
+        add(
+            out.entry(s.scanned_at.div_euclid(DAY_US)).or_default(),
+            &s.counts,
+            sign,
+        );
+        if let Some(next) = chain.get(i + 1) {
+            add(
+                out.entry(next.scanned_at.div_euclid(DAY_US)).or_default(),
+                &s.counts,
+                -sign,
+            );
+        }
+    }
+}
+
+/// Which part of the fleet a question is about.
+#[derive(Debug, Clone, Default)]
+pub struct FleetScope {
+    pub image: Option<String>,
+    /// Leave out references whose latest scan is older (microseconds).
+    pub from: Option<i64>,
+    /// As of this time (microseconds); `None` = now.
+    pub to: Option<i64>,
+}
+
+/// Totals over the fleet.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetSummary {
+    pub images: i64,
+    /// Findings per severity rank (index = rank).
+    pub by_severity: [i64; 5],
+    pub fixable: i64,
+}
+
+impl FleetSummary {
+    pub fn total(&self) -> i64 {
+        self.by_severity.iter().sum()
+    }
+    fn from_counts(c: &Counts) -> FleetSummary {
+        let mut by_severity = [0; 5];
+        for (r, v) in by_severity.iter_mut().enumerate() {
+            *v = c[sev_index(r as i64)];
+        }
+        FleetSummary {
+            images: c[IMAGES],
+            by_severity,
+            fixable: c[FIXABLE],
+        }
+    }
+}
+
+/// One vulnerability id over the fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopCve {
+    pub vulnerability_id: String,
+    /// Highest severity of its findings in the fleet.
+    pub severity: i64,
+    pub title: Option<String>,
+    pub cvss_score: Option<f64>,
+    /// Image references whose latest scan has it.
+    pub images: i64,
+    /// Its findings in the fleet (per reference, package and installed version).
+    pub findings: i64,
+    /// Findings with a fixed version.
+    pub fixable: i64,
+}
+
+/// One finding of a fleet reference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetFinding {
+    pub image_name: String,
+    pub image_tag: String,
+    pub scan_id: String,
+    pub scanned_at: i64,
+    pub vulnerability_id: String,
+    pub pkg_name: String,
+    pub pkg_version: String,
+    pub fixed_version: Option<String>,
+    pub severity: i64,
+    pub title: Option<String>,
+}
+
+/// A trend point: the fleet as of the end of a bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrendPoint {
+    /// Bucket start, microseconds.
+    pub bucket: i64,
+    pub summary: FleetSummary,
+}
+
+/// Trend bucket width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    Day,
+    Week,
+}
+
+impl Interval {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interval::Day => "day",
+            Interval::Week => "week",
+        }
+    }
+    /// Start (in days since the epoch) of the bucket holding `day`; weeks start on Monday.
+    pub fn bucket_start_day(self, day: i64) -> i64 {
+        match self {
+            Interval::Day => day,
+            // 1970-01-01 was a Thursday: day -3 was a Monday.
+            Interval::Week => day - (day + 3).rem_euclid(7),
+        }
+    }
+    pub fn days(self) -> i64 {
+        match self {
+            Interval::Day => 1,
+            Interval::Week => 7,
+        }
+    }
+    /// Number of buckets from the one holding `from` to the one holding `to`.
+    pub fn bucket_count(self, from: i64, to: i64) -> i64 {
+        let a = self.bucket_start_day(from.div_euclid(DAY_US));
+        let b = self.bucket_start_day(to.div_euclid(DAY_US));
+        (b - a) / self.days() + 1
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Arg {
+    I(i64),
+    S(String),
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    args: &'q [Arg],
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    for a in args {
+        q = match a {
+            Arg::I(i) => q.bind(*i),
+            Arg::S(s) => q.bind(s.as_str()),
+        };
+    }
+    q
+}
+
+/// `($1, $2), ($3, $4), …` for references.
+fn ref_values(start: usize, n: usize) -> String {
+    (0..n)
+        .map(|i| format!("(${}, ${})", start + 2 * i, start + 2 * i + 1))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+const FINDING_DELTA_COLUMNS: &str = "image_name, image_tag, vulnerability_id, severity, \
+    CAST(CASE WHEN fixed_version IS NULL THEN 0 ELSE 1 END AS BIGINT)";
+
+/// Rows of `fleet_findings` removed or added, as (reference, vulnerability, severity, fixable).
+type DeltaRow = (RefKey, String, i64, i64);
+
+fn delta_rows(rows: Vec<AnyRow>) -> Vec<DeltaRow> {
+    rows.into_iter()
+        .map(|r| {
+            (
+                (r.get::<String, _>(0), r.get::<String, _>(1)),
+                r.get::<String, _>(2),
+                r.get::<i64, _>(3),
+                r.get::<i64, _>(4),
+            )
+        })
+        .collect()
+}
+
 impl Store {
     /// Keep analytics state current after an ingest, in the same transaction.
     pub(crate) async fn analytics_after_ingest(
         &self,
-        _conn: &mut AnyConnection,
-        _change: &IngestChange<'_>,
+        conn: &mut AnyConnection,
+        change: &IngestChange<'_>,
     ) -> Result<(), StoreError> {
-        Ok(())
+        let content_changed = !change.added.is_empty() || !change.removed.is_empty();
+        let moved = match change.before {
+            None => true,
+            Some(b) => b.scanned_at != change.after.scanned_at,
+        };
+        if !change.tag_added && !content_changed && !moved {
+            // A re-ingest that changed nothing the fleet sees (or a stale report under a known tag).
+            return Ok(());
+        }
+        let s = change.after;
+        let new_ref: RefKey = (s.image_name.clone(), change.image_tag.to_string());
+        let before = change.before.map(ChainScan::of);
+        let old_of = |key: &RefKey, current: &[ChainScan]| -> Vec<ChainScan> {
+            let mut old: Vec<ChainScan> = current
+                .iter()
+                .filter(|c| c.scan_id != s.id)
+                .cloned()
+                .collect();
+            let attached_before = !(change.tag_added && *key == new_ref);
+            if let (Some(b), true) = (&before, attached_before) {
+                old.push(b.clone());
+            }
+            old
+        };
+        self.maintain_refs(
+            conn,
+            std::slice::from_ref(&s.id),
+            true,
+            &old_of,
+            content_changed.then_some(s.id.as_str()),
+        )
+        .await
     }
 
     /// Keep analytics state current before scans are deleted, in the same transaction.
     pub(crate) async fn analytics_before_delete(
         &self,
-        _conn: &mut AnyConnection,
-        _scan_ids: &[String],
+        conn: &mut AnyConnection,
+        scan_ids: &[String],
     ) -> Result<(), StoreError> {
+        if scan_ids.is_empty() {
+            return Ok(());
+        }
+        let gone: HashSet<&str> = scan_ids.iter().map(String::as_str).collect();
+        let new_of = |_: &RefKey, current: &[ChainScan]| -> Vec<ChainScan> {
+            current
+                .iter()
+                .filter(|c| !gone.contains(c.scan_id.as_str()))
+                .cloned()
+                .collect()
+        };
+        self.maintain_refs(conn, scan_ids, false, &new_of, None)
+            .await
+    }
+
+    /// The one maintenance routine. `scan_ids` are the scans whose references may have
+    /// changed; the database holds the chains after the change when `current_is_new`
+    /// (ingest) and before it otherwise (delete); `other` derives the other side.
+    /// `changed_scan` is a scan whose findings changed: references pointing at it are
+    /// refreshed even when their pointer stays.
+    async fn maintain_refs(
+        &self,
+        conn: &mut AnyConnection,
+        scan_ids: &[String],
+        current_is_new: bool,
+        other: &(dyn Fn(&RefKey, &[ChainScan]) -> Vec<ChainScan> + Sync),
+        changed_scan: Option<&str>,
+    ) -> Result<(), StoreError> {
+        // 1. Lock the references (creating placeholder rows) and read their stored pointers.
+        let list = placeholders(1, scan_ids.len());
+        let sql = format!(
+            "INSERT INTO fleet_refs (image_name, image_tag, scan_id, scanned_at) \
+             SELECT image_name, image_tag, CAST(NULL AS TEXT), CAST(NULL AS BIGINT) FROM \
+             (SELECT DISTINCT image_name, image_tag FROM scan_tags WHERE scan_id IN ({list})) t WHERE true \
+             ORDER BY image_name, image_tag \
+             ON CONFLICT (image_name, image_tag) DO UPDATE SET image_name = excluded.image_name \
+             RETURNING image_name, image_tag, scan_id, scanned_at"
+        );
+        let mut q = sqlx::query(&sql);
+        for id in scan_ids {
+            q = q.bind(id);
+        }
+        let mut stored: BTreeMap<RefKey, (Option<String>, Option<i64>)> = BTreeMap::new();
+        for r in q.fetch_all(&mut *conn).await? {
+            stored.insert((r.get(0), r.get(1)), (r.get(2), r.get(3)));
+        }
+        if stored.is_empty() {
+            return Ok(());
+        }
+
+        // 2. The chains of those references, as the database holds them now.
+        let sql = format!(
+            "SELECT t.image_name, t.image_tag, s.id, s.scanned_at, s.created_at, s.fixable_count, \
+             s.vuln_critical, s.vuln_high, s.vuln_medium, s.vuln_low, s.vuln_unknown \
+             FROM scan_tags t JOIN scans s ON s.id = t.scan_id \
+             WHERE (t.image_name, t.image_tag) IN (SELECT image_name, image_tag FROM scan_tags WHERE scan_id IN ({list}))"
+        );
+        let mut q = sqlx::query(&sql);
+        for id in scan_ids {
+            q = q.bind(id);
+        }
+        let mut current: BTreeMap<RefKey, Vec<ChainScan>> =
+            stored.keys().map(|k| (k.clone(), vec![])).collect();
+        for r in q.fetch_all(&mut *conn).await? {
+            let key: RefKey = (r.get(0), r.get(1));
+            let mut counts = [1; 7];
+            for (i, c) in counts.iter_mut().enumerate().skip(1) {
+                *c = r.get::<i64, _>(4 + i);
+            }
+            current.entry(key).or_default().push(ChainScan {
+                scan_id: r.get(2),
+                scanned_at: r.get(3),
+                created_at: r.get(4),
+                counts,
+            });
+        }
+
+        // 3. Trend events, and which references need their findings replaced.
+        let mut daily: BTreeMap<i64, Counts> = BTreeMap::new();
+        let mut replace: Vec<RefKey> = vec![];
+        let mut had_findings = false;
+        let mut ref_writes: Vec<(RefKey, Option<(String, i64)>)> = vec![];
+        let mut totals: Counts = [0; 7];
+        for (key, cur) in &current {
+            let derived = other(key, cur);
+            let (mut old, mut new) = if current_is_new {
+                (derived, cur.clone())
+            } else {
+                (cur.clone(), derived)
+            };
+            sort_chain(&mut old);
+            sort_chain(&mut new);
+            chain_events(&old, &mut daily, -1);
+            chain_events(&new, &mut daily, 1);
+            let (stored_scan, stored_at) = stored.get(key).cloned().unwrap_or_default();
+            let tip = new.last().map(|c| (c.scan_id.clone(), c.scanned_at));
+            let tip_id = tip.as_ref().map(|t| t.0.as_str());
+            if stored_scan.as_deref() != tip_id
+                || (changed_scan.is_some() && tip_id == changed_scan)
+            {
+                replace.push(key.clone());
+                had_findings |= stored_scan.is_some();
+            }
+            totals[IMAGES] += i64::from(tip.is_some()) - i64::from(stored_scan.is_some());
+            if stored_scan.as_deref() != tip_id || stored_at != tip.as_ref().map(|t| t.1) {
+                ref_writes.push((key.clone(), tip));
+            }
+        }
+
+        // 4. Replace the findings of references that moved (old rows out, new rows in).
+        let mut removed_rows: Vec<DeltaRow> = vec![];
+        if had_findings {
+            for chunk in replace.chunks(CHUNK) {
+                let sql = format!(
+                    "DELETE FROM fleet_findings WHERE (image_name, image_tag) IN (VALUES {}) \
+                     RETURNING {FINDING_DELTA_COLUMNS}",
+                    ref_values(1, chunk.len())
+                );
+                let mut q = sqlx::query(&sql);
+                for (n, t) in chunk {
+                    q = q.bind(n).bind(t);
+                }
+                removed_rows.extend(delta_rows(q.fetch_all(&mut *conn).await?));
+            }
+        }
+        let (gone, kept): (Vec<_>, Vec<_>) = ref_writes.into_iter().partition(|w| w.1.is_none());
+        for chunk in kept.chunks(CHUNK) {
+            let values = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "(${}, ${}, ${}, ${})",
+                        4 * i + 1,
+                        4 * i + 2,
+                        4 * i + 3,
+                        4 * i + 4
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "INSERT INTO fleet_refs (image_name, image_tag, scan_id, scanned_at) VALUES {values} \
+                 ON CONFLICT (image_name, image_tag) DO UPDATE SET scan_id = excluded.scan_id, \
+                 scanned_at = excluded.scanned_at"
+            );
+            let mut q = sqlx::query(&sql);
+            for ((n, t), tip) in chunk {
+                let (id, at) = tip.clone().unwrap_or_default();
+                q = q.bind(n).bind(t).bind(id).bind(at);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        for chunk in gone.chunks(CHUNK) {
+            let sql = format!(
+                "DELETE FROM fleet_refs WHERE (image_name, image_tag) IN (VALUES {})",
+                ref_values(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for ((n, t), _) in chunk {
+                q = q.bind(n).bind(t);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        let gone_keys: HashSet<&RefKey> = gone.iter().map(|g| &g.0).collect();
+        let refill: Vec<&RefKey> = replace.iter().filter(|k| !gone_keys.contains(k)).collect();
+        let mut added_rows: Vec<DeltaRow> = vec![];
+        for chunk in refill.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO fleet_findings (image_name, image_tag, vulnerability_id, pkg_name, pkg_version, scan_id, \
+                 fixed_version, severity) \
+                 SELECT r.image_name, r.image_tag, f.vulnerability_id, f.pkg_name, f.pkg_version, f.scan_id, \
+                 f.fixed_version, f.severity FROM fleet_refs r JOIN findings f ON f.scan_id = r.scan_id \
+                 WHERE (r.image_name, r.image_tag) IN (VALUES {}) \
+                 RETURNING {FINDING_DELTA_COLUMNS}",
+                ref_values(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for (n, t) in chunk {
+                q = q.bind(n).bind(t);
+            }
+            added_rows.extend(delta_rows(q.fetch_all(&mut *conn).await?));
+        }
+
+        // 5. Per-CVE and fleet-wide deltas from the rows that went and came.
+        let mut cves: BTreeMap<String, Counts> = BTreeMap::new();
+        let mut presence: HashMap<(&RefKey, &str), i64> = HashMap::new();
+        for (rows, sign) in [(&removed_rows, -1), (&added_rows, 1)] {
+            for (key, vuln, sev, fixable) in rows.iter() {
+                let c = cves.entry(vuln.clone()).or_default();
+                c[sev_index(*sev)] += sign;
+                c[FIXABLE] += sign * fixable;
+                totals[sev_index(*sev)] += sign;
+                totals[FIXABLE] += sign * fixable;
+                let p = presence.entry((key, vuln.as_str())).or_insert(0);
+                // bit 1: present before, bit 2: present after
+                *p |= if sign < 0 { 1 } else { 2 };
+            }
+        }
+        for ((_, vuln), p) in presence {
+            let d = match p {
+                1 => -1,
+                2 => 1,
+                _ => 0,
+            };
+            if d != 0 {
+                if let Some(c) = cves.get_mut(vuln) {
+                    c[IMAGES] += d;
+                }
+            }
+        }
+        cves.retain(|_, c| !is_zero(c));
+        daily.retain(|_, c| !is_zero(c));
+        let cve_rows: Vec<(String, Counts)> = cves.into_iter().collect();
+        for chunk in cve_rows.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO fleet_cve_deltas (vulnerability_id, {COUNT_COLUMNS}) VALUES {}",
+                super::scans::row_placeholders(8, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, c) in chunk {
+                q = q.bind(id);
+                for v in c {
+                    q = q.bind(*v);
+                }
+            }
+            q.execute(&mut *conn).await?;
+        }
+        if !is_zero(&totals) {
+            let sql = format!(
+                "INSERT INTO fleet_total_deltas ({COUNT_COLUMNS}) VALUES ({})",
+                placeholders(1, 7)
+            );
+            let mut q = sqlx::query(&sql);
+            for v in totals {
+                q = q.bind(v);
+            }
+            q.execute(&mut *conn).await?;
+        }
+        if !daily.is_empty() {
+            let rows: Vec<(i64, Counts)> = daily.into_iter().collect();
+            let sql = format!(
+                "INSERT INTO fleet_daily_deltas (day, {COUNT_COLUMNS}) VALUES {}",
+                super::scans::row_placeholders(8, rows.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for (day, c) in &rows {
+                q = q.bind(*day);
+                for v in c {
+                    q = q.bind(*v);
+                }
+            }
+            q.execute(&mut *conn).await?;
+        }
         Ok(())
+    }
+
+    /// Fold the pending deltas into the compacted tables. Additive, so concurrent
+    /// compactors (several API replicas) commute; returns the number of delta rows folded.
+    pub async fn compact_analytics(&self) -> Result<u64, StoreError> {
+        let mut tx = self.write_pool().begin().await?;
+        let mut folded = 0u64;
+        // Per CVE.
+        let rows = sqlx::query(&format!(
+            "DELETE FROM fleet_cve_deltas RETURNING vulnerability_id, {COUNT_COLUMNS}"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        folded += rows.len() as u64;
+        let mut cves: BTreeMap<String, Counts> = BTreeMap::new();
+        for r in &rows {
+            add(
+                cves.entry(r.get::<String, _>(0)).or_default(),
+                &counts_at(r, 1),
+                1,
+            );
+        }
+        cves.retain(|_, c| !is_zero(c));
+        let cve_rows: Vec<(String, Counts)> = cves.into_iter().collect();
+        let sum = |c: &str| format!("{c} = fleet_cves.{c} + excluded.{c}");
+        let set = COUNT_COLUMNS
+            .split(", ")
+            .map(sum)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sev = |c: &str| format!("fleet_cves.{c} + excluded.{c} > 0");
+        for chunk in cve_rows.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO fleet_cves (vulnerability_id, {COUNT_COLUMNS}, severity) VALUES {} \
+                 ON CONFLICT (vulnerability_id) DO UPDATE SET {set}, severity = CASE WHEN {} THEN 4 \
+                 WHEN {} THEN 3 WHEN {} THEN 2 WHEN {} THEN 1 ELSE 0 END",
+                super::scans::row_placeholders(9, chunk.len()),
+                sev("n_critical"),
+                sev("n_high"),
+                sev("n_medium"),
+                sev("n_low"),
+            );
+            let mut q = sqlx::query(&sql);
+            for (id, c) in chunk {
+                q = q.bind(id);
+                for v in c {
+                    q = q.bind(*v);
+                }
+                q = q.bind(max_severity(c));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        // Fleet-wide.
+        let rows = sqlx::query(&format!(
+            "DELETE FROM fleet_total_deltas RETURNING {COUNT_COLUMNS}"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        folded += rows.len() as u64;
+        let mut total: Counts = [0; 7];
+        for r in &rows {
+            add(&mut total, &counts_at(r, 0), 1);
+        }
+        let set_total = COUNT_COLUMNS
+            .split(", ")
+            .map(|c| format!("{c} = fleet_totals.{c} + excluded.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !is_zero(&total) {
+            let sql = format!(
+                "INSERT INTO fleet_totals (id, {COUNT_COLUMNS}) VALUES ({}) \
+                 ON CONFLICT (id) DO UPDATE SET {set_total}",
+                placeholders(1, 8)
+            );
+            let mut q = sqlx::query(&sql).bind(1i64);
+            for v in total {
+                q = q.bind(v);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        // Per day.
+        let rows = sqlx::query(&format!(
+            "DELETE FROM fleet_daily_deltas RETURNING day, {COUNT_COLUMNS}"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        folded += rows.len() as u64;
+        let mut days: BTreeMap<i64, Counts> = BTreeMap::new();
+        for r in &rows {
+            add(
+                days.entry(r.get::<i64, _>(0)).or_default(),
+                &counts_at(r, 1),
+                1,
+            );
+        }
+        days.retain(|_, c| !is_zero(c));
+        let day_rows: Vec<(i64, Counts)> = days.into_iter().collect();
+        let set_day = COUNT_COLUMNS
+            .split(", ")
+            .map(|c| format!("{c} = fleet_daily.{c} + excluded.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for chunk in day_rows.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO fleet_daily (day, {COUNT_COLUMNS}) VALUES {} \
+                 ON CONFLICT (day) DO UPDATE SET {set_day}",
+                super::scans::row_placeholders(8, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for (d, c) in chunk {
+                q = q.bind(*d);
+                for v in c {
+                    q = q.bind(*v);
+                }
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        if folded > 0 && self.backend() == Backend::Postgres {
+            // The delta tables are emptied every few seconds: without this, readers scan
+            // their dead rows until autovacuum's next visit (a minute or more).
+            sqlx::raw_sql(
+                "VACUUM fleet_cve_deltas, fleet_total_deltas, fleet_daily_deltas, fleet_cves, \
+                 fleet_totals, fleet_daily",
+            )
+            .execute(self.write_pool())
+            .await?;
+        }
+        Ok(folded)
+    }
+
+    /// A read transaction: one snapshot for the several statements of an answer
+    /// (compacted table + pending deltas must be read together).
+    async fn read_tx(&self) -> Result<sqlx::Transaction<'static, Any>, StoreError> {
+        let mut tx = self.read_pool().begin().await?;
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    /// `true` when the fleet as of `to` is the current fleet (`to` absent, or no
+    /// reference's latest scan is newer than it).
+    async fn is_current(
+        &self,
+        conn: &mut AnyConnection,
+        to: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let Some(to) = to else { return Ok(true) };
+        let newest: Option<i64> = sqlx::query("SELECT MAX(scanned_at) FROM fleet_refs")
+            .fetch_one(&mut *conn)
+            .await?
+            .get(0);
+        Ok(newest.is_none_or(|n| n <= to))
+    }
+
+    /// SQL yielding `(image_name, image_tag, scan_id, scanned_at)` for each reference of
+    /// the scope, and the findings source that goes with it.
+    fn fleet_sql(&self, scope: &FleetScope, current: bool, args: &mut Vec<Arg>) -> (String, bool) {
+        let mut conds: Vec<String> = vec![];
+        if current {
+            conds.push("scan_id IS NOT NULL".into());
+            if let Some(img) = &scope.image {
+                args.push(Arg::S(img.clone()));
+                conds.push(format!("image_name = ${}", args.len()));
+            }
+            if let Some(from) = scope.from {
+                args.push(Arg::I(from));
+                conds.push(format!("scanned_at >= ${}", args.len()));
+            }
+            (
+                format!(
+                    "SELECT image_name, image_tag, scan_id, scanned_at FROM fleet_refs WHERE {}",
+                    conds.join(" AND ")
+                ),
+                true,
+            )
+        } else {
+            args.push(Arg::I(scope.to.unwrap_or(i64::MAX)));
+            let mut inner = format!("s.scanned_at <= ${}", args.len());
+            if let Some(img) = &scope.image {
+                args.push(Arg::S(img.clone()));
+                inner.push_str(&format!(" AND t.image_name = ${}", args.len()));
+            }
+            let mut outer = "rn = 1".to_string();
+            if let Some(from) = scope.from {
+                args.push(Arg::I(from));
+                outer.push_str(&format!(" AND scanned_at >= ${}", args.len()));
+            }
+            (
+                format!(
+                    "SELECT image_name, image_tag, scan_id, scanned_at FROM (SELECT t.image_name, t.image_tag, \
+                     s.id AS scan_id, s.scanned_at, ROW_NUMBER() OVER (PARTITION BY t.image_name, t.image_tag \
+                     ORDER BY s.scanned_at DESC, s.created_at DESC, s.id DESC) AS rn \
+                     FROM scan_tags t JOIN scans s ON s.id = t.scan_id WHERE {inner}) w WHERE {outer}"
+                ),
+                false,
+            )
+        }
+    }
+
+    /// SQL yielding the findings of the scope's references:
+    /// `(image_name, image_tag, scan_id, scanned_at, vulnerability_id, pkg_name, pkg_version,
+    /// fixed_version, severity)`.
+    fn fleet_findings_sql(&self, scope: &FleetScope, current: bool, args: &mut Vec<Arg>) -> String {
+        let (fleet, fast) = self.fleet_sql(scope, current, args);
+        let join = if fast {
+            "fleet_findings f ON f.image_name = fl.image_name AND f.image_tag = fl.image_tag"
+        } else {
+            "findings f ON f.scan_id = fl.scan_id"
+        };
+        format!(
+            "SELECT fl.image_name, fl.image_tag, fl.scan_id, fl.scanned_at, f.vulnerability_id, f.pkg_name, \
+             f.pkg_version, f.fixed_version, f.severity FROM ({fleet}) fl JOIN {join}"
+        )
+    }
+
+    /// Images, findings per severity and fixable findings of the fleet.
+    pub async fn fleet_summary(&self, scope: &FleetScope) -> Result<FleetSummary, StoreError> {
+        if scope.to.is_none() && scope.image.is_none() && scope.from.is_none() {
+            // One statement: consistent without a transaction.
+            let row = sqlx::query(&totals_sql())
+                .fetch_one(self.read_pool())
+                .await?;
+            return Ok(FleetSummary::from_counts(&counts_at(&row, 0)));
+        }
+        let mut tx = self.read_tx().await?;
+        let current = self.is_current(&mut tx, scope.to).await?;
+        let out = if current && scope.image.is_none() && scope.from.is_none() {
+            let row = sqlx::query(&totals_sql()).fetch_one(&mut *tx).await?;
+            FleetSummary::from_counts(&counts_at(&row, 0))
+        } else {
+            let mut args = vec![];
+            let (fleet, _) = self.fleet_sql(scope, current, &mut args);
+            let images: i64 = bind_all(
+                sqlx::query(&format!("SELECT COUNT(*) FROM ({fleet}) fl")),
+                &args,
+            )
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+            let mut args = vec![];
+            let ff = self.fleet_findings_sql(scope, current, &mut args);
+            let sql = format!(
+                "SELECT severity, COUNT(*), CAST(SUM(CASE WHEN fixed_version IS NULL THEN 0 ELSE 1 END) AS BIGINT) \
+                 FROM ({ff}) ff GROUP BY severity"
+            );
+            let mut s = FleetSummary {
+                images,
+                ..Default::default()
+            };
+            for r in bind_all(sqlx::query(&sql), &args)
+                .fetch_all(&mut *tx)
+                .await?
+            {
+                let sev = r.get::<i64, _>(0).clamp(0, 4) as usize;
+                s.by_severity[sev] += r.get::<i64, _>(1);
+                s.fixable += r.get::<i64, _>(2);
+            }
+            s
+        };
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Vulnerability ids by affected images, then severity, then id.
+    pub async fn top_cves(
+        &self,
+        scope: &FleetScope,
+        severity: Option<Severity>,
+        limit: i64,
+    ) -> Result<Vec<TopCve>, StoreError> {
+        if scope.to.is_none() && scope.image.is_none() && scope.from.is_none() {
+            // Without pending deltas the ranking is one consistent index range: no transaction.
+            let mut conn = self.read_pool().acquire().await?;
+            if let Some(mut out) = top_cves_compacted(&mut conn, severity, limit, false).await? {
+                attach_catalog(&mut conn, &mut out).await?;
+                return Ok(out);
+            }
+        }
+        let mut tx = self.read_tx().await?;
+        let current = self.is_current(&mut tx, scope.to).await?;
+        let mut out = if current && scope.image.is_none() && scope.from.is_none() {
+            top_cves_compacted(&mut tx, severity, limit, true)
+                .await?
+                .unwrap_or_default()
+        } else {
+            let mut args = vec![];
+            let ff = self.fleet_findings_sql(scope, current, &mut args);
+            let having = match severity {
+                Some(s) => {
+                    args.push(Arg::I(s.rank()));
+                    format!("HAVING MAX(sev) = ${}", args.len())
+                }
+                None => String::new(),
+            };
+            args.push(Arg::I(limit));
+            let sql = format!(
+                "SELECT vulnerability_id, COUNT(*) AS images, MAX(sev) AS sev, CAST(SUM(n) AS BIGINT), \
+                 CAST(SUM(fx) AS BIGINT) FROM (SELECT vulnerability_id, image_name, image_tag, MAX(severity) AS sev, \
+                 COUNT(*) AS n, SUM(CASE WHEN fixed_version IS NULL THEN 0 ELSE 1 END) AS fx FROM ({ff}) ff \
+                 GROUP BY vulnerability_id, image_name, image_tag) per_ref GROUP BY vulnerability_id {having} \
+                 ORDER BY images DESC, sev DESC, vulnerability_id LIMIT ${}",
+                args.len()
+            );
+            bind_all(sqlx::query(&sql), &args)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| TopCve {
+                    vulnerability_id: r.get(0),
+                    images: r.get(1),
+                    severity: r.get(2),
+                    findings: r.get(3),
+                    fixable: r.get(4),
+                    title: None,
+                    cvss_score: None,
+                })
+                .collect()
+        };
+        attach_catalog(&mut tx, &mut out).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Image references whose latest scan has `vuln_id`, with the package found, by
+    /// image name, tag, package, version. Returns the page (up to `limit + 1` rows, so the
+    /// caller can tell whether more follow) and the number of affected references.
+    pub async fn cve_images(
+        &self,
+        vuln_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<FleetFinding>, i64), StoreError> {
+        // Each statement is consistent by itself; the page and the count may be a moment apart.
+        let pool = self.read_pool();
+        let rows = sqlx::query(
+            "SELECT image_name, image_tag, scan_id, CAST(NULL AS BIGINT), vulnerability_id, pkg_name, \
+             pkg_version, fixed_version, severity FROM fleet_findings WHERE vulnerability_id = $1 \
+             ORDER BY image_name, image_tag, pkg_name, pkg_version LIMIT $2 OFFSET $3",
+        )
+        .bind(vuln_id)
+        .bind(limit + 1)
+        .bind(offset)
+        .fetch_all(pool)
+        .await?;
+        let mut page: Vec<FleetFinding> = rows.iter().map(fleet_finding).collect();
+        // A reference's rows always belong to its latest scan: that scan's time is its time.
+        let ids: Vec<String> = page
+            .iter()
+            .map(|f| f.scan_id.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut times: HashMap<String, i64> = HashMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT id, scanned_at FROM scans WHERE id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for r in q.fetch_all(pool).await? {
+                times.insert(r.get(0), r.get(1));
+            }
+        }
+        for f in &mut page {
+            f.scanned_at = times.get(&f.scan_id).copied().unwrap_or_default();
+        }
+        let images: i64 = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(images), 0) AS BIGINT) FROM (SELECT images FROM fleet_cves \
+             WHERE vulnerability_id = $1 UNION ALL SELECT images FROM fleet_cve_deltas WHERE vulnerability_id = $1) x",
+        )
+        .bind(vuln_id)
+        .fetch_one(pool)
+        .await?
+        .get(0);
+        Ok((page, images))
+    }
+
+    /// Fixable findings of the fleet, most severe first (then id, image, tag, package,
+    /// version), with catalog titles; up to `limit + 1` rows.
+    pub async fn fixable_findings(
+        &self,
+        scope: &FleetScope,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<FleetFinding>, StoreError> {
+        let mut tx = self.read_tx().await?;
+        let current = self.is_current(&mut tx, scope.to).await?;
+        let mut args = vec![];
+        let sql = if current && scope.image.is_none() && scope.from.is_none() {
+            // One index range of one table; titles are looked up for the page below.
+            "SELECT image_name, image_tag, scan_id, CAST(NULL AS BIGINT), vulnerability_id, pkg_name, \
+             pkg_version, fixed_version, severity, CAST(NULL AS TEXT) FROM fleet_findings \
+             WHERE fixed_version IS NOT NULL ORDER BY severity DESC, vulnerability_id, image_name, image_tag, \
+             pkg_name, pkg_version LIMIT $1 OFFSET $2"
+                .to_string()
+        } else {
+            let ff = self.fleet_findings_sql(scope, current, &mut args);
+            format!(
+                "SELECT ff.image_name, ff.image_tag, ff.scan_id, ff.scanned_at, ff.vulnerability_id, ff.pkg_name, \
+                 ff.pkg_version, ff.fixed_version, ff.severity, v.title FROM ({ff}) ff \
+                 LEFT JOIN vulnerabilities v ON v.id = ff.vulnerability_id WHERE ff.fixed_version IS NOT NULL \
+                 ORDER BY ff.severity DESC, ff.vulnerability_id, ff.image_name, ff.image_tag, ff.pkg_name, \
+                 ff.pkg_version LIMIT ${} OFFSET ${}",
+                args.len() + 1,
+                args.len() + 2
+            )
+        };
+        args.push(Arg::I(limit + 1));
+        args.push(Arg::I(offset));
+        let rows = bind_all(sqlx::query(&sql), &args)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut page: Vec<FleetFinding> = rows
+            .iter()
+            .map(|r| {
+                let mut f = fleet_finding(r);
+                f.title = r.get(9);
+                f
+            })
+            .collect();
+        if page.iter().any(|f| f.title.is_none()) {
+            let ids: Vec<String> = page
+                .iter()
+                .map(|f| f.vulnerability_id.clone())
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let mut titles: HashMap<String, Option<String>> = HashMap::new();
+            for chunk in ids.chunks(CHUNK) {
+                let sql = format!(
+                    "SELECT id, title FROM vulnerabilities WHERE id IN ({})",
+                    placeholders(1, chunk.len())
+                );
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(id.as_str());
+                }
+                for r in q.fetch_all(&mut *tx).await? {
+                    titles.insert(r.get(0), r.get(1));
+                }
+            }
+            for f in &mut page {
+                if f.title.is_none() {
+                    f.title = titles.get(&f.vulnerability_id).cloned().flatten();
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(page)
+    }
+
+    /// One point per bucket from the bucket holding `from` to the one holding `to`: the
+    /// fleet as of the end of each bucket (values carry forward).
+    pub async fn fleet_trend(
+        &self,
+        image: Option<&str>,
+        interval: Interval,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<TrendPoint>, StoreError> {
+        let first = interval.bucket_start_day(from.div_euclid(DAY_US));
+        let last = interval.bucket_start_day(to.div_euclid(DAY_US));
+        let end_day = last + interval.days();
+        // One statement each: consistent without a transaction.
+        let mut conn = self.read_pool().acquire().await?;
+        let mut days: BTreeMap<i64, Counts> = BTreeMap::new();
+        match image {
+            None => {
+                let sql = format!(
+                    "SELECT day, {} FROM (SELECT day, {COUNT_COLUMNS} FROM fleet_daily WHERE day < $1 \
+                     UNION ALL SELECT day, {COUNT_COLUMNS} FROM fleet_daily_deltas WHERE day < $1) x GROUP BY day",
+                    COUNT_COLUMNS
+                        .split(", ")
+                        .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                for r in sqlx::query(&sql)
+                    .bind(end_day)
+                    .fetch_all(&mut *conn)
+                    .await?
+                {
+                    days.insert(r.get(0), counts_at(&r, 1));
+                }
+            }
+            Some(img) => {
+                let rows = sqlx::query(
+                    "SELECT t.image_tag, s.id, s.scanned_at, s.created_at, s.fixable_count, s.vuln_critical, \
+                     s.vuln_high, s.vuln_medium, s.vuln_low, s.vuln_unknown FROM scan_tags t \
+                     JOIN scans s ON s.id = t.scan_id WHERE t.image_name = $1",
+                )
+                .bind(img)
+                .fetch_all(&mut *conn)
+                .await?;
+                let mut chains: BTreeMap<String, Vec<ChainScan>> = BTreeMap::new();
+                for r in rows {
+                    let mut counts = [1; 7];
+                    for (i, c) in counts.iter_mut().enumerate().skip(1) {
+                        *c = r.get::<i64, _>(3 + i);
+                    }
+                    chains.entry(r.get(0)).or_default().push(ChainScan {
+                        scan_id: r.get(1),
+                        scanned_at: r.get(2),
+                        created_at: r.get(3),
+                        counts,
+                    });
+                }
+                for chain in chains.values() {
+                    chain_events(chain, &mut days, 1);
+                }
+            }
+        }
+        Ok(prefix_points(&days, interval, first, last))
+    }
+}
+
+/// Fleet-wide counts: compacted plus pending.
+fn totals_sql() -> String {
+    format!(
+        "SELECT {} FROM (SELECT {COUNT_COLUMNS} FROM fleet_totals UNION ALL \
+         SELECT {COUNT_COLUMNS} FROM fleet_total_deltas) x",
+        COUNT_COLUMNS
+            .split(", ")
+            .map(|c| format!("CAST(COALESCE(SUM({c}), 0) AS BIGINT)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Sample the running sum of per-day changes at the end of each bucket.
+pub fn prefix_points(
+    days: &BTreeMap<i64, Counts>,
+    interval: Interval,
+    first: i64,
+    last: i64,
+) -> Vec<TrendPoint> {
+    let mut points = vec![];
+    let mut running: Counts = [0; 7];
+    let mut it = days.iter().peekable();
+    let mut b = first;
+    while b <= last {
+        let end = b + interval.days();
+        while let Some((d, c)) = it.peek() {
+            if **d >= end {
+                break;
+            }
+            add(&mut running, c, 1);
+            it.next();
+        }
+        points.push(TrendPoint {
+            bucket: b * DAY_US,
+            summary: FleetSummary::from_counts(&running),
+        });
+        b = end;
+    }
+    points
+}
+
+fn fleet_finding(r: &AnyRow) -> FleetFinding {
+    FleetFinding {
+        image_name: r.get(0),
+        image_tag: r.get(1),
+        scan_id: r.get(2),
+        scanned_at: r.get::<Option<i64>, _>(3).unwrap_or_default(),
+        vulnerability_id: r.get(4),
+        pkg_name: r.get(5),
+        pkg_version: r.get(6),
+        fixed_version: r.get(7),
+        severity: r.get(8),
+        title: None,
+    }
+}
+
+fn sort_key(c: &TopCve) -> (std::cmp::Reverse<i64>, std::cmp::Reverse<i64>, String) {
+    (
+        std::cmp::Reverse(c.images),
+        std::cmp::Reverse(c.severity),
+        c.vulnerability_id.clone(),
+    )
+}
+
+fn top_cve_of(id: String, c: &Counts) -> TopCve {
+    TopCve {
+        vulnerability_id: id,
+        severity: max_severity(c),
+        title: None,
+        cvss_score: None,
+        images: c[IMAGES],
+        findings: c[2..].iter().sum(),
+        fixable: c[FIXABLE],
+    }
+}
+
+/// Top CVEs from the compacted ranking plus pending deltas, exactly: every CVE with a
+/// pending delta is a candidate with its exact sum; every other CVE's compacted value is
+/// exact and no better than the last ranked row fetched. Fetch more until the answer is
+/// ahead of that row.
+///
+/// Outside a snapshot (`in_snapshot` false) it gives up (`None`) when deltas are pending:
+/// a compaction between its statements could count them twice.
+async fn top_cves_compacted(
+    conn: &mut AnyConnection,
+    severity: Option<Severity>,
+    limit: i64,
+    in_snapshot: bool,
+) -> Result<Option<Vec<TopCve>>, StoreError> {
+    if limit <= 0 {
+        return Ok(Some(vec![]));
+    }
+    let mut deltas: HashMap<String, Counts> = HashMap::new();
+    let rows = sqlx::query(&format!(
+        "SELECT vulnerability_id, {} FROM fleet_cve_deltas GROUP BY vulnerability_id",
+        COUNT_COLUMNS
+            .split(", ")
+            .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    for r in &rows {
+        deltas.insert(r.get(0), counts_at(r, 1));
+    }
+    if !deltas.is_empty() && !in_snapshot {
+        return Ok(None);
+    }
+    let mut fetch = limit + deltas.len() as i64 + 1;
+    loop {
+        let (filter, order) = match severity {
+            Some(_) => ("AND severity = $2", "images DESC, vulnerability_id"),
+            None => ("", "images DESC, severity DESC, vulnerability_id"),
+        };
+        let sql = format!(
+            "SELECT vulnerability_id, {COUNT_COLUMNS} FROM fleet_cves WHERE images > 0 {filter} \
+             ORDER BY {order} LIMIT $1"
+        );
+        let mut q = sqlx::query(&sql).bind(fetch);
+        if let Some(s) = severity {
+            q = q.bind(s.rank());
+        }
+        let ranked = q.fetch_all(&mut *conn).await?;
+        let exhausted = (ranked.len() as i64) < fetch;
+        let cutoff = ranked
+            .last()
+            .map(|r| top_cve_of(r.get(0), &counts_at(r, 1)));
+        let mut cands: HashMap<String, Counts> = HashMap::new();
+        for r in &ranked {
+            cands.insert(r.get(0), counts_at(r, 1));
+        }
+        let missing: Vec<&String> = deltas.keys().filter(|k| !cands.contains_key(*k)).collect();
+        for chunk in missing.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT vulnerability_id, {COUNT_COLUMNS} FROM fleet_cves WHERE vulnerability_id IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(id.as_str());
+            }
+            for r in q.fetch_all(&mut *conn).await? {
+                cands.insert(r.get(0), counts_at(&r, 1));
+            }
+        }
+        for (id, d) in &deltas {
+            add(cands.entry(id.clone()).or_default(), d, 1);
+        }
+        let mut all: Vec<TopCve> = cands
+            .into_iter()
+            .map(|(id, c)| top_cve_of(id, &c))
+            .filter(|c| c.images > 0 && severity.is_none_or(|s| c.severity == s.rank()))
+            .collect();
+        all.sort_by_key(sort_key);
+        all.truncate(limit as usize);
+        let complete = exhausted
+            || match (&cutoff, all.last()) {
+                (Some(cut), Some(last)) => {
+                    all.len() as i64 == limit && sort_key(last) <= sort_key(cut)
+                }
+                _ => false,
+            };
+        if complete {
+            return Ok(Some(all));
+        }
+        fetch *= 4;
+    }
+}
+
+async fn attach_catalog(conn: &mut AnyConnection, cves: &mut [TopCve]) -> Result<(), StoreError> {
+    if cves.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT id, title, cvss_score FROM vulnerabilities WHERE id IN ({})",
+        placeholders(1, cves.len())
+    );
+    let mut q = sqlx::query(&sql);
+    for c in cves.iter() {
+        q = q.bind(c.vulnerability_id.as_str());
+    }
+    let mut found: HashMap<String, (Option<String>, Option<f64>)> = HashMap::new();
+    for r in q.fetch_all(&mut *conn).await? {
+        found.insert(r.get(0), (r.get(1), r.get(2)));
+    }
+    for c in cves.iter_mut() {
+        if let Some((t, s)) = found.remove(&c.vulnerability_id) {
+            c.title = t;
+            c.cvss_score = s;
+        }
+    }
+    Ok(())
+}
+
+/// Fold analytics deltas in every [`COMPACTION_INTERVAL`] until `shutdown`.
+pub async fn compaction_loop(store: Store, shutdown: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(COMPACTION_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        match store.compact_analytics().await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(rows = n, "analytics deltas compacted");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "analytics compaction failed"),
+        }
     }
 }

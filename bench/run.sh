@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Fleet-analytics benchmark (docs/benchmarks.md). Usage:
+#   bench/run.sh postgres 10000     # or: bench/run.sh sqlite 10000
+# Builds release binaries, starts `scanvault serve` on a fresh database, streams a fleet from
+# gen_fleet.py through POST /scans, then measures the analytics endpoints, ingest
+# throughput of typical reports (8 clients) and the latency of a 2,000-finding report.
+set -euo pipefail
+BACKEND=${1:-postgres}
+IMAGES=${2:-10000}
+SCANS=${SCANS:-3}
+PORT=${PORT:-18089}
+GEN=${GEN:-/work/shared/bench/gen_fleet.py}
+ADMIN_URL=${ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+WORK=${WORK:-/tmp/scanvault-bench}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-analytics}
+cd "$(dirname "$0")/.."
+cargo build --release -p scanvault --bin scanvault --example bench
+BIN=$CARGO_TARGET_DIR/release/scanvault
+BENCH=$CARGO_TARGET_DIR/release/examples/bench
+mkdir -p "$WORK"
+DB=svbench_${IMAGES}
+if [ "$BACKEND" = postgres ]; then
+  psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
+  export DATABASE_URL=${ADMIN_URL%/*}/$DB
+else
+  rm -rf "$WORK/sqlite" && mkdir -p "$WORK/sqlite"
+  export DATA_DIR=$WORK/sqlite
+  unset DATABASE_URL || true
+fi
+SERVER_PORT=$PORT WORKER_CONCURRENCY=0 RUST_LOG=warn "$BIN" serve > "$WORK/server-$BACKEND.log" 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+URL=http://127.0.0.1:$PORT
+[ -f "$WORK/typical.ndjson" ] || python3 "$GEN" --images 1000 --first-image 50000 --ndjson "$WORK/typical.ndjson"
+[ -f "$WORK/big2000.ndjson" ] || python3 "$GEN" --images 1 --first-image 90000 --vulns 2000 --ndjson "$WORK/big2000.ndjson"
+echo "== load $IMAGES images x $SCANS scans ($BACKEND)"
+FLEET=$WORK/fleet-$IMAGES-$SCANS.ndjson
+if [ -f "$FLEET" ]; then
+  "$BENCH" load --url "$URL" --file "$FLEET" --clients 8
+else
+  python3 "$GEN" --images "$IMAGES" --scans-per-image "$SCANS" --ndjson | tee "$FLEET" | "$BENCH" load --url "$URL" --file - --clients 8
+fi
+sleep 3   # let the compactor fold the last deltas
+echo "== analytics ($BACKEND, 16 clients)"
+"$BENCH" query --url "$URL" --clients 16 --seconds ${SECONDS_PER_ENDPOINT:-10} --to 2025-02-15T00:00:00Z
+echo "== ingest of typical reports ($BACKEND, 8 clients, new images)"
+"$BENCH" ingest --url "$URL" --file "$WORK/typical.ndjson" --clients 8
+echo "== one 2,000-finding report at a time ($BACKEND)"
+"$BENCH" single --url "$URL" --file "$WORK/big2000.ndjson" --repeat 10
+kill $SERVER; wait $SERVER 2>/dev/null || true
+if [ "$BACKEND" = postgres ]; then psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; fi

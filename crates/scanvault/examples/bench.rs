@@ -1,0 +1,351 @@
+//! Load generator for ScanVault's HTTP API (see docs/benchmarks.md).
+//!
+//! ```text
+//! cargo run --release -p scanvault --example bench -- load   --url URL --file fleet.ndjson [--clients 8]
+//! cargo run --release -p scanvault --example bench -- ingest --url URL --file typical.ndjson [--clients 8] [--prefix p]
+//! cargo run --release -p scanvault --example bench -- single --url URL --file big.ndjson [--repeat 10]
+//! cargo run --release -p scanvault --example bench -- query  --url URL [--clients 16] [--seconds 10] [--to RFC3339]
+//! ```
+//!
+//! `load` streams NDJSON reports (one per line; `-` = stdin, e.g. piped from
+//! `gen_fleet.py --ndjson`) to `POST /scans`. `ingest` reads the file into memory first and
+//! stores every report under a fresh image name (`?image=<prefix>-<n>`), so it measures the
+//! ingest path only. `single` posts the first report sequentially under fresh names and
+//! prints each latency. `query` drives each analytics endpoint in turn with concurrent
+//! clients for a fixed time. Every command prints throughput and p50/p95/p99.
+
+use std::io::BufRead;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn num(args: &[String], name: &str, default: u64) -> u64 {
+    arg(args, name)
+        .map(|v| v.parse().expect("a number"))
+        .unwrap_or(default)
+}
+
+fn report(label: &str, mut lat: Vec<Duration>, wall: Duration, errors: usize) {
+    lat.sort();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
+        lat[i].as_secs_f64() * 1000.0
+    };
+    println!(
+        "{label:<28} n={:<7} errors={errors:<4} {:>9.1}/s  p50={:>7.2}ms  p95={:>7.2}ms  p99={:>7.2}ms  max={:>7.2}ms",
+        lat.len(),
+        lat.len() as f64 / wall.as_secs_f64(),
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+        lat.last().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+    );
+}
+
+/// A query string and a body to POST.
+type Post = (String, Vec<u8>);
+
+async fn post_all(
+    client: reqwest::Client,
+    url: String,
+    rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Post>>>,
+) -> (Vec<Duration>, usize) {
+    let mut lat = vec![];
+    let mut errors = 0;
+    loop {
+        let next = rx.lock().await.recv().await;
+        let Some((query, body)) = next else { break };
+        let t = Instant::now();
+        let r = client
+            .post(format!("{url}/scans{query}"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        match r {
+            Ok(resp) if resp.status().is_success() => {
+                let _ = resp.bytes().await;
+                lat.push(t.elapsed());
+            }
+            Ok(resp) => {
+                errors += 1;
+                if errors <= 3 {
+                    eprintln!(
+                        "POST failed: {} {}",
+                        resp.status(),
+                        resp.text().await.unwrap_or_default()
+                    );
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                if errors <= 3 {
+                    eprintln!("POST failed: {e}");
+                }
+            }
+        }
+    }
+    (lat, errors)
+}
+
+async fn run_posts(
+    url: &str,
+    clients: usize,
+    label: &str,
+    feed: impl FnOnce(tokio::sync::mpsc::Sender<(String, Vec<u8>)>) + Send + 'static,
+) {
+    let client = reqwest::Client::new();
+    let (tx, rx) = tokio::sync::mpsc::channel(clients * 4);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let start = Instant::now();
+    let feeder = tokio::task::spawn_blocking(move || feed(tx));
+    let mut tasks = vec![];
+    for _ in 0..clients {
+        tasks.push(tokio::spawn(post_all(
+            client.clone(),
+            url.to_string(),
+            rx.clone(),
+        )));
+    }
+    let mut lat = vec![];
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        lat.extend(l);
+        errors += e;
+    }
+    feeder.await.unwrap();
+    report(label, lat, start.elapsed(), errors);
+}
+
+fn read_lines(path: &str) -> Box<dyn BufRead + Send> {
+    if path == "-" {
+        Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin()))
+    } else {
+        Box::new(std::io::BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(path).expect("open --file"),
+        ))
+    }
+}
+
+async fn query_endpoint(
+    client: &reqwest::Client,
+    label: &str,
+    uris: Vec<String>,
+    clients: usize,
+    seconds: u64,
+) {
+    let uris = Arc::new(uris);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut tasks = vec![];
+    for c in 0..clients {
+        let client = client.clone();
+        let uris = uris.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = vec![];
+            let mut errors = 0;
+            let mut i = c;
+            while Instant::now() < deadline {
+                let uri = &uris[i % uris.len()];
+                i += 1;
+                let t = Instant::now();
+                match client.get(uri).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        lat.push(t.elapsed());
+                    }
+                    Ok(r) => {
+                        errors += 1;
+                        if errors <= 2 {
+                            eprintln!("GET {uri}: {}", r.status());
+                        }
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        if errors <= 2 {
+                            eprintln!("GET {uri}: {e}");
+                        }
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut lat = vec![];
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        lat.extend(l);
+        errors += e;
+    }
+    report(label, lat, start.elapsed(), errors);
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let cmd = args.get(1).cloned().unwrap_or_default();
+    let url = arg(&args, "--url").unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    match cmd.as_str() {
+        "load" => {
+            let file = arg(&args, "--file").expect("--file");
+            let clients = num(&args, "--clients", 8) as usize;
+            run_posts(&url, clients, "load POST /scans", move |tx| {
+                for line in read_lines(&file).lines() {
+                    let line = line.expect("read");
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    if tx
+                        .blocking_send((String::new(), line.into_bytes()))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        "ingest" => {
+            let file = arg(&args, "--file").expect("--file");
+            let clients = num(&args, "--clients", 8) as usize;
+            let prefix = arg(&args, "--prefix").unwrap_or_else(|| "bench-ingest".into());
+            let bodies: Vec<Vec<u8>> = read_lines(&file)
+                .lines()
+                .map(|l| l.expect("read").into_bytes())
+                .filter(|l| !l.is_empty())
+                .collect();
+            let findings: usize = bodies
+                .iter()
+                .map(|b| {
+                    String::from_utf8_lossy(b)
+                        .matches("\"VulnerabilityID\"")
+                        .count()
+                })
+                .sum();
+            println!(
+                "{} reports in memory, {:.0} findings each on average",
+                bodies.len(),
+                findings as f64 / bodies.len().max(1) as f64
+            );
+            run_posts(&url, clients, "ingest POST /scans", move |tx| {
+                for (i, b) in bodies.into_iter().enumerate() {
+                    if tx
+                        .blocking_send((format!("?image={prefix}-{i}"), b))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        "single" => {
+            let file = arg(&args, "--file").expect("--file");
+            let repeat = num(&args, "--repeat", 10);
+            let prefix = arg(&args, "--prefix").unwrap_or_else(|| "bench-single".into());
+            let body = read_lines(&file)
+                .lines()
+                .next()
+                .expect("one report")
+                .expect("read")
+                .into_bytes();
+            let client = reqwest::Client::new();
+            let mut lat = vec![];
+            let start = Instant::now();
+            for i in 0..repeat {
+                let t = Instant::now();
+                let r = client
+                    .post(format!("{url}/scans?image={prefix}-{i}"))
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("POST");
+                let status = r.status();
+                let _ = r.bytes().await;
+                assert!(status.is_success(), "POST failed: {status}");
+                lat.push(t.elapsed());
+                println!(
+                    "  {:>3}: {:.1} ms",
+                    i,
+                    lat.last().unwrap().as_secs_f64() * 1000.0
+                );
+            }
+            report("single POST /scans", lat, start.elapsed(), 0);
+        }
+        "query" => {
+            let clients = num(&args, "--clients", 16) as usize;
+            let seconds = num(&args, "--seconds", 10);
+            let to = arg(&args, "--to").unwrap_or_else(|| "2025-02-15T00:00:00Z".into());
+            let to_t = chrono::DateTime::parse_from_rfc3339(&to).expect("--to RFC 3339");
+            let from = (to_t - chrono::Duration::days(90)).to_rfc3339();
+            let client = reqwest::Client::new();
+            let a = format!("{url}/analytics/vulnerabilities");
+            let top: serde_json::Value = client
+                .get(format!("{a}/top-cves?limit=20"))
+                .send()
+                .await
+                .expect("top-cves")
+                .json()
+                .await
+                .expect("json");
+            let ids: Vec<String> = top["CVEs"]
+                .as_array()
+                .expect("CVEs")
+                .iter()
+                .map(|c| c["CVEID"].as_str().unwrap().to_string())
+                .collect();
+            println!(
+                "{} clients, {} s per endpoint; most widespread CVE {} in {} images",
+                clients,
+                seconds,
+                ids.first().cloned().unwrap_or_default(),
+                top["CVEs"][0]["ImageCount"]
+            );
+            let enc = |s: &str| s.replace(':', "%3A").replace('+', "%2B");
+            let endpoints: Vec<(&str, Vec<String>)> = vec![
+                ("summary", vec![format!("{a}/summary")]),
+                ("top-cves limit=20", vec![format!("{a}/top-cves?limit=20")]),
+                (
+                    "cve images limit=100",
+                    ids.iter()
+                        .map(|id| format!("{a}/cve/{id}/images?limit=100"))
+                        .collect(),
+                ),
+                ("fixable limit=100", vec![format!("{a}/fixable?limit=100")]),
+                (
+                    "trends day 90 days",
+                    vec![format!(
+                        "{a}/trends?interval=day&from={}&to={}",
+                        enc(&from),
+                        enc(&to)
+                    )],
+                ),
+            ];
+            let only = arg(&args, "--only");
+            for (label, uris) in endpoints {
+                if only.as_deref().is_some_and(|o| !label.starts_with(o)) {
+                    continue;
+                }
+                query_endpoint(&client, label, uris, clients, seconds).await;
+            }
+        }
+        _ => {
+            eprintln!(
+                "usage: bench load|ingest|single|query --url URL [options]; see the file's docs"
+            );
+            std::process::exit(2);
+        }
+    }
+}
