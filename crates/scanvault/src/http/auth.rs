@@ -279,7 +279,8 @@ pub async fn list_keys(State(app): State<AppState>) -> Result<Json<KeyListRespon
 
 /// Make an API key. The answer holds the key; it is never shown again.
 #[utoipa::path(post, path = "/admin/api-keys", tag = "admin", request_body = CreateKeyRequest, responses(
-    (status = 201, body = KeyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    (status = 201, body = KeyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    (status = 415, description = "The body is not JSON", body = ErrorBody)))]
 pub async fn create_key(
     State(app): State<AppState>,
     caller: Caller,
@@ -322,7 +323,8 @@ pub async fn create_key(
 
 /// Revoke an API key.
 #[utoipa::path(delete, path = "/admin/api-keys/{id}", tag = "admin", params(("id" = String, Path, description = "Key id")), responses(
-    (status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    (status = 204), (status = 400, description = "Malformed key id", body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke_key(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,

@@ -707,7 +707,9 @@ pub async fn get_scan_vulnerabilities(
 
 /// The raw report exactly as it was received.
 #[utoipa::path(get, path = "/scans/{id}/report", tag = "scans", params(("id" = String, Path, description = "Scan id (UUID)")),
-    responses((status = 200, description = "The report, byte for byte", content_type = "application/json", body = String),
+    responses((status = 200, description = "The report, byte for byte. A report received with a UTF-8 byte-order \
+        mark is served as application/octet-stream (a BOM is not allowed in JSON on the wire), the bytes unchanged.",
+        content((serde_json::Value = "application/json"), (Vec<u8> = "application/octet-stream"))),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_scan_report(
     State(app): State<AppState>,
@@ -720,5 +722,10 @@ pub async fn get_scan_report(
         .scan_report(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("report of scan {id}"), "scan_not_found"))?;
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    let content_type = if body.starts_with(b"\xEF\xBB\xBF") {
+        "application/octet-stream"
+    } else {
+        "application/json"
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
