@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod cli;
 mod corpus;
+mod faults;
 mod hostile;
 mod jobs;
 mod retention;
