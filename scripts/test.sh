@@ -17,8 +17,10 @@
 #      exports its E2E_* variables, plus SCANVAULT_CORPUS and SCANVAULT_E2E_KIT
 #   5. cargo build of all test targets, `cargo nextest run --workspace --all-targets
 #      --no-fail-fast ARGS`, then `cargo test --workspace --doc` (nextest cannot run doctests)
+#   6. scripts/schemathesis.sh against the debug binary, SQLite and PostgreSQL (a few minutes at most)
 # Everything started is stopped and deleted on exit, also on failure and Ctrl-C.
-# Exit code: the test runner's (the build's if the build fails, the doctests' if only they fail).
+# Exit code: the test runner's (the build's if the build fails, the doctests' if only they fail,
+# schemathesis.sh's if only it fails).
 #
 # Env:
 #   SCANVAULT_SHARED=DIR     shared dir (default <repo>/../shared)
@@ -27,6 +29,7 @@
 #   SCANVAULT_SKIP_E2E=1     local quick runs only: no e2e fixture; exported so tests skip e2e tests
 #                            (both are refused when CI is set)
 #   SCANVAULT_DOCTESTS=0     do not run doctests
+#   SCANVAULT_SCHEMATHESIS=0 local quick runs only: do not run scripts/schemathesis.sh (ignored when CI is set)
 #   SCANVAULT_TEST_CMD=CMD   debugging aid: run `bash -c CMD` (ARGS as $1...) instead of step 5,
 #                            with every backend up and exported, e.g.
 #                            SCANVAULT_TEST_CMD='env | grep E2E_; psql "$TEST_DATABASE_URL" -c "select 1"'
@@ -245,5 +248,14 @@ if [ $DOCTESTS = 1 ]; then
     sv_log "doctests: rc=$doc_rc ($(grep -cE '^test .* \.\.\. ok$' "$LOG_DIR/doctests.log" || true) passed; log: $LOG_DIR/doctests.log)"
 fi
 
+schema_rc=0
+if [ "${SCANVAULT_SCHEMATHESIS:-1}" != 0 ] || [ $IN_CI = 1 ]; then
+    phase schemathesis
+    SCANVAULT_BIN="$TARGET_DIR/debug/scanvault" SCANVAULT_SHARED="$SHARED" SCHEMATHESIS_MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-30}" \
+        SCHEMATHESIS_TIMEOUT="${SCHEMATHESIS_TIMEOUT:-120}" bash "$REPO_ROOT/scripts/schemathesis.sh" </dev/null || schema_rc=$?
+    sv_log "schemathesis: rc=$schema_rc (outputs: $TARGET_DIR/schemathesis/)"
+fi
+
 [ $test_rc -ne 0 ] && exit $test_rc
-exit $doc_rc
+[ $doc_rc -ne 0 ] && exit $doc_rc
+exit $schema_rc
