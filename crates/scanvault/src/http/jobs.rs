@@ -200,14 +200,7 @@ pub struct JobListParams {
 }
 
 fn parse_job_id(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw.trim())
-        .map(|u| u.hyphenated().to_string())
-        .map_err(|_| {
-            ApiError::BadRequest(format!(
-                "job id {:?} is not a UUID",
-                super::scans::truncate(raw, 64)
-            ))
-        })
+    super::scans::parse_uuid("job", raw)
 }
 
 fn job_response(status: StatusCode, job: JobRow) -> Response {

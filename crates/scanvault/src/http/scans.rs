@@ -397,9 +397,16 @@ pub fn truncate(s: &str, n: usize) -> String {
 
 /// Scan ids are UUIDs; anything else is a 400, not a lookup.
 pub fn parse_scan_id(raw: &str) -> Result<String, ApiError> {
+    parse_uuid("scan", raw)
+}
+
+/// A path id that must be a UUID (scans, jobs): canonical hyphenated form, or a 400 naming `kind`.
+pub fn parse_uuid(kind: &str, raw: &str) -> Result<String, ApiError> {
     uuid::Uuid::parse_str(raw.trim())
         .map(|u| u.hyphenated().to_string())
-        .map_err(|_| ApiError::BadRequest(format!("scan id {:?} is not a UUID", truncate(raw, 64))))
+        .map_err(|_| {
+            ApiError::BadRequest(format!("{kind} id {:?} is not a UUID", truncate(raw, 64)))
+        })
 }
 
 // ------------------------------------------------------------------------------ handlers
