@@ -46,21 +46,20 @@ pub enum ParseError {
 /// Parse a Trivy report.
 pub fn parse(body: &[u8]) -> Result<ParsedReport, ParseError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    if let Err(e) = std::str::from_utf8(body) {
-        return Err(ParseError::NotUtf8 {
-            offset: e.valid_up_to(),
-        });
-    }
+    // Validated once here; the deserializer then reads the text without checking it again.
+    let text = std::str::from_utf8(body).map_err(|e| ParseError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
     check_depth(body)?;
     let first = body.iter().position(|b| !b.is_ascii_whitespace());
     let report = match first.map(|i| body[i]) {
         None => Err(ParseError::Empty),
-        Some(b'[') | Some(b'n') => parse_legacy(body),
-        Some(b'{') => parse_object(body),
+        Some(b'[') | Some(b'n') => parse_legacy(text),
+        Some(b'{') => parse_object(text),
         Some(_) => {
             // Valid JSON scalars (numbers, strings, booleans) are not reports; anything else
             // is a syntax error. Let serde tell which.
-            let v: IgnoredAny = from_slice(body)?;
+            let v: IgnoredAny = from_text(text)?;
             let _ = v;
             Err(ParseError::Invalid {
                 message: "expected a JSON object (SchemaVersion 2) or an array of results".into(),
@@ -74,19 +73,29 @@ pub fn parse(body: &[u8]) -> Result<ParsedReport, ParseError> {
 /// Refuse nesting deeper than [`MAX_DEPTH`] before deserialising (a cheap byte scan that
 /// skips strings), so hostile input cannot make the parser recurse deeply.
 fn check_depth(body: &[u8]) -> Result<(), ParseError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in body {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'"' => {
+                // Skip the string: jump from one quote or backslash to the next.
+                i += 1;
+                loop {
+                    let Some(j) = memchr::memchr2(b'"', b'\\', &body[i..]) else {
+                        // Unterminated: the parser reports it.
+                        return Ok(());
+                    };
+                    i += j;
+                    if body[i] == b'\\' {
+                        i += 2;
+                        if i >= body.len() {
+                            return Ok(());
+                        }
+                    } else {
+                        break;
+                    }
+                }
             }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_DEPTH {
@@ -98,6 +107,7 @@ fn check_depth(body: &[u8]) -> Result<(), ParseError> {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        i += 1;
     }
     Ok(())
 }
@@ -165,8 +175,8 @@ fn check_text(r: &ParsedReport) -> Result<(), ParseError> {
     Ok(())
 }
 
-fn from_slice<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ParseError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
+fn from_text<'de, T: Deserialize<'de>>(body: &'de str) -> Result<T, ParseError> {
+    let de = &mut serde_json::Deserializer::from_str(body);
     let value = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -313,8 +323,8 @@ impl Cvss {
 
 // ----------------------------------------------------------------------------- shapes
 
-fn parse_object(body: &[u8]) -> Result<ParsedReport, ParseError> {
-    let doc: Doc = from_slice(body)?;
+fn parse_object(body: &str) -> Result<ParsedReport, ParseError> {
+    let doc: Doc = from_text(body)?;
     if doc.cluster_name.is_some() || doc.resources.is_some() {
         return Err(ParseError::Unsupported {
             format: "Trivy Kubernetes cluster (`trivy k8s`)",
@@ -393,8 +403,8 @@ fn parse_object(body: &[u8]) -> Result<ParsedReport, ParseError> {
     }))
 }
 
-fn parse_legacy(body: &[u8]) -> Result<ParsedReport, ParseError> {
-    let results: Option<Vec<TResult>> = from_slice(body)?;
+fn parse_legacy(body: &str) -> Result<ParsedReport, ParseError> {
+    let results: Option<Vec<TResult>> = from_text(body)?;
     let results = results.unwrap_or_default();
     let mut acc = Accumulator::default();
     for (ri, r) in results.iter().enumerate() {
@@ -658,6 +668,30 @@ fn lenient_time(s: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn depth_scan_skips_strings_and_survives_truncation() {
+        let deep = |n: usize| "[".repeat(n) + &"]".repeat(n);
+        assert!(check_depth(deep(MAX_DEPTH).as_bytes()).is_ok());
+        assert!(check_depth(deep(MAX_DEPTH + 1).as_bytes()).is_err());
+        // Brackets inside strings, also after escaped quotes and backslashes, do not count.
+        let quoted = format!(
+            r#"{{"a": "\"{}\\", "b": "{}"}}"#,
+            "[".repeat(100),
+            "{".repeat(100)
+        );
+        assert!(check_depth(quoted.as_bytes()).is_ok(), "{quoted}");
+        // An escaped quote does not end the string: the brackets after it are still text.
+        let escaped = format!(r#"["\"{}"]"#, "[".repeat(100));
+        assert!(check_depth(escaped.as_bytes()).is_ok());
+        // Truncated input (an open string, a trailing backslash) ends the scan cleanly.
+        for t in [&b"[\"abc"[..], b"[\"abc\\", b"\"", b"\"\\"] {
+            assert!(check_depth(t).is_ok());
+        }
+        // Outside strings the nesting still counts after a string closes.
+        let after = format!(r#"["x\\"{}"#, "[".repeat(MAX_DEPTH));
+        assert!(check_depth(after.as_bytes()).is_err());
+    }
 
     #[test]
     fn empty_and_whitespace_bodies_are_empty() {

@@ -4,6 +4,11 @@ use clap::Parser;
 use scanvault::cli::{Cli, Command};
 use scanvault::config::Role;
 
+/// Ingest allocates and frees many short strings per report from several threads; glibc's
+/// allocator spent a fifth of the service's CPU on it (perf, docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Secrets that may be given in files: `NAME_FILE=/path` sets `NAME` to the file's content.
 const FILE_SECRETS: &[&str] = &["DATABASE_URL", "TRIVY_SERVER_URL", "BOOTSTRAP_ADMIN_KEY"];
 

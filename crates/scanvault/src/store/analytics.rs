@@ -25,7 +25,7 @@
 //! straightforward SQL over `scan_tags`, `scans` and `findings`: correct, slower.
 
 use super::scans::{placeholders, ScanRow};
-use super::{Backend, Store, StoreError};
+use super::{json_rows, to_json, Backend, Store, StoreError};
 use scanvault_core::report::{Finding, Severity};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row};
@@ -92,6 +92,38 @@ fn counts_at(row: &AnyRow, start: usize) -> Counts {
         *v = row.get::<i64, _>(start + i);
     }
     c
+}
+
+/// A column of a [`json_rows`] source: (name, SQL type).
+type Column = (&'static str, &'static str);
+
+/// Rows keyed by `key` with their counts (and, with `severity`, the highest severity rank
+/// among them) as one JSON parameter, and the column list of its [`json_rows`] source.
+fn counts_json<K: serde::Serialize>(
+    key: Column,
+    rows: &[(K, Counts)],
+    severity: bool,
+) -> Result<(String, Vec<Column>), StoreError> {
+    let mut cols = vec![key];
+    cols.extend(COUNT_COLUMNS.split(", ").map(|c| (c, "BIGINT")));
+    if severity {
+        cols.push(("severity", "BIGINT"));
+    }
+    let json: Vec<serde_json::Map<String, serde_json::Value>> = rows
+        .iter()
+        .map(|(k, c)| {
+            let mut o = serde_json::Map::new();
+            o.insert(key.0.into(), serde_json::json!(k));
+            for (name, v) in COUNT_COLUMNS.split(", ").zip(c.iter()) {
+                o.insert(name.into(), (*v).into());
+            }
+            if severity {
+                o.insert("severity".into(), max_severity(c).into());
+            }
+            o
+        })
+        .collect();
+    Ok((to_json(&json)?, cols))
 }
 
 /// An image reference.
@@ -568,20 +600,16 @@ impl Store {
         }
         cves.retain(|_, c| !is_zero(c));
         daily.retain(|_, c| !is_zero(c));
-        let cve_rows: Vec<(String, Counts)> = cves.into_iter().collect();
-        for chunk in cve_rows.chunks(CHUNK) {
+        if !cves.is_empty() {
+            // One statement whatever the number of ids.
+            let rows: Vec<(String, Counts)> = cves.into_iter().collect();
+            let (json, cols) = counts_json(("vulnerability_id", "TEXT"), &rows, false)?;
             let sql = format!(
-                "INSERT INTO fleet_cve_deltas (vulnerability_id, {COUNT_COLUMNS}) VALUES {}",
-                super::scans::row_placeholders(8, chunk.len())
+                "INSERT INTO fleet_cve_deltas (vulnerability_id, {COUNT_COLUMNS}) \
+                 SELECT vulnerability_id, {COUNT_COLUMNS} FROM {}",
+                json_rows(self.backend(), 1, &cols)
             );
-            let mut q = sqlx::query(&sql);
-            for (id, c) in chunk {
-                q = q.bind(id);
-                for v in c {
-                    q = q.bind(*v);
-                }
-            }
-            q.execute(&mut *conn).await?;
+            sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
         }
         if !is_zero(&totals) {
             let sql = format!(
@@ -596,18 +624,12 @@ impl Store {
         }
         if !daily.is_empty() {
             let rows: Vec<(i64, Counts)> = daily.into_iter().collect();
+            let (json, cols) = counts_json(("day", "BIGINT"), &rows, false)?;
             let sql = format!(
-                "INSERT INTO fleet_daily_deltas (day, {COUNT_COLUMNS}) VALUES {}",
-                super::scans::row_placeholders(8, rows.len())
+                "INSERT INTO fleet_daily_deltas (day, {COUNT_COLUMNS}) SELECT day, {COUNT_COLUMNS} FROM {}",
+                json_rows(self.backend(), 1, &cols)
             );
-            let mut q = sqlx::query(&sql);
-            for (day, c) in &rows {
-                q = q.bind(*day);
-                for v in c {
-                    q = q.bind(*v);
-                }
-            }
-            q.execute(&mut *conn).await?;
+            sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
         }
         Ok(())
     }
@@ -634,33 +656,26 @@ impl Store {
         }
         cves.retain(|_, c| !is_zero(c));
         let cve_rows: Vec<(String, Counts)> = cves.into_iter().collect();
-        let sum = |c: &str| format!("{c} = fleet_cves.{c} + excluded.{c}");
         let set = COUNT_COLUMNS
             .split(", ")
-            .map(sum)
+            .map(|c| format!("{c} = fleet_cves.{c} + excluded.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
         let sev = |c: &str| format!("fleet_cves.{c} + excluded.{c} > 0");
-        for chunk in cve_rows.chunks(CHUNK) {
+        if !cve_rows.is_empty() {
+            let (json, cols) = counts_json(("vulnerability_id", "TEXT"), &cve_rows, true)?;
             let sql = format!(
-                "INSERT INTO fleet_cves (vulnerability_id, {COUNT_COLUMNS}, severity) VALUES {} \
+                "INSERT INTO fleet_cves (vulnerability_id, {COUNT_COLUMNS}, severity) \
+                 SELECT vulnerability_id, {COUNT_COLUMNS}, severity FROM {} WHERE true \
                  ON CONFLICT (vulnerability_id) DO UPDATE SET {set}, severity = CASE WHEN {} THEN 4 \
                  WHEN {} THEN 3 WHEN {} THEN 2 WHEN {} THEN 1 ELSE 0 END",
-                super::scans::row_placeholders(9, chunk.len()),
+                json_rows(self.backend(), 1, &cols),
                 sev("n_critical"),
                 sev("n_high"),
                 sev("n_medium"),
                 sev("n_low"),
             );
-            let mut q = sqlx::query(&sql);
-            for (id, c) in chunk {
-                q = q.bind(id);
-                for v in c {
-                    q = q.bind(*v);
-                }
-                q = q.bind(max_severity(c));
-            }
-            q.execute(&mut *tx).await?;
+            sqlx::query(&sql).bind(json).execute(&mut *tx).await?;
         }
         // Fleet-wide.
         let rows = sqlx::query(&format!(
@@ -712,20 +727,14 @@ impl Store {
             .map(|c| format!("{c} = fleet_daily.{c} + excluded.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
-        for chunk in day_rows.chunks(CHUNK) {
+        if !day_rows.is_empty() {
+            let (json, cols) = counts_json(("day", "BIGINT"), &day_rows, false)?;
             let sql = format!(
-                "INSERT INTO fleet_daily (day, {COUNT_COLUMNS}) VALUES {} \
-                 ON CONFLICT (day) DO UPDATE SET {set_day}",
-                super::scans::row_placeholders(8, chunk.len())
+                "INSERT INTO fleet_daily (day, {COUNT_COLUMNS}) SELECT day, {COUNT_COLUMNS} FROM {} \
+                 WHERE true ON CONFLICT (day) DO UPDATE SET {set_day}",
+                json_rows(self.backend(), 1, &cols)
             );
-            let mut q = sqlx::query(&sql);
-            for (d, c) in chunk {
-                q = q.bind(*d);
-                for v in c {
-                    q = q.bind(*v);
-                }
-            }
-            q.execute(&mut *tx).await?;
+            sqlx::query(&sql).bind(json).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         if folded > 0 && self.backend() == Backend::Postgres {
@@ -744,12 +753,14 @@ impl Store {
     /// A read transaction: one snapshot for the several statements of an answer
     /// (compacted table + pending deltas must be read together).
     async fn read_tx(&self) -> Result<sqlx::Transaction<'static, Any>, StoreError> {
-        let mut tx = self.read_pool().begin().await?;
-        if self.backend() == Backend::Postgres {
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .execute(&mut *tx)
-                .await?;
-        }
+        let tx = match self.backend() {
+            Backend::Postgres => {
+                self.read_pool()
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .await?
+            }
+            Backend::Sqlite => self.read_pool().begin().await?,
+        };
         Ok(tx)
     }
 
@@ -946,51 +957,31 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<FleetFinding>, i64), StoreError> {
-        // Each statement is consistent by itself; the page and the count may be a moment apart.
-        let pool = self.read_pool();
+        // One statement: the page (with each reference's scan time) and the number of
+        // affected references come from one snapshot, in one round trip. A row with NULL
+        // page columns carries the count when the page is empty.
         let rows = sqlx::query(
-            "SELECT image_name, image_tag, scan_id, CAST(NULL AS BIGINT), vulnerability_id, pkg_name, \
-             pkg_version, fixed_version, severity FROM fleet_findings WHERE vulnerability_id = $1 \
-             ORDER BY image_name, image_tag, pkg_name, pkg_version LIMIT $2 OFFSET $3",
+            "SELECT p.image_name, p.image_tag, p.scan_id, s.scanned_at, p.vulnerability_id, p.pkg_name, \
+             p.pkg_version, p.fixed_version, p.severity, c.n FROM \
+             (SELECT CAST(COALESCE(SUM(images), 0) AS BIGINT) AS n FROM (SELECT images FROM fleet_cves \
+             WHERE vulnerability_id = $1 UNION ALL SELECT images FROM fleet_cve_deltas WHERE vulnerability_id = $1) x) c \
+             LEFT JOIN (SELECT image_name, image_tag, scan_id, vulnerability_id, pkg_name, pkg_version, fixed_version, \
+             severity FROM fleet_findings WHERE vulnerability_id = $1 \
+             ORDER BY image_name, image_tag, pkg_name, pkg_version LIMIT $2 OFFSET $3) p ON true \
+             LEFT JOIN scans s ON s.id = p.scan_id \
+             ORDER BY p.image_name, p.image_tag, p.pkg_name, p.pkg_version",
         )
         .bind(vuln_id)
         .bind(limit + 1)
         .bind(offset)
-        .fetch_all(pool)
+        .fetch_all(self.read_pool())
         .await?;
-        let mut page: Vec<FleetFinding> = rows.iter().map(fleet_finding).collect();
-        // A reference's rows always belong to its latest scan: that scan's time is its time.
-        let ids: Vec<String> = page
+        let images: i64 = rows.first().map(|r| r.get(9)).unwrap_or_default();
+        let page: Vec<FleetFinding> = rows
             .iter()
-            .map(|f| f.scan_id.clone())
-            .collect::<HashSet<_>>()
-            .into_iter()
+            .filter(|r| r.get::<Option<String>, _>(0).is_some())
+            .map(fleet_finding)
             .collect();
-        let mut times: HashMap<String, i64> = HashMap::new();
-        for chunk in ids.chunks(CHUNK) {
-            let sql = format!(
-                "SELECT id, scanned_at FROM scans WHERE id IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id.as_str());
-            }
-            for r in q.fetch_all(pool).await? {
-                times.insert(r.get(0), r.get(1));
-            }
-        }
-        for f in &mut page {
-            f.scanned_at = times.get(&f.scan_id).copied().unwrap_or_default();
-        }
-        let images: i64 = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(images), 0) AS BIGINT) FROM (SELECT images FROM fleet_cves \
-             WHERE vulnerability_id = $1 UNION ALL SELECT images FROM fleet_cve_deltas WHERE vulnerability_id = $1) x",
-        )
-        .bind(vuln_id)
-        .fetch_one(pool)
-        .await?
-        .get(0);
         Ok((page, images))
     }
 
@@ -1002,68 +993,44 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<Vec<FleetFinding>, StoreError> {
+        if scope.to.is_none() && scope.image.is_none() && scope.from.is_none() {
+            // The current fleet: one index range of one table, titles joined for the page.
+            // One statement, so no transaction.
+            let rows = sqlx::query(
+                "SELECT p.image_name, p.image_tag, p.scan_id, CAST(NULL AS BIGINT), p.vulnerability_id, p.pkg_name, \
+                 p.pkg_version, p.fixed_version, p.severity, v.title FROM (SELECT image_name, image_tag, scan_id, \
+                 vulnerability_id, pkg_name, pkg_version, fixed_version, severity FROM fleet_findings \
+                 WHERE fixed_version IS NOT NULL ORDER BY severity DESC, vulnerability_id, image_name, image_tag, \
+                 pkg_name, pkg_version LIMIT $1 OFFSET $2) p LEFT JOIN vulnerabilities v ON v.id = p.vulnerability_id \
+                 ORDER BY p.severity DESC, p.vulnerability_id, p.image_name, p.image_tag, p.pkg_name, p.pkg_version",
+            )
+            .bind(limit + 1)
+            .bind(offset)
+            .fetch_all(self.read_pool())
+            .await?;
+            return Ok(rows.iter().map(fleet_finding_titled).collect());
+        }
         let mut tx = self.read_tx().await?;
         let current = self.is_current(&mut tx, scope.to).await?;
         let mut args = vec![];
-        let sql = if current && scope.image.is_none() && scope.from.is_none() {
-            // One index range of one table; titles are looked up for the page below.
-            "SELECT image_name, image_tag, scan_id, CAST(NULL AS BIGINT), vulnerability_id, pkg_name, \
-             pkg_version, fixed_version, severity, CAST(NULL AS TEXT) FROM fleet_findings \
-             WHERE fixed_version IS NOT NULL ORDER BY severity DESC, vulnerability_id, image_name, image_tag, \
-             pkg_name, pkg_version LIMIT $1 OFFSET $2"
-                .to_string()
-        } else {
-            let ff = self.fleet_findings_sql(scope, current, &mut args);
-            format!(
-                "SELECT ff.image_name, ff.image_tag, ff.scan_id, ff.scanned_at, ff.vulnerability_id, ff.pkg_name, \
-                 ff.pkg_version, ff.fixed_version, ff.severity, v.title FROM ({ff}) ff \
-                 LEFT JOIN vulnerabilities v ON v.id = ff.vulnerability_id WHERE ff.fixed_version IS NOT NULL \
-                 ORDER BY ff.severity DESC, ff.vulnerability_id, ff.image_name, ff.image_tag, ff.pkg_name, \
-                 ff.pkg_version LIMIT ${} OFFSET ${}",
-                args.len() + 1,
-                args.len() + 2
-            )
-        };
+        let ff = self.fleet_findings_sql(scope, current, &mut args);
+        let sql = format!(
+            "SELECT ff.image_name, ff.image_tag, ff.scan_id, ff.scanned_at, ff.vulnerability_id, ff.pkg_name, \
+             ff.pkg_version, ff.fixed_version, ff.severity, v.title FROM ({ff}) ff \
+             LEFT JOIN vulnerabilities v ON v.id = ff.vulnerability_id WHERE ff.fixed_version IS NOT NULL \
+             ORDER BY ff.severity DESC, ff.vulnerability_id, ff.image_name, ff.image_tag, ff.pkg_name, \
+             ff.pkg_version LIMIT ${} OFFSET ${}",
+            args.len() + 1,
+            args.len() + 2
+        );
         args.push(Arg::I(limit + 1));
         args.push(Arg::I(offset));
-        let rows = bind_all(sqlx::query(&sql), &args)
+        let page = bind_all(sqlx::query(&sql), &args)
             .fetch_all(&mut *tx)
-            .await?;
-        let mut page: Vec<FleetFinding> = rows
+            .await?
             .iter()
-            .map(|r| {
-                let mut f = fleet_finding(r);
-                f.title = r.get(9);
-                f
-            })
+            .map(fleet_finding_titled)
             .collect();
-        if page.iter().any(|f| f.title.is_none()) {
-            let ids: Vec<String> = page
-                .iter()
-                .map(|f| f.vulnerability_id.clone())
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            let mut titles: HashMap<String, Option<String>> = HashMap::new();
-            for chunk in ids.chunks(CHUNK) {
-                let sql = format!(
-                    "SELECT id, title FROM vulnerabilities WHERE id IN ({})",
-                    placeholders(1, chunk.len())
-                );
-                let mut q = sqlx::query(&sql);
-                for id in chunk {
-                    q = q.bind(id.as_str());
-                }
-                for r in q.fetch_all(&mut *tx).await? {
-                    titles.insert(r.get(0), r.get(1));
-                }
-            }
-            for f in &mut page {
-                if f.title.is_none() {
-                    f.title = titles.get(&f.vulnerability_id).cloned().flatten();
-                }
-            }
-        }
         tx.commit().await?;
         Ok(page)
     }
@@ -1187,6 +1154,13 @@ fn fleet_finding(r: &AnyRow) -> FleetFinding {
         fixed_version: r.get(7),
         severity: r.get(8),
         title: None,
+    }
+}
+
+fn fleet_finding_titled(r: &AnyRow) -> FleetFinding {
+    FleetFinding {
+        title: r.get(9),
+        ..fleet_finding(r)
     }
 }
 

@@ -32,6 +32,70 @@ pub use scans::{IngestOutcome, NewScan, ScanFilter, ScanRow};
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// A nullable `DOUBLE PRECISION` parameter. sqlx's Any driver (0.8) sends a `None::<f64>`
+/// to PostgreSQL as a 4-byte `real` NULL, so a statement prepared and cached with a value
+/// there fails when a later execution binds NULL (22P03), and the other way round. This
+/// binds NULL as the 8-byte type every value is sent as.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct OptF64(pub Option<f64>);
+
+impl sqlx::Type<sqlx::Any> for OptF64 {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <f64 as sqlx::Type<sqlx::Any>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Any> for OptF64 {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Any as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        match self.0 {
+            Some(v) => <f64 as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&v, buf),
+            // sqlx 0.8's Any driver maps the NULL of `f32` (kind `Real`) to PostgreSQL's
+            // 8-byte NULL and the NULL of `f64` to the 4-byte one. Cargo.lock pins the
+            // version; `tests/it/api.rs` fails with 22P03 if an upgrade changes this.
+            None => <Option<f32> as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&None, buf),
+        }
+    }
+}
+
+/// A `FROM` source of rows given as one JSON array of objects in parameter `$param`, with
+/// the columns `cols` (`(name, SQL type)`; each object's keys are the names). The statement
+/// text does not depend on the number of rows, so each such statement is prepared once per
+/// connection and sent in one round trip, however many rows a report has.
+pub(crate) fn json_rows(backend: Backend, param: usize, cols: &[(&str, &str)]) -> String {
+    match backend {
+        Backend::Postgres => format!(
+            "json_to_recordset(${param}::json) AS x({})",
+            cols.iter()
+                .map(|(c, t)| format!("{c} {t}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Backend::Sqlite => format!(
+            "(SELECT {} FROM json_each(${param})) AS x",
+            cols.iter()
+                .map(|(c, _)| format!("json_extract(value, '$.{c}') AS {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A subquery of the strings of a JSON array in parameter `$param` (for `IN (…)`).
+pub(crate) fn json_list(backend: Backend, param: usize) -> String {
+    match backend {
+        Backend::Postgres => format!("SELECT json_array_elements_text(${param}::json)"),
+        Backend::Sqlite => format!("SELECT value FROM json_each(${param})"),
+    }
+}
+
+/// The JSON text of `v` (a slice of plain serializable rows cannot fail to serialise).
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Other(e.into()))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -171,17 +235,9 @@ impl Store {
                     .with_context(|| format!("creating DATA_DIR {}", dir.display()))?;
             }
         }
-        // sqlx's Any driver binds a NULL without its type, so a statement prepared and
-        // cached with a NULL parameter fails when the next execution binds a value there
-        // (PostgreSQL 22P03). Preparing per execution avoids that for ~0.15 ms a statement.
-        let driver_url =
-            if backend == Backend::Postgres && !url.contains("statement-cache-capacity") {
-                let sep = if url.contains('?') { '&' } else { '?' };
-                format!("{url}{sep}statement-cache-capacity=0")
-            } else {
-                url.clone()
-            };
-        let connect_opts = AnyConnectOptions::from_str(&driver_url)
+        // Prepared statements are cached per connection on both backends. Every nullable
+        // float is bound through [`OptF64`], so a parameter keeps one type across executions.
+        let connect_opts = AnyConnectOptions::from_str(&url)
             .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL: {}", redact_error(&e.to_string())))?
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2));
@@ -200,6 +256,14 @@ impl Store {
                                 "PRAGMA synchronous = NORMAL",
                                 "PRAGMA foreign_keys = ON",
                                 "PRAGMA busy_timeout = 10000",
+                                // An ingest touches hundreds of index pages: keep them in
+                                // memory (64 MiB a connection; SQLite's default is 2 MiB),
+                                // read the file through a mapping rather than a copy per
+                                // page, and checkpoint the WAL every ~40 MiB, not every 4.
+                                "PRAGMA cache_size = -65536",
+                                "PRAGMA mmap_size = 1073741824",
+                                "PRAGMA wal_autocheckpoint = 10000",
+                                "PRAGMA temp_store = MEMORY",
                             ] {
                                 sqlx::query(pragma).execute(&mut *conn).await?;
                             }

@@ -1,7 +1,9 @@
 //! Scans: ingest (one report = one transaction), lookups, lists, deletion.
 
 use super::analytics::IngestChange;
-use super::{from_micros, micros, Backend, Store, StoreError};
+use super::{
+    from_micros, json_list, json_rows, micros, to_json, Backend, OptF64, Store, StoreError,
+};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use scanvault_core::report::{
@@ -10,7 +12,7 @@ use scanvault_core::report::{
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row};
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
+use std::io::Read;
 use uuid::Uuid;
 
 /// Rows per multi-row statement. 1,000 rows × 13 columns stays under both SQLite's
@@ -262,12 +264,12 @@ impl Store {
             // 4. Findings: everything for a new scan, the set difference for an update.
             if created {
                 added_findings = new.report.findings.iter().collect();
-                insert_findings(conn, &scan_id, &added_findings).await?;
+                insert_findings(conn, self.backend(), &scan_id, &added_findings).await?;
             } else {
                 let (to_add, to_remove) =
                     diff_findings(conn, &scan_id, &new.report.findings).await?;
                 let dropped = delete_findings(conn, &scan_id, &to_remove).await?;
-                insert_findings(conn, &scan_id, &to_add).await?;
+                insert_findings(conn, self.backend(), &scan_id, &to_add).await?;
                 // Catalog entries only the removed findings referenced go too.
                 let still: HashSet<&str> = new
                     .report
@@ -391,7 +393,7 @@ impl Store {
         .bind(s.counts.unknown)
         .bind(s.fixable)
         .bind(s.counts.risk_score())
-        .bind(s.cvss)
+        .bind(OptF64(s.cvss))
         .bind(s.compliant)
         .bind(&new.created_by)
         .fetch_optional(&mut *conn)
@@ -436,7 +438,7 @@ impl Store {
         .bind(s.counts.unknown)
         .bind(s.fixable)
         .bind(s.counts.risk_score())
-        .bind(s.cvss)
+        .bind(OptF64(s.cvss))
         .bind(s.compliant)
         .bind(&new.image_id)
         .bind(&new.image_digest)
@@ -454,35 +456,55 @@ impl Store {
         vulns: &[VulnerabilityDetail],
         now: i64,
     ) -> Result<(), StoreError> {
+        let backend = self.backend();
         let mut stored: HashMap<String, Option<i64>> = HashMap::new();
-        for chunk in vulns.chunks(CHUNK_IDS) {
+        if !vulns.is_empty() {
+            let ids: Vec<&str> = vulns.iter().map(|v| v.id.as_str()).collect();
             let sql = format!(
                 "SELECT id, modified_at FROM vulnerabilities WHERE id IN ({})",
-                placeholders(1, chunk.len())
+                json_list(backend, 1)
             );
-            let mut q = sqlx::query(&sql);
-            for v in chunk {
-                q = q.bind(&v.id);
-            }
-            for row in q.fetch_all(&mut *conn).await? {
+            for row in sqlx::query(&sql)
+                .bind(to_json(&ids)?)
+                .fetch_all(&mut *conn)
+                .await?
+            {
                 stored.insert(row.get::<String, _>(0), row.get::<Option<i64>, _>(1));
             }
         }
-        let missing: Vec<&VulnerabilityDetail> = vulns
+        let missing: Vec<CatalogJson> = vulns
             .iter()
             .filter(|v| !stored.contains_key(&v.id))
+            .map(|v| CatalogJson::of(v, now))
             .collect();
-        for chunk in missing.chunks(CHUNK_ROWS / 2) {
+        if !missing.is_empty() {
             let sql = format!(
                 "INSERT INTO vulnerabilities (id, title, description, severity, cvss_score, cvss_vector, primary_url, \
-                 refs, published_at, modified_at, updated_at) VALUES {} ON CONFLICT (id) DO NOTHING",
-                row_placeholders(11, chunk.len())
+                 refs, published_at, modified_at, updated_at) SELECT id, title, description, severity, cvss_score, \
+                 cvss_vector, primary_url, refs, published_at, modified_at, updated_at FROM {} \
+                 WHERE true ON CONFLICT (id) DO NOTHING",
+                json_rows(
+                    backend,
+                    1,
+                    &[
+                        ("id", "TEXT"),
+                        ("title", "TEXT"),
+                        ("description", "TEXT"),
+                        ("severity", "BIGINT"),
+                        ("cvss_score", "DOUBLE PRECISION"),
+                        ("cvss_vector", "TEXT"),
+                        ("primary_url", "TEXT"),
+                        ("refs", "TEXT"),
+                        ("published_at", "BIGINT"),
+                        ("modified_at", "BIGINT"),
+                        ("updated_at", "BIGINT"),
+                    ]
+                )
             );
-            let mut q = sqlx::query(&sql);
-            for v in chunk {
-                q = bind_vuln(q, v, now);
-            }
-            q.execute(&mut *conn).await?;
+            sqlx::query(&sql)
+                .bind(to_json(&missing)?)
+                .execute(&mut *conn)
+                .await?;
         }
         for v in vulns {
             let newer = match (stored.get(&v.id), v.modified_at) {
@@ -658,19 +680,24 @@ impl Store {
         let mut deleted = 0;
         for chunk in ids.chunks(CHUNK_IDS) {
             let list = placeholders(1, chunk.len());
-            let sql =
-                format!("SELECT DISTINCT vulnerability_id FROM findings WHERE scan_id IN ({list})");
+            self.analytics_before_delete(conn, chunk).await?;
+            // Findings go explicitly (PostgreSQL has no foreign key on them, see its
+            // migrations); the ids they referenced are pruned from the catalog after.
+            let sql = format!(
+                "DELETE FROM findings WHERE scan_id IN ({list}) RETURNING vulnerability_id"
+            );
             let mut q = sqlx::query(&sql);
             for id in chunk {
                 q = q.bind(id);
             }
-            let vuln_ids: Vec<String> = q
+            let mut vuln_ids: Vec<String> = q
                 .fetch_all(&mut *conn)
                 .await?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
-            self.analytics_before_delete(conn, chunk).await?;
+            vuln_ids.sort_unstable();
+            vuln_ids.dedup();
             let sql = format!("DELETE FROM scans WHERE id IN ({list})");
             let mut q = sqlx::query(&sql);
             for id in chunk {
@@ -938,35 +965,113 @@ impl StoredFinding {
 
 async fn insert_findings(
     conn: &mut AnyConnection,
+    backend: Backend,
     scan_id: &str,
     findings: &[&Finding],
 ) -> Result<(), StoreError> {
-    for chunk in findings.chunks(CHUNK_ROWS) {
-        let sql = format!(
-            "INSERT INTO findings (scan_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity, status, \
-             pkg_type, class, target, pkg_path, purl, cvss_score) VALUES {}",
-            row_placeholders(13, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for f in chunk {
-            q = q
-                .bind(scan_id)
-                .bind(&f.vulnerability_id)
-                .bind(&f.pkg_name)
-                .bind(&f.installed_version)
-                .bind(&f.fixed_version)
-                .bind(f.severity.rank())
-                .bind(&f.status)
-                .bind(&f.pkg_type)
-                .bind(&f.class)
-                .bind(&f.target)
-                .bind(&f.pkg_path)
-                .bind(&f.purl)
-                .bind(f.cvss_score);
-        }
-        q.execute(&mut *conn).await?;
+    if findings.is_empty() {
+        return Ok(());
     }
+    let rows: Vec<FindingJson> = findings.iter().map(|f| FindingJson::of(f)).collect();
+    let sql = format!(
+        "INSERT INTO findings (scan_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity, status, \
+         pkg_type, class, target, pkg_path, purl, cvss_score) SELECT $1, v, p, iv, fv, sev, st, pt, cl, tg, pp, pu, \
+         cv FROM {}",
+        json_rows(
+            backend,
+            2,
+            &[
+                ("v", "TEXT"),
+                ("p", "TEXT"),
+                ("iv", "TEXT"),
+                ("fv", "TEXT"),
+                ("sev", "BIGINT"),
+                ("st", "TEXT"),
+                ("pt", "TEXT"),
+                ("cl", "TEXT"),
+                ("tg", "TEXT"),
+                ("pp", "TEXT"),
+                ("pu", "TEXT"),
+                ("cv", "DOUBLE PRECISION"),
+            ]
+        )
+    );
+    sqlx::query(&sql)
+        .bind(scan_id)
+        .bind(to_json(&rows)?)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
+}
+
+/// A finding as a row of [`insert_findings`]' JSON parameter.
+#[derive(serde::Serialize)]
+struct FindingJson<'a> {
+    v: &'a str,
+    p: &'a str,
+    iv: &'a str,
+    fv: Option<&'a str>,
+    sev: i64,
+    st: Option<&'a str>,
+    pt: Option<&'a str>,
+    cl: Option<&'a str>,
+    tg: Option<&'a str>,
+    pp: Option<&'a str>,
+    pu: Option<&'a str>,
+    cv: Option<f64>,
+}
+
+impl<'a> FindingJson<'a> {
+    fn of(f: &'a Finding) -> FindingJson<'a> {
+        FindingJson {
+            v: &f.vulnerability_id,
+            p: &f.pkg_name,
+            iv: &f.installed_version,
+            fv: f.fixed_version.as_deref(),
+            sev: f.severity.rank(),
+            st: f.status.as_deref(),
+            pt: f.pkg_type.as_deref(),
+            cl: f.class.as_deref(),
+            tg: f.target.as_deref(),
+            pp: f.pkg_path.as_deref(),
+            pu: f.purl.as_deref(),
+            cv: f.cvss_score,
+        }
+    }
+}
+
+/// A catalog entry as a row of the catalog insert's JSON parameter.
+#[derive(serde::Serialize)]
+struct CatalogJson<'a> {
+    id: &'a str,
+    title: Option<&'a str>,
+    description: Option<&'a str>,
+    severity: i64,
+    cvss_score: Option<f64>,
+    cvss_vector: Option<&'a str>,
+    primary_url: Option<&'a str>,
+    refs: String,
+    published_at: Option<i64>,
+    modified_at: Option<i64>,
+    updated_at: i64,
+}
+
+impl<'a> CatalogJson<'a> {
+    fn of(v: &'a VulnerabilityDetail, now: i64) -> CatalogJson<'a> {
+        CatalogJson {
+            id: &v.id,
+            title: v.title.as_deref(),
+            description: v.description.as_deref(),
+            severity: v.severity.rank(),
+            cvss_score: v.cvss_score,
+            cvss_vector: v.cvss_vector.as_deref(),
+            primary_url: v.primary_url.as_deref(),
+            refs: serde_json::to_string(&v.references).unwrap_or_else(|_| "[]".into()),
+            published_at: v.published_at.map(micros),
+            modified_at: v.modified_at.map(micros),
+            updated_at: now,
+        }
+    }
 }
 
 /// Delete findings by key. Returns the vulnerability ids they referenced (the caller
@@ -1020,7 +1125,7 @@ fn bind_vuln<'q>(
         .bind(&v.title)
         .bind(&v.description)
         .bind(v.severity.rank())
-        .bind(v.cvss_score)
+        .bind(OptF64(v.cvss_score))
         .bind(&v.cvss_vector)
         .bind(&v.primary_url)
         .bind(serde_json::to_string(&v.references).unwrap_or_else(|_| "[]".into()))
@@ -1037,11 +1142,7 @@ pub(crate) fn placeholders(start: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// `($1, …, $cols), (…)` for `rows` rows.
-pub(crate) fn row_placeholders(cols: usize, rows: usize) -> String {
-    row_placeholders_from(1, cols, rows)
-}
-
+/// `($start, …), (…)`: `rows` rows of `cols` placeholders.
 pub(crate) fn row_placeholders_from(start: usize, cols: usize, rows: usize) -> String {
     let mut s = String::with_capacity(rows * cols * 6);
     for r in 0..rows {
@@ -1055,13 +1156,38 @@ pub(crate) fn row_placeholders_from(start: usize, cols: usize, rows: usize) -> S
     s
 }
 
+/// Gzip `raw` (fast level). The deflate state (a few hundred KiB of tables) is kept per
+/// thread and reset, not allocated and zeroed for every report.
 pub(crate) fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(raw.len() / 8),
-        flate2::Compression::fast(),
-    );
-    enc.write_all(raw)?;
-    enc.finish()
+    use flate2::{Compress, Compression, FlushCompress, Status};
+    thread_local! {
+        static DEFLATE: std::cell::RefCell<Compress> =
+            std::cell::RefCell::new(Compress::new(Compression::fast(), false));
+    }
+    // RFC 1952 header: deflate, no flags, no mtime, no extra flags, OS unknown.
+    let mut out = Vec::with_capacity(raw.len() / 6 + 1024);
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+    DEFLATE.with(|d| -> std::io::Result<()> {
+        let mut d = d.borrow_mut();
+        d.reset();
+        loop {
+            if out.capacity() - out.len() < 4096 {
+                out.reserve(out.capacity().max(4096));
+            }
+            let consumed = d.total_in() as usize;
+            match d.compress_vec(&raw[consumed..], &mut out, FlushCompress::Finish) {
+                Ok(Status::StreamEnd) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(std::io::Error::other(e)),
+            }
+        }
+    })?;
+    let mut crc = flate2::Crc::new();
+    crc.update(raw);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    // ISIZE is the length modulo 2^32 by definition.
+    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    Ok(out)
 }
 
 fn decompress(body: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -1080,5 +1206,22 @@ impl Backend {
     /// Used by analytics to pick the dialect of a few expressions.
     pub fn is_postgres(self) -> bool {
         self == Backend::Postgres
+    }
+}
+
+#[cfg(test)]
+mod compress_tests {
+    use super::{compress, decompress};
+
+    #[test]
+    fn gzip_round_trips_and_reuses_the_deflate_state() {
+        let big: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for raw in [&b""[..], b"{}", &big[..], b"{\"again\": true}"] {
+            let gz = compress(raw).unwrap();
+            assert_eq!(&gz[..3], &[0x1f, 0x8b, 8]);
+            assert_eq!(decompress(&gz).unwrap(), raw);
+        }
     }
 }

@@ -424,7 +424,38 @@ async fn health_ready_metrics_and_openapi(app: &TestApp) {
     wrong_method.error_code();
 }
 
+/// Prepared statements are cached per connection: a nullable float (CVSS) must keep one
+/// parameter type whether a report has it or not (PostgreSQL answers 22P03 otherwise).
+async fn nullable_scores_through_cached_statements(app: &TestApp) {
+    for i in 0..12u32 {
+        let mut r = Report::image(&format!("cvss{i}:1"), &digest(100 + i))
+            .vuln("CVE-9", "pkg", "1", "HIGH", None);
+        // The first execution on a connection binds NULL (a 4-byte parameter type would
+        // then refuse the 8-byte values that follow).
+        if i % 2 == 0 {
+            r.vulns[0].as_object_mut().unwrap().remove("CVSS");
+        }
+        let resp = app.post_scan("", r.bytes()).await;
+        assert_eq!(
+            resp.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&resp.body)
+        );
+        let want = if i % 2 == 0 {
+            Value::Null
+        } else {
+            Value::from(5.0)
+        };
+        assert_eq!(resp.json()["CVSSScore"], want, "report {i}");
+    }
+}
+
 on_both_backends!(ingest_update_in_place, ingest_creates_then_updates_in_place);
+on_both_backends!(
+    ingest_nullable_scores,
+    nullable_scores_through_cached_statements
+);
 on_both_backends!(
     ingest_new_tag,
     a_new_tag_for_a_digest_is_recorded_without_rewriting_history
