@@ -8,6 +8,9 @@ set -euo pipefail
 BACKEND=${1:-postgres}
 IMAGES=${2:-10000}
 SCANS=${SCANS:-3}
+# COPIES=10 loads the generated fleet ten times, copies 2..10 under renamed images
+# (`bench load --rename`): 10,000 generated images become a fleet of 100,000.
+COPIES=${COPIES:-1}
 PORT=${PORT:-18089}
 GEN=${GEN:-/work/shared/bench/gen_fleet.py}
 ADMIN_URL=${ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -18,7 +21,7 @@ cargo build --release -p scanvault --bin scanvault --example bench
 BIN=$CARGO_TARGET_DIR/release/scanvault
 BENCH=$CARGO_TARGET_DIR/release/examples/bench
 mkdir -p "$WORK"
-DB=svbench_${IMAGES}
+DB=svbench_${IMAGES}_${COPIES}
 if [ "$BACKEND" = postgres ]; then
   psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB"
   export DATABASE_URL=${ADMIN_URL%/*}/$DB
@@ -43,12 +46,22 @@ if [ -f "$FLEET" ]; then
 else
   python3 "$GEN" --images "$IMAGES" --scans-per-image "$SCANS" --ndjson | tee "$FLEET" | "$BENCH" load --url "$URL" --file - --clients 8
 fi
-sleep 3   # let the compactor fold the last deltas
-echo "== analytics ($BACKEND, 16 clients)"
-"$BENCH" query --url "$URL" --clients 16 --seconds ${SECONDS_PER_ENDPOINT:-10} --to 2025-02-15T00:00:00Z
-echo "== ingest of typical reports ($BACKEND, 8 clients, new images)"
-"$BENCH" ingest --url "$URL" --file "$WORK/typical.ndjson" --clients 8
-echo "== one 2,000-finding report at a time ($BACKEND)"
-"$BENCH" single --url "$URL" --file "$WORK/big2000.ndjson" --repeat 10
+measure() {   # $1: a label for this point (fresh image names for the ingest phases)
+  sleep 3   # let the compactor fold the last deltas
+  echo "== analytics ($BACKEND, 16 clients, $1)"
+  "$BENCH" query --url "$URL" --clients 16 --seconds ${SECONDS_PER_ENDPOINT:-10} --to 2025-02-15T00:00:00Z
+  echo "== ingest of typical reports ($BACKEND, 8 clients, new images, $1)"
+  "$BENCH" ingest --url "$URL" --file "$WORK/typical.ndjson" --clients 8 --prefix "ingest-$1"
+  echo "== one 2,000-finding report at a time ($BACKEND, $1)"
+  "$BENCH" single --url "$URL" --file "$WORK/big2000.ndjson" --repeat 10 --prefix "big-$1"
+}
+measure "$IMAGES-images"
+if [ "$COPIES" -gt 1 ]; then
+  for k in $(seq 2 "$COPIES"); do
+    echo "== load copy $k of $COPIES ($BACKEND)"
+    "$BENCH" load --url "$URL" --file "$FLEET" --clients 8 --rename "copy$k" --scans-per-image "$SCANS"
+  done
+  measure "$((IMAGES * COPIES))-images"
+fi
 kill $SERVER; wait $SERVER 2>/dev/null || true
 if [ "$BACKEND" = postgres ]; then psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; fi

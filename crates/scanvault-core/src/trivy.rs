@@ -16,6 +16,7 @@ use crate::report::{
 use chrono::{DateTime, Utc};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 /// Longest vulnerability id, package name or version we accept (bytes).
@@ -206,14 +207,15 @@ fn classify_json_error(path: &str, e: &serde_json::Error) -> ParseError {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct Doc {
+struct Doc<'a> {
     schema_version: Option<i64>,
     trivy: Option<TrivyInfo>,
     created_at: Option<String>,
     artifact_name: Option<String>,
     artifact_type: Option<String>,
     metadata: Option<Metadata>,
-    results: Option<Vec<TResult>>,
+    #[serde(borrow)]
+    results: Option<Vec<TResult<'a>>>,
     // Markers of other formats: only their presence matters.
     cluster_name: Option<IgnoredAny>,
     resources: Option<IgnoredAny>,
@@ -253,42 +255,61 @@ struct Os {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct TResult {
+struct TResult<'a> {
     target: Option<String>,
     class: Option<String>,
     #[serde(rename = "Type")]
     kind: Option<String>,
-    vulnerabilities: Option<Vec<TVuln>>,
+    #[serde(borrow)]
+    vulnerabilities: Option<Vec<TVuln<'a>>>,
 }
+
+/// Text borrowed from the body when it has no escapes (most of a report's bytes are
+/// descriptions, titles and references repeated per package; only the first of each id is
+/// kept, so copying every one was wasted work).
+type Text<'a> = Option<Cow<'a, str>>;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct TVuln {
-    #[serde(rename = "VulnerabilityID")]
-    vulnerability_id: Option<String>,
-    pkg_name: Option<String>,
-    pkg_path: Option<String>,
-    pkg_identifier: Option<PkgIdentifier>,
-    installed_version: Option<String>,
-    fixed_version: Option<String>,
-    status: Option<String>,
-    severity: Option<String>,
-    severity_source: Option<String>,
-    #[serde(rename = "PrimaryURL")]
-    primary_url: Option<String>,
-    title: Option<String>,
-    description: Option<String>,
+struct TVuln<'a> {
+    #[serde(rename = "VulnerabilityID", borrow)]
+    vulnerability_id: Text<'a>,
+    #[serde(borrow)]
+    pkg_name: Text<'a>,
+    #[serde(borrow)]
+    pkg_path: Text<'a>,
+    #[serde(borrow)]
+    pkg_identifier: Option<PkgIdentifier<'a>>,
+    #[serde(borrow)]
+    installed_version: Text<'a>,
+    #[serde(borrow)]
+    fixed_version: Text<'a>,
+    #[serde(borrow)]
+    status: Text<'a>,
+    #[serde(borrow)]
+    severity: Text<'a>,
+    #[serde(borrow)]
+    severity_source: Text<'a>,
+    #[serde(rename = "PrimaryURL", borrow)]
+    primary_url: Text<'a>,
+    #[serde(borrow)]
+    title: Text<'a>,
+    #[serde(borrow)]
+    description: Text<'a>,
     #[serde(rename = "CVSS")]
     cvss: Option<BTreeMap<String, Cvss>>,
-    references: Option<Vec<String>>,
-    published_date: Option<String>,
-    last_modified_date: Option<String>,
+    #[serde(borrow)]
+    references: Option<Vec<Cow<'a, str>>>,
+    #[serde(borrow)]
+    published_date: Text<'a>,
+    #[serde(borrow)]
+    last_modified_date: Text<'a>,
 }
 
 #[derive(Deserialize)]
-struct PkgIdentifier {
-    #[serde(rename = "PURL")]
-    purl: Option<String>,
+struct PkgIdentifier<'a> {
+    #[serde(rename = "PURL", borrow)]
+    purl: Text<'a>,
 }
 
 #[derive(Deserialize)]
@@ -471,7 +492,7 @@ struct Accumulator {
 }
 
 impl Accumulator {
-    fn add_result(&mut self, ri: usize, r: &TResult) -> Result<(), ParseError> {
+    fn add_result(&mut self, ri: usize, r: &TResult<'_>) -> Result<(), ParseError> {
         let Some(vulns) = r.vulnerabilities.as_ref() else {
             return Ok(());
         };
@@ -485,8 +506,8 @@ impl Accumulator {
         &mut self,
         ri: usize,
         vi: usize,
-        r: &TResult,
-        v: &TVuln,
+        r: &TResult<'_>,
+        v: &TVuln<'_>,
     ) -> Result<(), ParseError> {
         let at = || format!("Results[{ri}].Vulnerabilities[{vi}]");
         let id = v.vulnerability_id.as_deref().map(str::trim).unwrap_or("");
@@ -536,11 +557,11 @@ impl Accumulator {
                     f.fixed_version = fixed;
                 }
                 if f.status.is_none() {
-                    f.status = non_empty(v.status.clone());
+                    f.status = owned(&v.status);
                 }
                 f.cvss_score = max_opt(f.cvss_score, cvss);
                 if f.title.is_none() {
-                    f.title = non_empty(v.title.clone());
+                    f.title = owned(&v.title);
                 }
             }
             None => {
@@ -551,16 +572,13 @@ impl Accumulator {
                     installed_version: ver.to_string(),
                     fixed_version: fixed,
                     severity,
-                    status: non_empty(v.status.clone()),
+                    status: owned(&v.status),
                     pkg_type: non_empty(r.kind.clone()),
                     class: non_empty(r.class.clone()),
                     target: r.target.clone(),
-                    pkg_path: non_empty(v.pkg_path.clone()),
-                    purl: v
-                        .pkg_identifier
-                        .as_ref()
-                        .and_then(|p| non_empty(p.purl.clone())),
-                    title: non_empty(v.title.clone()),
+                    pkg_path: owned(&v.pkg_path),
+                    purl: v.pkg_identifier.as_ref().and_then(|p| owned(&p.purl)),
+                    title: owned(&v.title),
                     cvss_score: cvss,
                 });
             }
@@ -578,7 +596,7 @@ impl Accumulator {
                 fill(&mut d.description, &v.description);
                 fill(&mut d.primary_url, &v.primary_url);
                 if d.references.is_empty() {
-                    d.references = v.references.clone().unwrap_or_default();
+                    d.references = owned_list(&v.references);
                 }
                 if d.published_at.is_none() {
                     d.published_at = v.published_date.as_deref().and_then(lenient_time);
@@ -591,13 +609,13 @@ impl Accumulator {
                 self.vuln_index.insert(id.to_string(), self.vulns.len());
                 self.vulns.push(VulnerabilityDetail {
                     id: id.to_string(),
-                    title: non_empty(v.title.clone()),
-                    description: non_empty(v.description.clone()),
+                    title: owned(&v.title),
+                    description: owned(&v.description),
                     severity,
                     cvss_score: cvss,
                     cvss_vector: vector.map(str::to_string),
-                    primary_url: non_empty(v.primary_url.clone()),
-                    references: v.references.clone().unwrap_or_default(),
+                    primary_url: owned(&v.primary_url),
+                    references: owned_list(&v.references),
                     published_at: v.published_date.as_deref().and_then(lenient_time),
                     modified_at: v.last_modified_date.as_deref().and_then(lenient_time),
                 });
@@ -616,7 +634,7 @@ impl Accumulator {
 
 /// CVSS base score of one entry: the severity source's when it has one, else NVD's,
 /// else the highest of any source.
-fn entry_cvss(v: &TVuln) -> (Option<f64>, Option<&str>) {
+fn entry_cvss<'v>(v: &'v TVuln<'_>) -> (Option<f64>, Option<&'v str>) {
     let Some(map) = v.cvss.as_ref() else {
         return (None, None);
     };
@@ -645,10 +663,21 @@ fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-fn fill(slot: &mut Option<String>, value: &Option<String>) {
+fn fill(slot: &mut Option<String>, value: &Text<'_>) {
     if slot.is_none() {
-        *slot = non_empty(value.clone());
+        *slot = owned(value);
     }
+}
+
+/// The text as an owned string, unless absent or blank.
+fn owned(s: &Text<'_>) -> Option<String> {
+    s.as_deref()
+        .filter(|v| !v.trim().is_empty())
+        .map(str::to_string)
+}
+
+fn owned_list(l: &Option<Vec<Cow<'_, str>>>) -> Vec<String> {
+    l.iter().flatten().map(|s| s.to_string()).collect()
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {

@@ -1,7 +1,7 @@
 //! Load generator for ScanVault's HTTP API (see docs/benchmarks.md).
 //!
 //! ```text
-//! cargo run --release -p scanvault --example bench -- load   --url URL --file fleet.ndjson [--clients 8]
+//! cargo run --release -p scanvault --example bench -- load   --url URL --file fleet.ndjson [--clients 8] [--rename P [--scans-per-image 3]]
 //! cargo run --release -p scanvault --example bench -- ingest --url URL --file typical.ndjson [--clients 8] [--prefix p]
 //! cargo run --release -p scanvault --example bench -- single --url URL --file big.ndjson [--repeat 10]
 //! cargo run --release -p scanvault --example bench -- query  --url URL [--clients 16] [--seconds 10] [--to RFC3339]
@@ -200,16 +200,24 @@ async fn main() {
         "load" => {
             let file = arg(&args, "--file").expect("--file");
             let clients = num(&args, "--clients", 8) as usize;
+            // `--rename P`: store the reports of the file's n-th image (its lines come in runs
+            // of `--scans-per-image`) as image `P-n`, so one generated fleet can be loaded
+            // several times as distinct images (a larger fleet with the same distributions).
+            let rename = arg(&args, "--rename");
+            let per_image = num(&args, "--scans-per-image", 3).max(1) as usize;
             run_posts(&url, clients, "load POST /scans", move |tx| {
+                let mut n = 0usize;
                 for line in read_lines(&file).lines() {
                     let line = line.expect("read");
                     if line.trim().is_empty() {
                         continue;
                     }
-                    if tx
-                        .blocking_send((String::new(), line.into_bytes()))
-                        .is_err()
-                    {
+                    let query = match &rename {
+                        Some(p) => format!("?image={p}-{}", n / per_image),
+                        None => String::new(),
+                    };
+                    n += 1;
+                    if tx.blocking_send((query, line.into_bytes())).is_err() {
                         break;
                     }
                 }

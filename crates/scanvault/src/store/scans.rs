@@ -177,10 +177,21 @@ impl Store {
     /// Store a report: one transaction. A report for an `(image_name, identity)` already
     /// stored updates that scan in place, writing only the findings that changed.
     pub async fn ingest(&self, new: NewScan) -> Result<IngestOutcome, StoreError> {
-        let compressed = compress(&new.raw).context("compressing the report")?;
-        let sha = sha256_hex(&new.raw);
+        let body = StoredBody::of(&new.raw)?;
+        self.ingest_with_body(new, body).await
+    }
+
+    /// [`Store::ingest`] with the body already prepared (the HTTP handler compresses it on
+    /// one core while the report is parsed on the other). `body` must be of `new.raw`.
+    pub async fn ingest_with_body(
+        &self,
+        new: NewScan,
+        body: StoredBody,
+    ) -> Result<IngestOutcome, StoreError> {
         let mut tx = self.write_pool().begin().await?;
-        let outcome = self.ingest_in_tx(&mut tx, &new, &compressed, &sha).await?;
+        let outcome = self
+            .ingest_in_tx(&mut tx, &new, &body.compressed, &body.sha256)
+            .await?;
         tx.commit().await?;
         if outcome.created {
             metrics::counter!("scanvault_ingest_scans_total", "result" => "created").increment(1);
@@ -1154,6 +1165,22 @@ pub(crate) fn row_placeholders_from(start: usize, cols: usize, rows: usize) -> S
         s.push(')');
     }
     s
+}
+
+/// A report body as stored: gzip-compressed, and the SHA-256 of the bytes received.
+#[derive(Debug)]
+pub struct StoredBody {
+    compressed: Vec<u8>,
+    sha256: String,
+}
+
+impl StoredBody {
+    pub fn of(raw: &[u8]) -> Result<StoredBody, StoreError> {
+        Ok(StoredBody {
+            compressed: compress(raw).context("compressing the report")?,
+            sha256: sha256_hex(raw),
+        })
+    }
 }
 
 /// Gzip `raw` (fast level). The deflate state (a few hundred KiB of tables) is kept per
