@@ -175,6 +175,7 @@ async fn bad_bodies_get_clear_errors_and_change_nothing(app: &TestApp) {
         (b"   ".to_vec(), StatusCode::BAD_REQUEST, "empty_body"),
         (b"{\"SchemaVersion\": 2, \"Results\": [".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         (b"not json".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        (b"{\"SchemaVersion\": 2, \"Results\": []} trailing".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         (b"{\"A\":\"\xff\xfe\"}".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
         (b"{\"SchemaVersion\": 2, \"Results\": 7}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_report"),
         (b"{\"SchemaVersion\": \"2\"}".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_report"),
