@@ -12,11 +12,16 @@ SCANS=${SCANS:-3}
 # (`bench load --rename`): 10,000 generated images become a fleet of 100,000.
 COPIES=${COPIES:-1}
 PORT=${PORT:-18089}
-GEN=${GEN:-/work/shared/bench/gen_fleet.py}
 ADMIN_URL=${ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 WORK=${WORK:-/tmp/scanvault-bench}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-analytics}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cd "$(dirname "$0")/.."
+# The generator ships with the shared test data (as for the test suite: SCANVAULT_SHARED).
+GEN=${GEN:-${SCANVAULT_SHARED:-../shared}/bench/gen_fleet.py}
+gen() {   # gen_fleet.py with these arguments, when a data file is not there yet
+  [ -f "$GEN" ] || { echo "gen_fleet.py not found at $GEN (set GEN or SCANVAULT_SHARED)" >&2; exit 2; }
+  python3 "$GEN" "$@"
+}
 cargo build --release -p scanvault --bin scanvault --example bench
 BIN=$CARGO_TARGET_DIR/release/scanvault
 BENCH=$CARGO_TARGET_DIR/release/examples/bench
@@ -37,14 +42,14 @@ SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
 URL=http://127.0.0.1:$PORT
-[ -f "$WORK/typical.ndjson" ] || python3 "$GEN" --images 600 --first-image 50000 --ndjson "$WORK/typical.ndjson"
-[ -f "$WORK/big2000.ndjson" ] || python3 "$GEN" --images 1 --first-image 90000 --vulns 2000 --ndjson "$WORK/big2000.ndjson"
+[ -f "$WORK/typical.ndjson" ] || gen --images 1000 --first-image 50000 --ndjson "$WORK/typical.ndjson"
+[ -f "$WORK/big2000.ndjson" ] || gen --images 1 --first-image 90000 --vulns 2000 --ndjson "$WORK/big2000.ndjson"
 echo "== load $IMAGES images x $SCANS scans ($BACKEND)"
 FLEET=$WORK/fleet-$IMAGES-$SCANS.ndjson
 if [ -f "$FLEET" ]; then
   "$BENCH" load --url "$URL" --file "$FLEET" --clients 8
 else
-  python3 "$GEN" --images "$IMAGES" --scans-per-image "$SCANS" --ndjson | tee "$FLEET" | "$BENCH" load --url "$URL" --file - --clients 8
+  gen --images "$IMAGES" --scans-per-image "$SCANS" --ndjson | tee "$FLEET" | "$BENCH" load --url "$URL" --file - --clients 8
 fi
 measure() {   # $1: a label for this point (fresh image names for the ingest phases)
   sleep 3   # let the compactor fold the last deltas
