@@ -652,9 +652,7 @@ impl Store {
         worker: &str,
         new: NewScan,
     ) -> Result<(JobRow, String), JobError> {
-        let compressed =
-            super::scans::compress(&new.raw).map_err(|e| StoreError::Other(e.into()))?;
-        let sha = super::scans::sha256_hex(&new.raw);
+        let body = super::scans::StoredBody::of(&new.raw)?;
         let mut tx = self.write_pool().begin().await?;
         let held = sqlx::query(&format!(
             "SELECT 1 FROM scan_jobs WHERE id = $1 AND attempt = $2 AND status = 'scanning'{}",
@@ -667,7 +665,7 @@ impl Store {
         if held.is_none() {
             return Err(JobError::Lost);
         }
-        let outcome = self.ingest_in_tx(&mut tx, &new, &compressed, &sha).await?;
+        let outcome = self.ingest_in_tx(&mut tx, &new, &body).await?;
         let mut t = Transition::new(
             job_id,
             JobStatus::Scanning,

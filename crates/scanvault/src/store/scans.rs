@@ -15,8 +15,9 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use uuid::Uuid;
 
-/// Rows per multi-row statement. 1,000 rows × 13 columns stays under both SQLite's
-/// 32,766 and PostgreSQL's 65,535 bind-parameter limits.
+/// Finding keys per multi-row delete (3 parameters each, under SQLite's 32,766 and
+/// PostgreSQL's 65,535 bind-parameter limits). Inserts send their rows as one JSON
+/// parameter instead (`json_rows`).
 const CHUNK_ROWS: usize = 1000;
 /// Ids per `IN (…)` list.
 const CHUNK_IDS: usize = 500;
@@ -189,9 +190,7 @@ impl Store {
         body: StoredBody,
     ) -> Result<IngestOutcome, StoreError> {
         let mut tx = self.write_pool().begin().await?;
-        let outcome = self
-            .ingest_in_tx(&mut tx, &new, &body.compressed, &body.sha256)
-            .await?;
+        let outcome = self.ingest_in_tx(&mut tx, &new, &body).await?;
         tx.commit().await?;
         if outcome.created {
             metrics::counter!("scanvault_ingest_scans_total", "result" => "created").increment(1);
@@ -207,8 +206,7 @@ impl Store {
         &self,
         conn: &mut AnyConnection,
         new: &NewScan,
-        compressed: &[u8],
-        sha: &str,
+        body: &StoredBody,
     ) -> Result<IngestOutcome, StoreError> {
         let now = micros(new.now);
         let scanned_at = micros(new.scanned_at);
@@ -306,8 +304,8 @@ impl Store {
             )
             .bind(&scan_id)
             .bind(new.raw.len() as i64)
-            .bind(sha)
-            .bind(compressed.to_vec())
+            .bind(&body.sha256)
+            .bind(body.compressed.as_slice())
             .execute(&mut *conn)
             .await?;
         }
@@ -529,7 +527,7 @@ impl Store {
                      cvss_vector = $6, primary_url = $7, refs = $8, published_at = $9, modified_at = $10, \
                      updated_at = $11 WHERE id = $1",
                 );
-                bind_vuln(q, v, now).execute(&mut *conn).await?;
+                CatalogJson::of(v, now).bind(q).execute(&mut *conn).await?;
             }
         }
         Ok(())
@@ -1083,6 +1081,24 @@ impl<'a> CatalogJson<'a> {
             updated_at: now,
         }
     }
+
+    /// Bind the entry's values in column order, id first (`$1` … `$11`).
+    fn bind(
+        self,
+        q: sqlx::query::Query<'a, Any, sqlx::any::AnyArguments<'a>>,
+    ) -> sqlx::query::Query<'a, Any, sqlx::any::AnyArguments<'a>> {
+        q.bind(self.id)
+            .bind(self.title)
+            .bind(self.description)
+            .bind(self.severity)
+            .bind(OptF64(self.cvss_score))
+            .bind(self.cvss_vector)
+            .bind(self.primary_url)
+            .bind(self.refs)
+            .bind(self.published_at)
+            .bind(self.modified_at)
+            .bind(self.updated_at)
+    }
 }
 
 /// Delete findings by key. Returns the vulnerability ids they referenced (the caller
@@ -1127,24 +1143,6 @@ async fn prune_catalog(conn: &mut AnyConnection, ids: &[String]) -> Result<(), S
     Ok(())
 }
 
-fn bind_vuln<'q>(
-    q: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
-    v: &'q VulnerabilityDetail,
-    now: i64,
-) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
-    q.bind(&v.id)
-        .bind(&v.title)
-        .bind(&v.description)
-        .bind(v.severity.rank())
-        .bind(OptF64(v.cvss_score))
-        .bind(&v.cvss_vector)
-        .bind(&v.primary_url)
-        .bind(serde_json::to_string(&v.references).unwrap_or_else(|_| "[]".into()))
-        .bind(v.published_at.map(micros))
-        .bind(v.modified_at.map(micros))
-        .bind(now)
-}
-
 /// `$start, $start+1, …` (n of them).
 pub(crate) fn placeholders(start: usize, n: usize) -> String {
     (start..start + n)
@@ -1185,7 +1183,7 @@ impl StoredBody {
 
 /// Gzip `raw` (fast level). The deflate state (a few hundred KiB of tables) is kept per
 /// thread and reset, not allocated and zeroed for every report.
-pub(crate) fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
     use flate2::{Compress, Compression, FlushCompress, Status};
     thread_local! {
         static DEFLATE: std::cell::RefCell<Compress> =
@@ -1223,7 +1221,7 @@ fn decompress(body: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-pub(crate) fn sha256_hex(b: &[u8]) -> String {
+fn sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     let d = sha2::Sha256::digest(b);
     d.iter().map(|x| format!("{x:02x}")).collect()

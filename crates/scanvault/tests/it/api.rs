@@ -452,7 +452,70 @@ async fn nullable_scores_through_cached_statements(app: &TestApp) {
     }
 }
 
+/// The catalog keeps one entry per vulnerability id: a report with newer details
+/// (`LastModifiedDate`) refreshes it for every scan, an older one leaves it alone.
+async fn catalog_entries_take_newer_details_only(app: &TestApp) {
+    let detail = |image: &str, n: u32, modified: &str, text: &str| {
+        let mut r = Report::image(image, &digest(n)).vuln("CVE-CAT", "pkg", "1", "HIGH", None);
+        let v = r.vulns[0].as_object_mut().unwrap();
+        v.insert("Title".into(), Value::from(format!("{text} title")));
+        v.insert(
+            "Description".into(),
+            Value::from(format!("{text} description")),
+        );
+        v.insert(
+            "PrimaryURL".into(),
+            Value::from(format!("https://example.com/{text}")),
+        );
+        v.insert("LastModifiedDate".into(), Value::from(modified));
+        r.bytes()
+    };
+    let seen = |v: &Value| {
+        let d = &v["Items"][0]["Vulnerability"];
+        (
+            d["Title"].as_str().unwrap_or_default().to_string(),
+            d["Description"].as_str().unwrap_or_default().to_string(),
+            d["PrimaryURL"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let first = app
+        .post_scan("", detail("cat-a:1", 200, "2024-01-01T00:00:00Z", "old"))
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let id = first.json()["ID"].as_str().unwrap().to_string();
+    let uri = format!("/scans/{id}/vulnerabilities");
+    let old = (
+        "old title".to_string(),
+        "old description".to_string(),
+        "https://example.com/old".to_string(),
+    );
+    assert_eq!(seen(&app.get_json(&uri).await), old);
+
+    // Newer details from another image refresh the shared entry.
+    let newer = app
+        .post_scan("", detail("cat-b:1", 201, "2024-06-01T00:00:00Z", "new"))
+        .await;
+    assert_eq!(newer.status, StatusCode::CREATED);
+    let new = (
+        "new title".to_string(),
+        "new description".to_string(),
+        "https://example.com/new".to_string(),
+    );
+    assert_eq!(seen(&app.get_json(&uri).await), new);
+
+    // Older details do not roll it back.
+    let older = app
+        .post_scan("", detail("cat-c:1", 202, "2024-03-01T00:00:00Z", "stale"))
+        .await;
+    assert_eq!(older.status, StatusCode::CREATED);
+    assert_eq!(seen(&app.get_json(&uri).await), new);
+}
+
 on_both_backends!(ingest_update_in_place, ingest_creates_then_updates_in_place);
+on_both_backends!(
+    ingest_catalog_refresh,
+    catalog_entries_take_newer_details_only
+);
 on_both_backends!(
     ingest_nullable_scores,
     nullable_scores_through_cached_statements
