@@ -45,12 +45,13 @@ impl From<IngestError> for crate::http::error::ApiError {
 
 /// Parse `raw` and resolve the image identity (query parameters win over the report).
 pub fn build_new_scan(
-    raw: Vec<u8>,
+    raw: impl Into<bytes::Bytes>,
     overrides: &IngestOverrides,
     settings: &IngestSettings,
     source: ScanSource,
     now: DateTime<Utc>,
 ) -> Result<NewScan, IngestError> {
+    let raw = raw.into();
     let report = trivy::parse(&raw)?;
     if report.findings.len() > settings.max_findings {
         return Err(IngestError::TooManyFindings {

@@ -445,7 +445,7 @@ pub async fn create_scan(
         }
     }
     let settings = app.ingest.clone();
-    let raw = body.to_vec();
+    let raw = body.clone();
     // Parsing and compressing are CPU work: off the async threads, and side by side (a
     // large report is ready in about half the time on two cores).
     let parsed = tokio::task::spawn_blocking(move || {

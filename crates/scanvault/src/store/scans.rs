@@ -41,8 +41,9 @@ impl ScanSource {
 #[derive(Debug, Clone)]
 pub struct NewScan {
     pub report: ParsedReport,
-    /// The body exactly as received (kept compressed, served byte-for-byte).
-    pub raw: Vec<u8>,
+    /// The body exactly as received (kept compressed, served byte-for-byte). Shared, not
+    /// copied, with the HTTP request that carried it.
+    pub raw: bytes::Bytes,
     pub image_name: String,
     pub image_tag: String,
     pub image_digest: String,
