@@ -51,14 +51,32 @@ if [ -f "$FLEET" ]; then
 else
   gen --images "$IMAGES" --scans-per-image "$SCANS" --ndjson | tee "$FLEET" | "$BENCH" load --url "$URL" --file - --clients 8
 fi
+# STATS=1 (PostgreSQL with pg_stat_statements in shared_preload_libraries): after each
+# ingest phase, print what its statements cost in the database and the WAL it wrote.
+stats_reset() {
+  [ "${STATS:-0}" = 1 ] && [ "$BACKEND" = postgres ] || return 0
+  psql "$DATABASE_URL" -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+    -c "SELECT pg_stat_statements_reset()" -c "SELECT pg_stat_reset_shared('wal')" >/dev/null
+}
+stats_print() {
+  [ "${STATS:-0}" = 1 ] && [ "$BACKEND" = postgres ] || return 0
+  psql "$DATABASE_URL" -c "SELECT wal_records, wal_fpi, pg_size_pretty(wal_bytes) AS wal FROM pg_stat_wal" \
+    -c "SELECT calls, round(total_exec_time::numeric) AS total_ms, round((total_exec_time / calls)::numeric, 2) AS ms_per_call, \
+        shared_blks_read AS blks_read, shared_blks_dirtied AS blks_dirtied, left(regexp_replace(query, '\s+', ' ', 'g'), 80) AS statement \
+        FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' ORDER BY total_exec_time DESC LIMIT 12"
+}
 measure() {   # $1: a label for this point (fresh image names for the ingest phases)
   sleep 3   # let the compactor fold the last deltas
   echo "== analytics ($BACKEND, 16 clients, $1)"
   "$BENCH" query --url "$URL" --clients 16 --seconds ${SECONDS_PER_ENDPOINT:-10} --to 2025-02-15T00:00:00Z
   echo "== ingest of typical reports ($BACKEND, 8 clients, new images, $1)"
+  stats_reset
   "$BENCH" ingest --url "$URL" --file "$WORK/typical.ndjson" --clients 8 --prefix "ingest-$1"
+  stats_print
   echo "== one 2,000-finding report at a time ($BACKEND, $1)"
+  stats_reset
   "$BENCH" single --url "$URL" --file "$WORK/big2000.ndjson" --repeat 10 --prefix "big-$1"
+  stats_print
 }
 measure "$IMAGES-images"
 if [ "$COPIES" -gt 1 ]; then
