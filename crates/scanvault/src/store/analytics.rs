@@ -56,6 +56,9 @@ pub struct IngestChange<'a> {
     pub removed: &'a [(String, String, String)],
     /// The report was older than the stored scan: only the tag may have changed.
     pub stale: bool,
+    /// The scan's complete findings as stored after this ingest (`None` for a stale
+    /// report, whose findings were not written).
+    pub findings: Option<&'a [Finding]>,
     /// Time of the ingest, microseconds.
     pub now: i64,
 }
@@ -379,6 +382,7 @@ impl Store {
             true,
             &old_of,
             content_changed.then_some(s.id.as_str()),
+            change.findings.map(|f| (s.id.as_str(), f)),
         )
         .await
     }
@@ -400,7 +404,7 @@ impl Store {
                 .cloned()
                 .collect()
         };
-        self.maintain_refs(conn, scan_ids, false, &new_of, None)
+        self.maintain_refs(conn, scan_ids, false, &new_of, None, None)
             .await
     }
 
@@ -408,7 +412,9 @@ impl Store {
     /// changed; the database holds the chains after the change when `current_is_new`
     /// (ingest) and before it otherwise (delete); `other` derives the other side.
     /// `changed_scan` is a scan whose findings changed: references pointing at it are
-    /// refreshed even when their pointer stays.
+    /// refreshed even when their pointer stays. `known` is a scan with its complete stored
+    /// findings, which the caller holds: the delta rows of references now pointing at it
+    /// come from them instead of being read back.
     async fn maintain_refs(
         &self,
         conn: &mut AnyConnection,
@@ -416,6 +422,7 @@ impl Store {
         current_is_new: bool,
         other: &(dyn Fn(&RefKey, &[ChainScan]) -> Vec<ChainScan> + Sync),
         changed_scan: Option<&str>,
+        known: Option<(&str, &[Finding])>,
     ) -> Result<(), StoreError> {
         // 1. Lock the references (creating placeholder rows) and read their stored pointers.
         let list = placeholders(1, scan_ids.len());
@@ -469,6 +476,7 @@ impl Store {
         // 3. Trend events, and which references need their findings replaced.
         let mut daily: BTreeMap<i64, Counts> = BTreeMap::new();
         let mut replace: Vec<RefKey> = vec![];
+        let mut known_refs: HashSet<RefKey> = HashSet::new();
         let mut had_findings = false;
         let mut ref_writes: Vec<(RefKey, Option<(String, i64)>)> = vec![];
         let mut totals: Counts = [0; 7];
@@ -491,6 +499,9 @@ impl Store {
             {
                 replace.push(key.clone());
                 had_findings |= stored_scan.is_some();
+                if tip_id.is_some() && tip_id == known.map(|k| k.0) {
+                    known_refs.insert(key.clone());
+                }
             }
             totals[IMAGES] += i64::from(tip.is_some()) - i64::from(stored_scan.is_some());
             if stored_scan.as_deref() != tip_id || stored_at != tip.as_ref().map(|t| t.1) {
@@ -552,23 +563,50 @@ impl Store {
             q.execute(&mut *conn).await?;
         }
         let gone_keys: HashSet<&RefKey> = gone.iter().map(|g| &g.0).collect();
-        let refill: Vec<&RefKey> = replace.iter().filter(|k| !gone_keys.contains(k)).collect();
+        // References pointing at the `known` scan: its rows are copied without being read
+        // back (`RETURNING` of every finding), their delta rows come from memory.
+        let (from_memory, read_back): (Vec<&RefKey>, Vec<&RefKey>) = replace
+            .iter()
+            .filter(|k| !gone_keys.contains(k))
+            .partition(|k| known_refs.contains(*k));
         let mut added_rows: Vec<DeltaRow> = vec![];
-        for chunk in refill.chunks(CHUNK) {
-            let sql = format!(
-                "INSERT INTO fleet_findings (image_name, image_tag, vulnerability_id, pkg_name, pkg_version, scan_id, \
-                 fixed_version, severity) \
-                 SELECT r.image_name, r.image_tag, f.vulnerability_id, f.pkg_name, f.pkg_version, f.scan_id, \
-                 f.fixed_version, f.severity FROM fleet_refs r JOIN findings f ON f.scan_id = r.scan_id \
-                 WHERE (r.image_name, r.image_tag) IN (VALUES {}) \
-                 RETURNING {FINDING_DELTA_COLUMNS}",
-                ref_values(1, chunk.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for (n, t) in chunk {
-                q = q.bind(n).bind(t);
+        for (refs, returning) in [(&from_memory, false), (&read_back, true)] {
+            for chunk in refs.chunks(CHUNK) {
+                let sql = format!(
+                    "INSERT INTO fleet_findings (image_name, image_tag, vulnerability_id, pkg_name, pkg_version, scan_id, \
+                     fixed_version, severity) \
+                     SELECT r.image_name, r.image_tag, f.vulnerability_id, f.pkg_name, f.pkg_version, f.scan_id, \
+                     f.fixed_version, f.severity FROM fleet_refs r JOIN findings f ON f.scan_id = r.scan_id \
+                     WHERE (r.image_name, r.image_tag) IN (VALUES {}){}",
+                    ref_values(1, chunk.len()),
+                    if returning {
+                        format!(" RETURNING {FINDING_DELTA_COLUMNS}")
+                    } else {
+                        String::new()
+                    }
+                );
+                let mut q = sqlx::query(&sql);
+                for (n, t) in chunk {
+                    q = q.bind(n).bind(t);
+                }
+                if returning {
+                    added_rows.extend(delta_rows(q.fetch_all(&mut *conn).await?));
+                } else {
+                    q.execute(&mut *conn).await?;
+                }
             }
-            added_rows.extend(delta_rows(q.fetch_all(&mut *conn).await?));
+        }
+        if let Some((_, findings)) = known {
+            for key in from_memory {
+                added_rows.extend(findings.iter().map(|f| {
+                    (
+                        key.clone(),
+                        f.vulnerability_id.clone(),
+                        f.severity.rank(),
+                        i64::from(f.fixed_version.is_some()),
+                    )
+                }));
+            }
         }
 
         // 5. Per-CVE and fleet-wide deltas from the rows that went and came.

@@ -326,6 +326,7 @@ impl Store {
                 added: &added_findings,
                 removed: &removed_keys,
                 stale,
+                findings: (!stale).then_some(new.report.findings.as_slice()),
                 now,
             },
         )
