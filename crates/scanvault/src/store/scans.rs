@@ -461,6 +461,9 @@ impl Store {
     /// Insert catalog entries that are not stored yet, and refresh those whose details
     /// the report has newer (`LastModifiedDate`). Existing rows are read, not locked:
     /// the most widespread CVE is in most reports, and a lock on it would serialise ingest.
+    /// New and refreshed rows are written in id order: two ingests bringing the same new
+    /// ids in different orders would otherwise each wait for a row the other inserted
+    /// (on PostgreSQL, a deadlock that fails one of them).
     async fn upsert_catalog(
         &self,
         conn: &mut AnyConnection,
@@ -468,6 +471,8 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         let backend = self.backend();
+        let mut vulns: Vec<&VulnerabilityDetail> = vulns.iter().collect();
+        vulns.sort_unstable_by(|a, b| a.id.cmp(&b.id));
         let mut stored: HashMap<String, Option<i64>> = HashMap::new();
         if !vulns.is_empty() {
             let ids: Vec<&str> = vulns.iter().map(|v| v.id.as_str()).collect();
@@ -485,6 +490,7 @@ impl Store {
         }
         let missing: Vec<CatalogJson> = vulns
             .iter()
+            .copied()
             .filter(|v| !stored.contains_key(&v.id))
             .map(|v| CatalogJson::of(v, now))
             .collect();

@@ -602,3 +602,57 @@ on_both_backends!(
     ingest_concurrent_same_digest,
     concurrent_ingests_of_one_digest_make_one_scan
 );
+
+/// Concurrent ingests of different images that bring the same new vulnerability ids, listed
+/// in different orders, all succeed: catalog rows are written in one order (by id), so two
+/// ingests never wait on each other's new rows in a cycle (PostgreSQL: deadlock, 409).
+async fn concurrent_new_catalog_entries_do_not_deadlock(app: &TestApp) {
+    let ids: Vec<String> = (0..300).map(|i| format!("CVE-2031-{i:05}")).collect();
+    for round in 0..4u32 {
+        let mut tasks = vec![];
+        for client in 0..8u32 {
+            // Each client lists the round's ids rotated by a different amount, half of
+            // them reversed: every pair of reports orders some ids differently.
+            let mut order: Vec<&String> = ids.iter().collect();
+            order.rotate_left((client as usize * 37) % ids.len());
+            if client % 2 == 1 {
+                order.reverse();
+            }
+            let mut report = Report::image(
+                &format!("deadlock-{round}-{client}:1"),
+                &digest(1000 + round * 10 + client),
+            );
+            for id in order {
+                report = report.vuln(&format!("{id}-{round}"), "p", "1", "HIGH", Some("2"));
+            }
+            let router = app.router.clone();
+            let body = report.bytes();
+            tasks.push(tokio::spawn(async move {
+                use tower::ServiceExt;
+                let req = axum::http::Request::post("/scans")
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body))
+                    .unwrap();
+                let resp = router.oneshot(req).await.unwrap();
+                let status = resp.status();
+                let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                    .await
+                    .unwrap();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }));
+        }
+        for t in tasks {
+            let (status, body) = t.await.unwrap();
+            assert_eq!(status, StatusCode::CREATED, "round {round}: {body}");
+        }
+    }
+    let fp = app.fingerprint().await;
+    let get = |t: &str| fp.iter().find(|(n, _)| n == t).unwrap().1;
+    assert_eq!(get("vulnerabilities"), 4 * 300);
+    assert_eq!(get("findings"), 4 * 8 * 300);
+}
+
+on_both_backends!(
+    ingest_concurrent_new_catalog_entries,
+    concurrent_new_catalog_entries_do_not_deadlock
+);
