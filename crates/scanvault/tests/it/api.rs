@@ -539,6 +539,16 @@ on_both_backends!(
 );
 on_both_backends!(health_metrics_openapi, health_ready_metrics_and_openapi);
 
+/// `POST /scans` on a clone of the app's router, for requests sent from spawned tasks.
+async fn post_on(router: axum::Router, body: Vec<u8>) -> axum::response::Response {
+    use tower::ServiceExt;
+    let req = axum::http::Request::post("/scans")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    router.oneshot(req).await.unwrap()
+}
+
 /// Many clients posting the same digest at once produce exactly one scan and no 5xx.
 async fn concurrent_ingests_of_one_digest_make_one_scan(app: &TestApp) {
     let report = Report::image("race:1", &digest(900))
@@ -556,15 +566,9 @@ async fn concurrent_ingests_of_one_digest_make_one_scan(app: &TestApp) {
         } else {
             report.bytes()
         };
-        tasks.push(tokio::spawn(async move {
-            use tower::ServiceExt;
-            let req = axum::http::Request::post("/scans")
-                .header("content-type", "application/json")
-                .body(axum::body::Body::from(body))
-                .unwrap();
-            let resp = router.oneshot(req).await.unwrap();
-            resp.status()
-        }));
+        tasks.push(tokio::spawn(
+            async move { post_on(router, body).await.status() },
+        ));
     }
     let mut created = 0;
     for t in tasks {
@@ -628,12 +632,7 @@ async fn concurrent_new_catalog_entries_do_not_deadlock(app: &TestApp) {
             let router = app.router.clone();
             let body = report.bytes();
             tasks.push(tokio::spawn(async move {
-                use tower::ServiceExt;
-                let req = axum::http::Request::post("/scans")
-                    .header("content-type", "application/json")
-                    .body(axum::body::Body::from(body))
-                    .unwrap();
-                let resp = router.oneshot(req).await.unwrap();
+                let resp = post_on(router, body).await;
                 let status = resp.status();
                 let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
                     .await
