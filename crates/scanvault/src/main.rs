@@ -12,7 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// mimalloc asks Linux for transparent huge pages, and the first touch of each one zeroes
 /// 2 MiB. Ingest keeps touching fresh ones (request bodies, JSON row sets): that was 13 % of
 /// the service's CPU on a 2,000-finding report, and without huge pages the service uses
-/// about 18 % less CPU per typical report (docs/benchmarks.md). This is what
+/// about 15–18 % less CPU per typical report (docs/benchmarks.md). This is what
 /// `MIMALLOC_ALLOW_THP=0` does; mimalloc reads that variable before `main`, so the flag is
 /// set here for the process instead. Pages mapped from now on are regular 4 KiB pages.
 #[cfg(target_os = "linux")]
