@@ -313,6 +313,11 @@ impl Application {
             self.store.clone(),
             shutdown.clone(),
         ));
+        // ANALYZE/VACUUM where PostgreSQL's autovacuum does not run (store/upkeep.rs).
+        tasks.spawn(crate::store::upkeep::upkeep_loop(
+            self.store.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(health_loop(
             self.store.clone(),
             self.cfg.db.db_health_check_period.0,

@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod keys;
 pub mod retention;
 pub mod scans;
+pub mod upkeep;
 
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -10,4 +10,5 @@ mod faults;
 mod hostile;
 mod jobs;
 mod retention;
+mod upkeep;
 mod worker;

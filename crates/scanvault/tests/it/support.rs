@@ -222,6 +222,11 @@ impl TestApp {
         })
     }
 
+    /// The PostgreSQL database's URL (`None` on SQLite).
+    pub fn pg_url(&self) -> Option<&str> {
+        self.pg.as_ref().map(|(url, _)| url.as_str())
+    }
+
     pub async fn finish(self) {
         self.store.close().await;
         if let Some((url, admin)) = &self.pg {
