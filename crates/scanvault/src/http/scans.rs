@@ -424,6 +424,7 @@ pub fn parse_uuid(kind: &str, raw: &str) -> Result<String, ApiError> {
         (status = 200, description = "Stored scan updated in place", body = ScanView),
         (status = 400, description = "Not JSON, empty, not UTF-8, or bad parameters", body = ErrorBody),
         (status = 413, description = "Body larger than HTTP_MAX_BODY_SIZE", body = ErrorBody),
+        (status = 409, description = "Lost to concurrent writes of the same data on four attempts in a row (rare; the request can be sent again)", body = ErrorBody),
         (status = 422, description = "JSON that is not a supported report", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     ))]

@@ -175,6 +175,16 @@ pub struct ScanFilter {
     pub offset: i64,
 }
 
+/// Attempts of one ingest transaction before a conflict is answered (409).
+const INGEST_ATTEMPTS: u32 = 4;
+
+/// The pause before retry `attempt` (1-based): 10, 20, 40 ms, each plus up to as much
+/// again at random, so that the two sides of a deadlock do not meet again in step.
+fn retry_pause(attempt: u32) -> std::time::Duration {
+    let base = 10u64 << (attempt - 1).min(6);
+    std::time::Duration::from_millis(base + rand::Rng::gen_range(&mut rand::thread_rng(), 0..=base))
+}
+
 impl Store {
     /// Store a report: one transaction. A report for an `(image_name, identity)` already
     /// stored updates that scan in place, writing only the findings that changed.
@@ -190,9 +200,28 @@ impl Store {
         new: NewScan,
         body: StoredBody,
     ) -> Result<IngestOutcome, StoreError> {
-        let mut tx = self.write_pool().begin().await?;
-        let outcome = self.ingest_in_tx(&mut tx, &new, &body).await?;
-        tx.commit().await?;
+        // A transaction that lost to a concurrent one (deadlock, serialization failure,
+        // unique key taken) is rolled back whole and run again: the loser of a race is
+        // retried, not answered with a 409.
+        let mut attempt = 1;
+        let outcome = loop {
+            let result = async {
+                let mut tx = self.write_pool().begin().await?;
+                let outcome = self.ingest_in_tx(&mut tx, &new, &body).await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(outcome)
+            }
+            .await;
+            match result {
+                Err(StoreError::Conflict(msg)) if attempt < INGEST_ATTEMPTS => {
+                    tracing::debug!(attempt, conflict = %msg, "ingest lost to a concurrent write; retrying");
+                    metrics::counter!("scanvault_ingest_retries_total").increment(1);
+                    tokio::time::sleep(retry_pause(attempt)).await;
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
         if outcome.created {
             metrics::counter!("scanvault_ingest_scans_total", "result" => "created").increment(1);
         } else {

@@ -1,7 +1,7 @@
 //! The scan API: every endpoint and its error paths, on both backends.
 
 use crate::on_both_backends;
-use crate::support::{digest, Report, TestApp};
+use crate::support::{digest, Db, Report, TestApp};
 use axum::http::{Method, StatusCode};
 use serde_json::Value;
 
@@ -547,6 +547,78 @@ async fn post_on(router: axum::Router, body: Vec<u8>) -> axum::response::Respons
         .body(axum::body::Body::from(body))
         .unwrap();
     router.oneshot(req).await.unwrap()
+}
+
+/// An ingest that PostgreSQL picks as the victim of a deadlock is run again, and the
+/// client gets its 201, not a 409. The deadlock is made on purpose: another transaction
+/// holds the image reference the ingest will lock, waits until the ingest is blocked on
+/// it, then inserts the catalog entry the ingest has already inserted. The ingest waited
+/// first, so its deadlock check (1 s) fires first (the other side's is set to 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_chosen_as_deadlock_victim_is_retried_postgres() {
+    use sqlx::{Connection, PgConnection};
+    let Some(app) = TestApp::try_new(Db::Postgres).await else {
+        return;
+    };
+    let url = app.pg_url().unwrap().to_string();
+    let mut other = PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(
+        "SET deadlock_timeout = '30s'; BEGIN; \
+         INSERT INTO fleet_refs (image_name, image_tag) VALUES ('deadlock/app', '1')",
+    )
+    .execute(&mut other)
+    .await
+    .unwrap();
+    let body = Report::image("deadlock/app:1", &digest(950))
+        .at("2025-05-01T00:00:00Z")
+        .vuln("CVE-2031-0001", "p", "1", "HIGH", Some("2"))
+        .bytes();
+    let ingest = tokio::spawn(post_on(app.router.clone(), body));
+    // Wait until the ingest waits for the reference's lock.
+    let mut watch = PgConnection::connect(&url).await.unwrap();
+    let mut waited = 0;
+    loop {
+        let blocked: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO fleet_refs%'",
+        )
+        .fetch_one(&mut watch)
+        .await
+        .unwrap();
+        if blocked > 0 {
+            break;
+        }
+        waited += 1;
+        assert!(
+            waited < 400,
+            "the ingest never waited for the reference lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    // Closes the cycle; returns once PostgreSQL has aborted the ingest's transaction.
+    sqlx::query(
+        "INSERT INTO vulnerabilities (id, severity, updated_at) VALUES ('CVE-2031-0001', 0, 0)",
+    )
+    .execute(&mut other)
+    .await
+    .expect("the other side is not the victim");
+    // The ingest's retry now waits for the reference again; let it go.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+    let resp = ingest.await.unwrap();
+    let status = resp.status();
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&bytes));
+    let images = app
+        .get_json("/analytics/vulnerabilities/cve/CVE-2031-0001/images")
+        .await;
+    assert_eq!(images["ImageCount"], 1, "{images}");
+    other.close().await.unwrap();
+    watch.close().await.unwrap();
+    app.finish().await;
 }
 
 /// Many clients posting the same digest at once produce exactly one scan and no 5xx.
