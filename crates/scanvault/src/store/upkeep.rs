@@ -14,8 +14,9 @@ use super::{Backend, Store, StoreError};
 use sqlx::{AnyConnection, Row};
 use std::time::Duration;
 
-/// How often [`upkeep_loop`] looks at the tables' counters.
-pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// How often [`upkeep_loop`] looks at the tables' counters
+/// (autovacuum's own default `autovacuum_naptime`).
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What one table needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,14 +66,16 @@ impl Store {
         if due.is_empty() {
             return Ok(due);
         }
-        let mut conn = self.write_pool().acquire().await?;
-        run_upkeep(&mut conn, &due).await?;
+        let mut conn = self.maintenance_connection().await?;
+        let result = run_upkeep(&mut conn, &due).await;
+        let _ = sqlx::Connection::close(conn).await;
+        result?;
         Ok(due)
     }
 }
 
-/// `VACUUM`/`ANALYZE` each of `due` on `conn`, with autovacuum's throttle so that a large
-/// table's vacuum does not starve ingest.
+/// `VACUUM`/`ANALYZE` each of `due` on `conn` (a connection of its own, closed after),
+/// with autovacuum's throttle so that a large table's vacuum does not starve ingest.
 async fn run_upkeep(conn: &mut AnyConnection, due: &[TableUpkeep]) -> Result<(), StoreError> {
     sqlx::query("SET vacuum_cost_delay = 2")
         .persistent(false)
@@ -98,10 +101,6 @@ async fn run_upkeep(conn: &mut AnyConnection, due: &[TableUpkeep]) -> Result<(),
             break;
         }
     }
-    sqlx::query("RESET vacuum_cost_delay")
-        .persistent(false)
-        .execute(&mut *conn)
-        .await?;
     Ok(result?)
 }
 
