@@ -87,4 +87,5 @@ if [ "$COPIES" -gt 1 ]; then
   measure "$((IMAGES * COPIES))-images"
 fi
 kill $SERVER; wait $SERVER 2>/dev/null || true
-if [ "$BACKEND" = postgres ]; then psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; fi
+# KEEP_DB=1 keeps the PostgreSQL database for a look afterwards (plans, sizes).
+if [ "$BACKEND" = postgres ] && [ "${KEEP_DB:-0}" != 1 ]; then psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"; fi

@@ -348,9 +348,7 @@ impl Store {
     /// A connection of its own, outside the pools, for long maintenance statements: they
     /// neither hold a pooled connection nor set off the slow-statement warning.
     pub(crate) async fn maintenance_connection(&self) -> Result<sqlx::AnyConnection, StoreError> {
-        let opts = AnyConnectOptions::from_str(&self.inner.url)?
-            .log_statements(tracing::log::LevelFilter::Trace)
-            .disable_statement_logging();
+        let opts = AnyConnectOptions::from_str(&self.inner.url)?.disable_statement_logging();
         Ok(opts.connect().await?)
     }
 

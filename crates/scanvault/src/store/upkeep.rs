@@ -81,7 +81,6 @@ async fn run_upkeep(conn: &mut AnyConnection, due: &[TableUpkeep]) -> Result<(),
         .persistent(false)
         .execute(&mut *conn)
         .await?;
-    let mut result = Ok(());
     for t in due {
         let sql = format!(
             "{} {}",
@@ -92,16 +91,12 @@ async fn run_upkeep(conn: &mut AnyConnection, due: &[TableUpkeep]) -> Result<(),
             },
             quote_ident(&t.table)
         );
-        if let Err(e) = sqlx::query(&sql)
+        sqlx::query(&sql)
             .persistent(false)
             .execute(&mut *conn)
-            .await
-        {
-            result = Err(e);
-            break;
-        }
+            .await?;
     }
-    Ok(result?)
+    Ok(())
 }
 
 /// A PostgreSQL identifier, quoted.
