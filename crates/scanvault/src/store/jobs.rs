@@ -653,39 +653,47 @@ impl Store {
         new: NewScan,
     ) -> Result<(JobRow, String), JobError> {
         let body = super::scans::StoredBody::of(&new.raw)?;
-        let mut tx = self.write_pool().begin().await?;
-        let held = sqlx::query(&format!(
-            "SELECT 1 FROM scan_jobs WHERE id = $1 AND attempt = $2 AND status = 'scanning'{}",
-            self.for_update()
-        ))
-        .bind(job_id)
-        .bind(attempt)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if held.is_none() {
-            return Err(JobError::Lost);
-        }
-        let outcome = self.ingest_in_tx(&mut tx, &new, &body).await?;
-        let mut t = Transition::new(
-            job_id,
-            JobStatus::Scanning,
-            JobEvent::Stored,
-            Actor::Worker(worker.to_string()),
-            format!(
-                "report stored as scan {} ({} findings)",
-                outcome.scan.id,
-                outcome.scan.counts().total()
-            ),
-            micros(new.now),
+        // A transaction lost to a concurrent ingest is run again, as for `POST /scans`.
+        let (new, body) = (&new, &body);
+        super::scans::retry_conflicts(
+            |e| matches!(e, JobError::Store(StoreError::Conflict(_))),
+            || async move {
+                let mut tx = self.write_pool().begin().await?;
+                let held = sqlx::query(&format!(
+                    "SELECT 1 FROM scan_jobs WHERE id = $1 AND attempt = $2 AND status = 'scanning'{}",
+                    self.for_update()
+                ))
+                .bind(job_id)
+                .bind(attempt)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if held.is_none() {
+                    return Err(JobError::Lost);
+                }
+                let outcome = self.ingest_in_tx(&mut tx, new, body).await?;
+                let mut t = Transition::new(
+                    job_id,
+                    JobStatus::Scanning,
+                    JobEvent::Stored,
+                    Actor::Worker(worker.to_string()),
+                    format!(
+                        "report stored as scan {} ({} findings)",
+                        outcome.scan.id,
+                        outcome.scan.counts().total()
+                    ),
+                    micros(new.now),
+                )
+                .fenced(attempt);
+                t.scan_id = Some(outcome.scan.id.clone());
+                self.apply_transition_in_tx(&mut tx, &t).await?;
+                let job = fetch_job(&mut tx, job_id)
+                    .await?
+                    .ok_or_else(|| JobError::NotFound(job_id.to_string()))?;
+                tx.commit().await?;
+                Ok((job, outcome.scan.id))
+            },
         )
-        .fenced(attempt);
-        t.scan_id = Some(outcome.scan.id.clone());
-        self.apply_transition_in_tx(&mut tx, &t).await?;
-        let job = fetch_job(&mut tx, job_id)
-            .await?
-            .ok_or_else(|| JobError::NotFound(job_id.to_string()))?;
-        tx.commit().await?;
-        Ok((job, outcome.scan.id))
+        .await
     }
 
     /// A completed scan of `digest` for `image_name` at least as recent as `since`.

@@ -181,8 +181,34 @@ const INGEST_ATTEMPTS: u32 = 4;
 /// The pause before retry `attempt` (1-based): 10, 20, 40 ms, each plus up to as much
 /// again at random, so that the two sides of a deadlock do not meet again in step.
 fn retry_pause(attempt: u32) -> std::time::Duration {
-    let base = 10u64 << (attempt - 1).min(6);
+    let base = 10u64 << (attempt - 1);
     std::time::Duration::from_millis(base + rand::Rng::gen_range(&mut rand::thread_rng(), 0..=base))
+}
+
+/// Run `transaction` (a whole transaction, begun and committed inside it) again while it
+/// loses to a concurrent write (deadlock, serialization failure, unique key taken
+/// meanwhile; `is_conflict` tells such an error), up to [`INGEST_ATTEMPTS`] attempts in all.
+/// The loser of a race is retried, not answered with a conflict.
+pub(crate) async fn retry_conflicts<T, E, F>(
+    is_conflict: impl Fn(&E) -> bool,
+    mut transaction: impl FnMut() -> F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 1;
+    loop {
+        match transaction().await {
+            Err(e) if attempt < INGEST_ATTEMPTS && is_conflict(&e) => {
+                tracing::debug!(attempt, conflict = %e, "ingest lost to a concurrent write; retrying");
+                metrics::counter!("scanvault_ingest_retries_total").increment(1);
+                tokio::time::sleep(retry_pause(attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 impl Store {
@@ -200,28 +226,17 @@ impl Store {
         new: NewScan,
         body: StoredBody,
     ) -> Result<IngestOutcome, StoreError> {
-        // A transaction that lost to a concurrent one (deadlock, serialization failure,
-        // unique key taken) is rolled back whole and run again: the loser of a race is
-        // retried, not answered with a 409.
-        let mut attempt = 1;
-        let outcome = loop {
-            let result = async {
+        let (new, body) = (&new, &body);
+        let outcome = retry_conflicts(
+            |e| matches!(e, StoreError::Conflict(_)),
+            || async move {
                 let mut tx = self.write_pool().begin().await?;
-                let outcome = self.ingest_in_tx(&mut tx, &new, &body).await?;
+                let outcome = self.ingest_in_tx(&mut tx, new, body).await?;
                 tx.commit().await?;
-                Ok::<_, StoreError>(outcome)
-            }
-            .await;
-            match result {
-                Err(StoreError::Conflict(msg)) if attempt < INGEST_ATTEMPTS => {
-                    tracing::debug!(attempt, conflict = %msg, "ingest lost to a concurrent write; retrying");
-                    metrics::counter!("scanvault_ingest_retries_total").increment(1);
-                    tokio::time::sleep(retry_pause(attempt)).await;
-                    attempt += 1;
-                }
-                other => break other?,
-            }
-        };
+                Ok(outcome)
+            },
+        )
+        .await?;
         if outcome.created {
             metrics::counter!("scanvault_ingest_scans_total", "result" => "created").increment(1);
         } else {
