@@ -25,7 +25,7 @@
 //! straightforward SQL over `scan_tags`, `scans` and `findings`: correct, slower.
 
 use super::scans::{placeholders, ScanRow};
-use super::{json_rows, to_json, Backend, Store, StoreError};
+use super::{json_rows, json_rows_as, to_json, Backend, Store, StoreError};
 use scanvault_core::report::{Finding, Severity};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row};
@@ -345,6 +345,35 @@ fn delta_rows(rows: Vec<AnyRow>) -> Vec<DeltaRow> {
         .collect()
 }
 
+/// A reference as a row of a JSON parameter.
+#[derive(serde::Serialize)]
+struct RefJson<'a> {
+    n: &'a str,
+    t: &'a str,
+}
+
+/// The columns of a finding that `fleet_findings` keeps, as a row of a JSON parameter.
+#[derive(serde::Serialize)]
+struct FleetJson<'a> {
+    v: &'a str,
+    p: &'a str,
+    iv: &'a str,
+    fv: Option<&'a str>,
+    sev: i64,
+}
+
+impl<'a> FleetJson<'a> {
+    fn of(f: &'a Finding) -> FleetJson<'a> {
+        FleetJson {
+            v: &f.vulnerability_id,
+            p: &f.pkg_name,
+            iv: &f.installed_version,
+            fv: f.fixed_version.as_deref(),
+            sev: f.severity.rank(),
+        }
+    }
+}
+
 impl Store {
     /// Keep analytics state current after an ingest, in the same transaction.
     pub(crate) async fn analytics_after_ingest(
@@ -563,38 +592,53 @@ impl Store {
             q.execute(&mut *conn).await?;
         }
         let gone_keys: HashSet<&RefKey> = gone.iter().map(|g| &g.0).collect();
-        // References pointing at the `known` scan: its rows are copied without being read
-        // back (`RETURNING` of every finding), their delta rows come from memory.
+        // References pointing at the `known` scan: their rows and delta rows come from
+        // memory (neither read from `findings` nor returned).
         let (from_memory, read_back): (Vec<&RefKey>, Vec<&RefKey>) = replace
             .iter()
             .filter(|k| !gone_keys.contains(k))
             .partition(|k| known_refs.contains(*k));
         let mut added_rows: Vec<DeltaRow> = vec![];
-        for (refs, returning) in [(&from_memory, false), (&read_back, true)] {
-            for chunk in refs.chunks(CHUNK) {
-                let sql = format!(
-                    "INSERT INTO fleet_findings (image_name, image_tag, vulnerability_id, pkg_name, pkg_version, scan_id, \
-                     fixed_version, severity) \
-                     SELECT r.image_name, r.image_tag, f.vulnerability_id, f.pkg_name, f.pkg_version, f.scan_id, \
-                     f.fixed_version, f.severity FROM fleet_refs r JOIN findings f ON f.scan_id = r.scan_id \
-                     WHERE (r.image_name, r.image_tag) IN (VALUES {}){}",
-                    ref_values(1, chunk.len()),
-                    if returning {
-                        format!(" RETURNING {FINDING_DELTA_COLUMNS}")
-                    } else {
-                        String::new()
-                    }
-                );
-                let mut q = sqlx::query(&sql);
-                for (n, t) in chunk {
-                    q = q.bind(n).bind(t);
-                }
-                if returning {
-                    added_rows.extend(delta_rows(q.fetch_all(&mut *conn).await?));
-                } else {
-                    q.execute(&mut *conn).await?;
-                }
+        if let Some((scan_id, findings)) =
+            known.filter(|k| !from_memory.is_empty() && !k.1.is_empty())
+        {
+            // From the caller's findings, not read back from `findings`: one statement for
+            // every reference pointing at the scan.
+            let refs: Vec<RefJson> = from_memory.iter().map(|(n, t)| RefJson { n, t }).collect();
+            let rows: Vec<FleetJson> = findings.iter().map(FleetJson::of).collect();
+            let sql = format!(
+                "INSERT INTO fleet_findings (image_name, image_tag, vulnerability_id, pkg_name, pkg_version, scan_id, \
+                 fixed_version, severity) SELECT r.n, r.t, x.v, x.p, x.iv, $1, x.fv, x.sev FROM {} CROSS JOIN {}",
+                json_rows_as(self.backend(), 2, &[("n", "TEXT"), ("t", "TEXT")], "r"),
+                json_rows(
+                    self.backend(),
+                    3,
+                    &[("v", "TEXT"), ("p", "TEXT"), ("iv", "TEXT"), ("fv", "TEXT"), ("sev", "BIGINT")]
+                )
+            );
+            sqlx::query(&sql)
+                .bind(scan_id)
+                .bind(to_json(&refs)?)
+                .bind(to_json(&rows)?)
+                .execute(&mut *conn)
+                .await?;
+        }
+        // The other references' rows are copied from the stored findings of their scans
+        // and read back (`RETURNING`) for the deltas.
+        for chunk in read_back.chunks(CHUNK) {
+            let sql = format!(
+                "INSERT INTO fleet_findings (image_name, image_tag, vulnerability_id, pkg_name, pkg_version, scan_id, \
+                 fixed_version, severity) \
+                 SELECT r.image_name, r.image_tag, f.vulnerability_id, f.pkg_name, f.pkg_version, f.scan_id, \
+                 f.fixed_version, f.severity FROM fleet_refs r JOIN findings f ON f.scan_id = r.scan_id \
+                 WHERE (r.image_name, r.image_tag) IN (VALUES {}) RETURNING {FINDING_DELTA_COLUMNS}",
+                ref_values(1, chunk.len()),
+            );
+            let mut q = sqlx::query(&sql);
+            for (n, t) in chunk {
+                q = q.bind(n).bind(t);
             }
+            added_rows.extend(delta_rows(q.fetch_all(&mut *conn).await?));
         }
         if let Some((_, findings)) = known {
             for key in from_memory {

@@ -66,16 +66,26 @@ impl<'q> sqlx::Encode<'q, sqlx::Any> for OptF64 {
 /// text does not depend on the number of rows, so each such statement is prepared once per
 /// connection and sent in one round trip, however many rows a report has.
 pub(crate) fn json_rows(backend: Backend, param: usize, cols: &[(&str, &str)]) -> String {
+    json_rows_as(backend, param, cols, "x")
+}
+
+/// [`json_rows`] under the table alias `alias` (for joining two such row sets).
+pub(crate) fn json_rows_as(
+    backend: Backend,
+    param: usize,
+    cols: &[(&str, &str)],
+    alias: &str,
+) -> String {
     match backend {
         Backend::Postgres => format!(
-            "json_to_recordset(${param}::json) AS x({})",
+            "json_to_recordset(${param}::json) AS {alias}({})",
             cols.iter()
                 .map(|(c, t)| format!("{c} {t}"))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
         Backend::Sqlite => format!(
-            "(SELECT {} FROM json_each(${param})) AS x",
+            "(SELECT {} FROM json_each(${param})) AS {alias}",
             cols.iter()
                 .map(|(c, _)| format!("json_extract(value, '$.{c}') AS {c}"))
                 .collect::<Vec<_>>()
