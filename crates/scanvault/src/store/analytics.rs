@@ -11,7 +11,8 @@
 //!   concurrent ingests of one reference serialise and the second sees the first.
 //! - `fleet_findings`: the findings of each reference's latest scan, replaced when the
 //!   reference moves to another scan or its scan's findings change. `cve/{id}/images` and
-//!   `fixable` page through its indexes.
+//!   `fixable` page through its indexes. Rows of references that now point at the scan
+//!   being ingested are written from the report in hand; others are copied from `findings`.
 //! - append-only deltas (`fleet_cve_deltas`, `fleet_total_deltas`, `fleet_daily_deltas`):
 //!   per-CVE and fleet-wide counts, and per-day changes of the fleet's counts (the events
 //!   of each reference's chain of scans: `+counts(scan)` on the day it was scanned,
