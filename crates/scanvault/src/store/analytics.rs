@@ -623,6 +623,16 @@ impl Store {
                 .bind(to_json(&rows)?)
                 .execute(&mut *conn)
                 .await?;
+            for key in &from_memory {
+                added_rows.extend(findings.iter().map(|f| {
+                    (
+                        (*key).clone(),
+                        f.vulnerability_id.clone(),
+                        f.severity.rank(),
+                        i64::from(f.fixed_version.is_some()),
+                    )
+                }));
+            }
         }
         // The other references' rows are copied from the stored findings of their scans
         // and read back (`RETURNING`) for the deltas.
@@ -640,18 +650,6 @@ impl Store {
                 q = q.bind(n).bind(t);
             }
             added_rows.extend(delta_rows(q.fetch_all(&mut *conn).await?));
-        }
-        if let Some((_, findings)) = known {
-            for key in from_memory {
-                added_rows.extend(findings.iter().map(|f| {
-                    (
-                        key.clone(),
-                        f.vulnerability_id.clone(),
-                        f.severity.rank(),
-                        i64::from(f.fixed_version.is_some()),
-                    )
-                }));
-            }
         }
 
         // 5. Per-CVE and fleet-wide deltas from the rows that went and came.
