@@ -101,18 +101,14 @@ fn counts_at(row: &AnyRow, start: usize) -> Counts {
 /// A column of a [`json_rows`] source: (name, SQL type).
 type Column = (&'static str, &'static str);
 
-/// Rows keyed by `key` with their counts (and, with `severity`, the highest severity rank
-/// among them) as one JSON parameter, and the column list of its [`json_rows`] source.
+/// Rows keyed by `key` with their counts as one JSON parameter, and the column list of
+/// its [`json_rows`] source.
 fn counts_json<K: serde::Serialize>(
     key: Column,
     rows: &[(K, Counts)],
-    severity: bool,
 ) -> Result<(String, Vec<Column>), StoreError> {
     let mut cols = vec![key];
     cols.extend(COUNT_COLUMNS.split(", ").map(|c| (c, "BIGINT")));
-    if severity {
-        cols.push(("severity", "BIGINT"));
-    }
     let json: Vec<serde_json::Map<String, serde_json::Value>> = rows
         .iter()
         .map(|(k, c)| {
@@ -121,13 +117,97 @@ fn counts_json<K: serde::Serialize>(
             for (name, v) in COUNT_COLUMNS.split(", ").zip(c.iter()) {
                 o.insert(name.into(), (*v).into());
             }
-            if severity {
-                o.insert("severity".into(), max_severity(c).into());
-            }
             o
         })
         .collect();
     Ok((to_json(&json)?, cols))
+}
+
+/// One compacted table and the append-only deltas folded into it.
+struct Fold {
+    deltas: &'static str,
+    target: &'static str,
+    /// The key column (`None`: one row, id 1).
+    key: Option<&'static str>,
+    /// Keep `severity`, the highest severity with a non-zero count.
+    severity: bool,
+}
+
+impl Fold {
+    /// Sum the pending deltas per key into the compacted table and delete them, in the
+    /// database: no row travels to the service. Returns the number of delta rows folded.
+    ///
+    /// PostgreSQL deletes and sums in one statement, so exactly the rows it deleted are
+    /// folded, whatever concurrent ingests commit meanwhile (a concurrent compactor waits
+    /// for the rows this one deleted, then skips them). SQLite sums, then deletes, inside
+    /// its single write transaction, which no ingest can interleave with.
+    async fn run(&self, conn: &mut AnyConnection, backend: Backend) -> Result<u64, StoreError> {
+        let (deltas, target) = (self.deltas, self.target);
+        let cols: Vec<&str> = COUNT_COLUMNS.split(", ").collect();
+        let (key_in, key_out, group) = match self.key {
+            Some(k) => (format!("{k}, "), format!("{k}, "), format!(" GROUP BY {k}")),
+            None => (
+                String::new(),
+                "CAST(1 AS BIGINT) AS id, ".to_string(),
+                String::new(),
+            ),
+        };
+        let key_col = self.key.unwrap_or("id");
+        let source = if backend.is_postgres() { "d" } else { deltas };
+        let sums = cols
+            .iter()
+            .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let nonzero = cols
+            .iter()
+            .map(|c| format!("{c} <> 0"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let mut set: Vec<String> = cols
+            .iter()
+            .map(|c| format!("{c} = {target}.{c} + excluded.{c}"))
+            .collect();
+        let (sev_col, sev_val) = if self.severity {
+            let of = |sum: &dyn Fn(&str) -> String| {
+                format!(
+                    "CASE WHEN {} > 0 THEN 4 WHEN {} > 0 THEN 3 WHEN {} > 0 THEN 2 WHEN {} > 0 THEN 1 ELSE 0 END",
+                    sum("n_critical"),
+                    sum("n_high"),
+                    sum("n_medium"),
+                    sum("n_low")
+                )
+            };
+            set.push(format!(
+                "severity = {}",
+                of(&|c| format!("{target}.{c} + excluded.{c}"))
+            ));
+            (", severity", format!(", {}", of(&|c| c.to_string())))
+        } else {
+            ("", String::new())
+        };
+        let upsert = format!(
+            "INSERT INTO {target} ({key_col}, {COUNT_COLUMNS}{sev_col}) \
+             SELECT {key_col}, {COUNT_COLUMNS}{sev_val} FROM (SELECT {key_out}{sums} FROM {source}{group}) a \
+             WHERE {nonzero} ON CONFLICT ({key_col}) DO UPDATE SET {}",
+            set.join(", ")
+        );
+        if backend.is_postgres() {
+            let sql = format!(
+                "WITH d AS (DELETE FROM {deltas} RETURNING {key_in}{COUNT_COLUMNS}), \
+                 u AS ({upsert} RETURNING 1) SELECT COUNT(*) FROM d"
+            );
+            let n: i64 = sqlx::query(&sql).fetch_one(&mut *conn).await?.get(0);
+            Ok(n as u64)
+        } else {
+            sqlx::query(&upsert).execute(&mut *conn).await?;
+            let n = sqlx::query(&format!("DELETE FROM {deltas}"))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+            Ok(n)
+        }
+    }
 }
 
 /// An image reference.
@@ -684,7 +764,7 @@ impl Store {
         if !cves.is_empty() {
             // One statement whatever the number of ids.
             let rows: Vec<(String, Counts)> = cves.into_iter().collect();
-            let (json, cols) = counts_json(("vulnerability_id", "TEXT"), &rows, false)?;
+            let (json, cols) = counts_json(("vulnerability_id", "TEXT"), &rows)?;
             let sql = format!(
                 "INSERT INTO fleet_cve_deltas (vulnerability_id, {COUNT_COLUMNS}) \
                  SELECT vulnerability_id, {COUNT_COLUMNS} FROM {}",
@@ -705,7 +785,7 @@ impl Store {
         }
         if !daily.is_empty() {
             let rows: Vec<(i64, Counts)> = daily.into_iter().collect();
-            let (json, cols) = counts_json(("day", "BIGINT"), &rows, false)?;
+            let (json, cols) = counts_json(("day", "BIGINT"), &rows)?;
             let sql = format!(
                 "INSERT INTO fleet_daily_deltas (day, {COUNT_COLUMNS}) SELECT day, {COUNT_COLUMNS} FROM {}",
                 json_rows(self.backend(), 1, &cols)
@@ -718,104 +798,30 @@ impl Store {
     /// Fold the pending deltas into the compacted tables. Additive, so concurrent
     /// compactors (several API replicas) commute; returns the number of delta rows folded.
     pub async fn compact_analytics(&self) -> Result<u64, StoreError> {
+        let backend = self.backend();
         let mut tx = self.write_pool().begin().await?;
         let mut folded = 0u64;
-        // Per CVE.
-        let rows = sqlx::query(&format!(
-            "DELETE FROM fleet_cve_deltas RETURNING vulnerability_id, {COUNT_COLUMNS}"
-        ))
-        .fetch_all(&mut *tx)
-        .await?;
-        folded += rows.len() as u64;
-        let mut cves: BTreeMap<String, Counts> = BTreeMap::new();
-        for r in &rows {
-            add(
-                cves.entry(r.get::<String, _>(0)).or_default(),
-                &counts_at(r, 1),
-                1,
-            );
-        }
-        cves.retain(|_, c| !is_zero(c));
-        let cve_rows: Vec<(String, Counts)> = cves.into_iter().collect();
-        let set = COUNT_COLUMNS
-            .split(", ")
-            .map(|c| format!("{c} = fleet_cves.{c} + excluded.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sev = |c: &str| format!("fleet_cves.{c} + excluded.{c} > 0");
-        if !cve_rows.is_empty() {
-            let (json, cols) = counts_json(("vulnerability_id", "TEXT"), &cve_rows, true)?;
-            let sql = format!(
-                "INSERT INTO fleet_cves (vulnerability_id, {COUNT_COLUMNS}, severity) \
-                 SELECT vulnerability_id, {COUNT_COLUMNS}, severity FROM {} WHERE true \
-                 ON CONFLICT (vulnerability_id) DO UPDATE SET {set}, severity = CASE WHEN {} THEN 4 \
-                 WHEN {} THEN 3 WHEN {} THEN 2 WHEN {} THEN 1 ELSE 0 END",
-                json_rows(self.backend(), 1, &cols),
-                sev("n_critical"),
-                sev("n_high"),
-                sev("n_medium"),
-                sev("n_low"),
-            );
-            sqlx::query(&sql).bind(json).execute(&mut *tx).await?;
-        }
-        // Fleet-wide.
-        let rows = sqlx::query(&format!(
-            "DELETE FROM fleet_total_deltas RETURNING {COUNT_COLUMNS}"
-        ))
-        .fetch_all(&mut *tx)
-        .await?;
-        folded += rows.len() as u64;
-        let mut total: Counts = [0; 7];
-        for r in &rows {
-            add(&mut total, &counts_at(r, 0), 1);
-        }
-        let set_total = COUNT_COLUMNS
-            .split(", ")
-            .map(|c| format!("{c} = fleet_totals.{c} + excluded.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        if !is_zero(&total) {
-            let sql = format!(
-                "INSERT INTO fleet_totals (id, {COUNT_COLUMNS}) VALUES ({}) \
-                 ON CONFLICT (id) DO UPDATE SET {set_total}",
-                placeholders(1, 8)
-            );
-            let mut q = sqlx::query(&sql).bind(1i64);
-            for v in total {
-                q = q.bind(v);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        // Per day.
-        let rows = sqlx::query(&format!(
-            "DELETE FROM fleet_daily_deltas RETURNING day, {COUNT_COLUMNS}"
-        ))
-        .fetch_all(&mut *tx)
-        .await?;
-        folded += rows.len() as u64;
-        let mut days: BTreeMap<i64, Counts> = BTreeMap::new();
-        for r in &rows {
-            add(
-                days.entry(r.get::<i64, _>(0)).or_default(),
-                &counts_at(r, 1),
-                1,
-            );
-        }
-        days.retain(|_, c| !is_zero(c));
-        let day_rows: Vec<(i64, Counts)> = days.into_iter().collect();
-        let set_day = COUNT_COLUMNS
-            .split(", ")
-            .map(|c| format!("{c} = fleet_daily.{c} + excluded.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        if !day_rows.is_empty() {
-            let (json, cols) = counts_json(("day", "BIGINT"), &day_rows, false)?;
-            let sql = format!(
-                "INSERT INTO fleet_daily (day, {COUNT_COLUMNS}) SELECT day, {COUNT_COLUMNS} FROM {} \
-                 WHERE true ON CONFLICT (day) DO UPDATE SET {set_day}",
-                json_rows(self.backend(), 1, &cols)
-            );
-            sqlx::query(&sql).bind(json).execute(&mut *tx).await?;
+        for fold in [
+            Fold {
+                deltas: "fleet_cve_deltas",
+                target: "fleet_cves",
+                key: Some("vulnerability_id"),
+                severity: true,
+            },
+            Fold {
+                deltas: "fleet_total_deltas",
+                target: "fleet_totals",
+                key: None,
+                severity: false,
+            },
+            Fold {
+                deltas: "fleet_daily_deltas",
+                target: "fleet_daily",
+                key: Some("day"),
+                severity: false,
+            },
+        ] {
+            folded += fold.run(&mut tx, backend).await?;
         }
         tx.commit().await?;
         if folded > 0 && self.backend() == Backend::Postgres {

@@ -597,6 +597,26 @@ async fn analytics_agree_with_a_recomputation_from_the_reports(app: &TestApp) {
     check_all(app, &model).await;
 }
 
+/// Two compactors at once (two API replicas) fold every pending delta exactly once: the
+/// answers, read from the compacted tables afterwards, still agree with the recomputation,
+/// and nothing is left to fold.
+async fn concurrent_compactors_fold_each_delta_once(app: &TestApp) {
+    let mut model = Model::default();
+    for r in generate(11) {
+        app.ingest(&format!("tag={}", r.tag), r.bytes()).await;
+        model.add(&r);
+    }
+    let (a, b) = tokio::join!(app.store.compact_analytics(), app.store.compact_analytics());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a + b > 0, "the ingests left deltas to fold");
+    assert_eq!(
+        app.store.compact_analytics().await.unwrap(),
+        0,
+        "no delta is left once both compactors are done"
+    );
+    check_all(app, &model).await;
+}
+
 async fn analytics_parameters_are_validated(app: &TestApp) {
     for uri in [
         "/analytics/vulnerabilities/summary?from=yesterday",
@@ -643,6 +663,10 @@ async fn analytics_parameters_are_validated(app: &TestApp) {
 on_both_backends!(
     analytics_agree_with_a_recomputation,
     analytics_agree_with_a_recomputation_from_the_reports
+);
+on_both_backends!(
+    concurrent_compactors_fold_each_delta_once_on,
+    concurrent_compactors_fold_each_delta_once
 );
 on_both_backends!(
     analytics_parameters_are_validated_on,
