@@ -109,18 +109,35 @@ fn counts_json<K: serde::Serialize>(
 ) -> Result<(String, Vec<Column>), StoreError> {
     let mut cols = vec![key];
     cols.extend(COUNT_COLUMNS.split(", ").map(|c| (c, "BIGINT")));
-    let json: Vec<serde_json::Map<String, serde_json::Value>> = rows
+    let json: Vec<CountsRow<K>> = rows
         .iter()
-        .map(|(k, c)| {
-            let mut o = serde_json::Map::new();
-            o.insert(key.0.into(), serde_json::json!(k));
-            for (name, v) in COUNT_COLUMNS.split(", ").zip(c.iter()) {
-                o.insert(name.into(), (*v).into());
-            }
-            o
+        .map(|(k, counts)| CountsRow {
+            key: key.0,
+            k,
+            counts,
         })
         .collect();
     Ok((to_json(&json)?, cols))
+}
+
+/// One row of [`counts_json`]: `{key: k, images: …, fixable: …, n_critical: …, …}`,
+/// serialised without building a map per row.
+struct CountsRow<'a, K> {
+    key: &'static str,
+    k: &'a K,
+    counts: &'a Counts,
+}
+
+impl<K: serde::Serialize> serde::Serialize for CountsRow<'_, K> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1 + self.counts.len()))?;
+        m.serialize_entry(self.key, self.k)?;
+        for (name, v) in COUNT_COLUMNS.split(", ").zip(self.counts.iter()) {
+            m.serialize_entry(name, v)?;
+        }
+        m.end()
+    }
 }
 
 /// One compacted table and the append-only deltas folded into it.
