@@ -6,7 +6,7 @@
 //! report, Grype, CycloneDX) are recognised and refused with [`ParseError::Unsupported`].
 //!
 //! Deserialisation goes into typed structs holding only the fields we use. The bulky text
-//! fields are `Cow<str>`: borrowed from the body when the JSON string has no escapes, owned
+//! fields are `Cow<str>` (in a newtype, [`Str`]): borrowed from the body when the JSON string has no escapes, owned
 //! when it has (Go's encoder escapes `&`, `<`, `>` as `\u0026`… in real reports, so a plain
 //! `&str` would fail).
 
@@ -278,7 +278,26 @@ struct TResult<'a> {
 /// Text borrowed from the body when it has no escapes (most of a report's bytes are
 /// descriptions, titles and references repeated per package; only the first of each id is
 /// kept, so copying every one was wasted work).
-type Text<'a> = Option<Cow<'a, str>>;
+type Text<'a> = Option<Str<'a>>;
+
+/// A JSON string, borrowed from the body when it has no escapes. A newtype because serde
+/// borrows a `Cow<str>` only where it is the field's own type: inside an `Option`, a `Vec`
+/// or a map it would always be copied.
+#[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Str<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -307,10 +326,10 @@ struct TVuln<'a> {
     title: Text<'a>,
     #[serde(borrow)]
     description: Text<'a>,
-    #[serde(rename = "CVSS")]
-    cvss: Option<BTreeMap<String, Cvss>>,
+    #[serde(rename = "CVSS", borrow)]
+    cvss: Option<BTreeMap<Str<'a>, Cvss<'a>>>,
     #[serde(borrow)]
-    references: Option<Vec<Cow<'a, str>>>,
+    references: Option<Vec<Str<'a>>>,
     #[serde(borrow)]
     published_date: Text<'a>,
     #[serde(borrow)]
@@ -324,22 +343,22 @@ struct PkgIdentifier<'a> {
 }
 
 #[derive(Deserialize)]
-struct Cvss {
+struct Cvss<'a> {
     #[serde(rename = "V2Score")]
     v2_score: Option<f64>,
     #[serde(rename = "V3Score")]
     v3_score: Option<f64>,
     #[serde(rename = "V40Score")]
     v40_score: Option<f64>,
-    #[serde(rename = "V3Vector")]
-    v3_vector: Option<String>,
-    #[serde(rename = "V40Vector")]
-    v40_vector: Option<String>,
-    #[serde(rename = "V2Vector")]
-    v2_vector: Option<String>,
+    #[serde(rename = "V3Vector", borrow)]
+    v3_vector: Text<'a>,
+    #[serde(rename = "V40Vector", borrow)]
+    v40_vector: Text<'a>,
+    #[serde(rename = "V2Vector", borrow)]
+    v2_vector: Text<'a>,
 }
 
-impl Cvss {
+impl Cvss<'_> {
     /// The base score of this source: v3 preferred, then v4, then v2; with its vector.
     fn best(&self) -> Option<(f64, Option<&str>)> {
         let valid = |s: Option<f64>| s.filter(|v| v.is_finite() && (0.0..=10.0).contains(v));
@@ -493,17 +512,19 @@ fn split_target(target: &str) -> (Option<String>, Option<(String, String)>) {
 
 // ----------------------------------------------------------------------------- findings
 
+/// Findings and catalog entries of a report, de-duplicated on keys borrowed from the
+/// parsed document (`'d`).
 #[derive(Default)]
-struct Accumulator {
+struct Accumulator<'d> {
     findings: Vec<Finding>,
-    index: HashMap<(String, String, String), usize>,
+    index: HashMap<(&'d str, &'d str, &'d str), usize>,
     vulns: Vec<VulnerabilityDetail>,
-    vuln_index: HashMap<String, usize>,
+    vuln_index: HashMap<&'d str, usize>,
     entries: usize,
 }
 
-impl Accumulator {
-    fn add_result(&mut self, ri: usize, r: &TResult<'_>) -> Result<(), ParseError> {
+impl<'d> Accumulator<'d> {
+    fn add_result(&mut self, ri: usize, r: &'d TResult<'_>) -> Result<(), ParseError> {
         let Some(vulns) = r.vulnerabilities.as_ref() else {
             return Ok(());
         };
@@ -518,7 +539,7 @@ impl Accumulator {
         ri: usize,
         vi: usize,
         r: &TResult<'_>,
-        v: &TVuln<'_>,
+        v: &'d TVuln<'_>,
     ) -> Result<(), ParseError> {
         let at = || format!("Results[{ri}].Vulnerabilities[{vi}]");
         let id = v.vulnerability_id.as_deref().map(str::trim).unwrap_or("");
@@ -559,7 +580,7 @@ impl Accumulator {
             .map(str::to_string);
         let (cvss, vector) = entry_cvss(v);
 
-        let key = (id.to_string(), pkg.to_string(), ver.to_string());
+        let key = (id, pkg, ver);
         match self.index.get(&key) {
             Some(&i) => {
                 let f = &mut self.findings[i];
@@ -617,7 +638,7 @@ impl Accumulator {
                 }
             }
             None => {
-                self.vuln_index.insert(id.to_string(), self.vulns.len());
+                self.vuln_index.insert(id, self.vulns.len());
                 self.vulns.push(VulnerabilityDetail {
                     id: id.to_string(),
                     title: owned(&v.title),
@@ -687,7 +708,7 @@ fn owned(s: &Text<'_>) -> Option<String> {
         .map(str::to_string)
 }
 
-fn owned_list(l: &Option<Vec<Cow<'_, str>>>) -> Vec<String> {
+fn owned_list(l: &Option<Vec<Str<'_>>>) -> Vec<String> {
     l.iter().flatten().map(|s| s.to_string()).collect()
 }
 
@@ -878,6 +899,24 @@ mod tests {
         assert_eq!(r.vulnerabilities[0].severity, Severity::High);
         assert_eq!(r.image.name.as_deref(), Some("app"));
         assert_eq!(r.image.tag.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn text_is_borrowed_from_the_body_unless_escaped() {
+        let v: TVuln = serde_json::from_str(
+            r#"{"VulnerabilityID": "CVE-1", "Title": "plain", "Description": "a \u0026 b",
+                "References": ["https://x"], "CVSS": {"nvd": {"V3Vector": "AV:N"}}}"#,
+        )
+        .unwrap();
+        let borrowed = |s: &Str| matches!(s.0, Cow::Borrowed(_));
+        assert!(borrowed(v.title.as_ref().unwrap()));
+        assert!(borrowed(&v.references.as_ref().unwrap()[0]));
+        let (source, cvss) = v.cvss.as_ref().unwrap().iter().next().unwrap();
+        assert!(borrowed(source) && borrowed(cvss.v3_vector.as_ref().unwrap()));
+        // An escape makes it owned, with the unescaped text.
+        let d = v.description.as_ref().unwrap();
+        assert!(!borrowed(d));
+        assert_eq!(&**d, "a & b");
     }
 
     #[test]
