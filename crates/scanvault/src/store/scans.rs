@@ -257,8 +257,8 @@ impl Store {
         let scanned_at = micros(new.scanned_at);
         let identity = new.identity().map(str::to_string);
 
-        // 1. Find or create the scan row.
-        let mut created = false;
+        // 1. Find or create the scan row (a created one is returned as stored).
+        let mut created: Option<ScanRow> = None;
         let existing = match &identity {
             Some(ident) => self.find_by_identity(conn, &new.image_name, ident).await?,
             None => None,
@@ -267,26 +267,30 @@ impl Store {
             Some(found) => found,
             None => {
                 let id = Uuid::now_v7().to_string();
-                let inserted = self
+                match self
                     .insert_scan(conn, &id, new, identity.as_deref())
-                    .await?;
-                if inserted {
-                    created = true;
-                    (id, scanned_at)
-                } else {
-                    // Lost a race with a concurrent ingest of the same content: it is committed
-                    // now, so update it.
-                    let ident = identity.as_deref().unwrap_or_default();
-                    self.find_by_identity(conn, &new.image_name, ident)
-                        .await?
-                        .ok_or_else(|| {
-                            StoreError::Conflict("concurrent ingest of the same image".into())
-                        })?
+                    .await?
+                {
+                    Some(row) => {
+                        created = Some(row);
+                        (id, scanned_at)
+                    }
+                    None => {
+                        // Lost a race with a concurrent ingest of the same content: it is
+                        // committed now, so update it.
+                        let ident = identity.as_deref().unwrap_or_default();
+                        self.find_by_identity(conn, &new.image_name, ident)
+                            .await?
+                            .ok_or_else(|| {
+                                StoreError::Conflict("concurrent ingest of the same image".into())
+                            })?
+                    }
                 }
             }
         };
 
-        let before = if created {
+        let is_new = created.is_some();
+        let before = if is_new {
             None
         } else {
             fetch_scan(conn, &scan_id).await?
@@ -307,7 +311,7 @@ impl Store {
             > 0;
 
         // An older report of content we already hold a newer scan of: keep the newer findings.
-        let stale = !created && scanned_at < prior_scanned_at;
+        let stale = !is_new && scanned_at < prior_scanned_at;
         let mut added_findings: Vec<&Finding> = vec![];
         let mut removed_keys: Vec<(String, String, String)> = vec![];
         if !stale {
@@ -316,7 +320,7 @@ impl Store {
                 .await?;
 
             // 4. Findings: everything for a new scan, the set difference for an update.
-            if created {
+            if is_new {
                 added_findings = new.report.findings.iter().collect();
                 insert_findings(conn, self.backend(), &scan_id, &added_findings).await?;
             } else {
@@ -355,11 +359,15 @@ impl Store {
             .await?;
         }
 
-        let scan = fetch_scan(conn, &scan_id).await?.ok_or_else(|| {
-            StoreError::Other(anyhow::anyhow!(
-                "scan {scan_id} vanished inside its transaction"
-            ))
-        })?;
+        // A created scan is as its insert returned it; an updated one is read back.
+        let scan = match created {
+            Some(row) => row,
+            None => fetch_scan(conn, &scan_id).await?.ok_or_else(|| {
+                StoreError::Other(anyhow::anyhow!(
+                    "scan {scan_id} vanished inside its transaction"
+                ))
+            })?,
+        };
         self.analytics_after_ingest(
             conn,
             &IngestChange {
@@ -376,10 +384,15 @@ impl Store {
         )
         .await?;
         let mut scans = vec![scan];
-        attach_tags(conn, &mut scans).await?;
+        if !is_new {
+            attach_tags(conn, &mut scans).await?;
+        } else if !new.image_tag.is_empty() {
+            // A new scan's one tag is the one just recorded.
+            scans[0].tags = vec![new.image_tag.clone()];
+        }
         Ok(IngestOutcome {
             scan: scans.pop().unwrap_or_else(|| unreachable!()),
-            created,
+            created: is_new,
             findings_added: added_findings.len(),
             findings_removed: removed_keys.len(),
             stale,
@@ -404,56 +417,58 @@ impl Store {
         Ok(row.map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1))))
     }
 
-    /// Insert the scan row; `false` when a concurrent ingest inserted the same identity first.
+    /// Insert the scan row and return it as stored; `None` when a concurrent ingest
+    /// inserted the same identity first.
     async fn insert_scan(
         &self,
         conn: &mut AnyConnection,
         id: &str,
         new: &NewScan,
         identity: Option<&str>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<ScanRow>, StoreError> {
         let s = ScanValues::of(new);
-        let row = sqlx::query(
+        let sql = format!(
             "INSERT INTO scans (id, image_name, image_tag, image_digest, image_id, identity, repo_tags, repo_digests, \
              artifact_name, artifact_type, os_family, os_name, scanner, scanner_version, report_format, source, \
              created_at, scanned_at, updated_at, vuln_critical, vuln_high, vuln_medium, vuln_low, vuln_unknown, \
              fixable_count, risk_score, cvss_score, is_compliant, created_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
              $21, $22, $23, $24, $25, $26, $27, $28, $29) \
-             ON CONFLICT (image_name, identity) WHERE identity IS NOT NULL DO NOTHING RETURNING id",
-        )
-        .bind(id)
-        .bind(&new.image_name)
-        .bind(&new.image_tag)
-        .bind(&new.image_digest)
-        .bind(&new.image_id)
-        .bind(identity)
-        .bind(&s.repo_tags)
-        .bind(&s.repo_digests)
-        .bind(&new.report.artifact_name)
-        .bind(&new.report.artifact_type)
-        .bind(&new.report.os_family)
-        .bind(&new.report.os_name)
-        .bind(&new.report.scanner)
-        .bind(&new.report.scanner_version)
-        .bind(new.report.format.as_str())
-        .bind(new.source.as_str())
-        .bind(micros(new.now))
-        .bind(micros(new.scanned_at))
-        .bind(micros(new.now))
-        .bind(s.counts.critical)
-        .bind(s.counts.high)
-        .bind(s.counts.medium)
-        .bind(s.counts.low)
-        .bind(s.counts.unknown)
-        .bind(s.fixable)
-        .bind(s.counts.risk_score())
-        .bind(OptF64(s.cvss))
-        .bind(s.compliant)
-        .bind(&new.created_by)
-        .fetch_optional(&mut *conn)
-        .await?;
-        Ok(row.is_some())
+             ON CONFLICT (image_name, identity) WHERE identity IS NOT NULL DO NOTHING RETURNING {SCAN_COLUMNS}"
+        );
+        let row = sqlx::query_as::<Any, ScanRow>(&sql)
+            .bind(id)
+            .bind(&new.image_name)
+            .bind(&new.image_tag)
+            .bind(&new.image_digest)
+            .bind(&new.image_id)
+            .bind(identity)
+            .bind(&s.repo_tags)
+            .bind(&s.repo_digests)
+            .bind(&new.report.artifact_name)
+            .bind(&new.report.artifact_type)
+            .bind(&new.report.os_family)
+            .bind(&new.report.os_name)
+            .bind(&new.report.scanner)
+            .bind(&new.report.scanner_version)
+            .bind(new.report.format.as_str())
+            .bind(new.source.as_str())
+            .bind(micros(new.now))
+            .bind(micros(new.scanned_at))
+            .bind(micros(new.now))
+            .bind(s.counts.critical)
+            .bind(s.counts.high)
+            .bind(s.counts.medium)
+            .bind(s.counts.low)
+            .bind(s.counts.unknown)
+            .bind(s.fixable)
+            .bind(s.counts.risk_score())
+            .bind(OptF64(s.cvss))
+            .bind(s.compliant)
+            .bind(&new.created_by)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(row)
     }
 
     /// Update a stored scan with a newer report of the same content. The scan keeps its

@@ -83,6 +83,13 @@ async fn a_new_tag_for_a_digest_is_recorded_without_rewriting_history(app: &Test
         .at("2025-03-01T00:00:00Z")
         .vuln("CVE-9", "p", "1", "HIGH", None);
     let s1 = app.ingest("", r.bytes()).await;
+    assert_eq!(s1["Tags"], serde_json::json!(["1.0"]));
+    // A new scan is answered as it is stored (the stored one also carries its report).
+    let mut stored = app
+        .get_json(&format!("/scans/{}", s1["ID"].as_str().unwrap()))
+        .await;
+    stored.as_object_mut().unwrap().remove("ScanResult");
+    assert_eq!(stored, s1);
     let retag = app.post_scan("tag=latest", r.bytes()).await;
     assert_eq!(retag.status, StatusCode::OK);
     let s2 = retag.json();
