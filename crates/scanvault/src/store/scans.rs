@@ -257,8 +257,9 @@ impl Store {
         let scanned_at = micros(new.scanned_at);
         let identity = new.identity().map(str::to_string);
 
-        // 1. Find or create the scan row (a created one is returned as stored).
-        let mut created: Option<ScanRow> = None;
+        // 1. Find or create the scan row. `after` is the row as this ingest leaves it,
+        // returned by the statement that wrote it.
+        let mut after: Option<ScanRow> = None;
         let existing = match &identity {
             Some(ident) => self.find_by_identity(conn, &new.image_name, ident).await?,
             None => None,
@@ -272,7 +273,7 @@ impl Store {
                     .await?
                 {
                     Some(row) => {
-                        created = Some(row);
+                        after = Some(row);
                         (id, scanned_at)
                     }
                     None => {
@@ -289,7 +290,7 @@ impl Store {
             }
         };
 
-        let is_new = created.is_some();
+        let is_new = after.is_some();
         let before = if is_new {
             None
         } else {
@@ -342,7 +343,7 @@ impl Store {
                 prune_catalog(conn, &gone).await?;
                 added_findings = to_add;
                 removed_keys = to_remove;
-                self.update_scan(conn, &scan_id, new).await?;
+                after = Some(self.update_scan(conn, &scan_id, new).await?);
             }
 
             // 5. The raw report.
@@ -359,14 +360,14 @@ impl Store {
             .await?;
         }
 
-        // A created scan is as its insert returned it; an updated one is read back.
-        let scan = match created {
+        // A stale report left the scan row as it was.
+        let scan = match after.or_else(|| before.clone()) {
             Some(row) => row,
-            None => fetch_scan(conn, &scan_id).await?.ok_or_else(|| {
-                StoreError::Other(anyhow::anyhow!(
+            None => {
+                return Err(StoreError::Other(anyhow::anyhow!(
                     "scan {scan_id} vanished inside its transaction"
-                ))
-            })?,
+                )))
+            }
         };
         self.analytics_after_ingest(
             conn,
@@ -436,7 +437,7 @@ impl Store {
              $21, $22, $23, $24, $25, $26, $27, $28, $29) \
              ON CONFLICT (image_name, identity) WHERE identity IS NOT NULL DO NOTHING RETURNING {SCAN_COLUMNS}"
         );
-        let row = sqlx::query_as::<Any, ScanRow>(&sql)
+        let q = sqlx::query_as::<Any, ScanRow>(&sql)
             .bind(id)
             .bind(&new.image_name)
             .bind(&new.image_tag)
@@ -455,66 +456,52 @@ impl Store {
             .bind(new.source.as_str())
             .bind(micros(new.now))
             .bind(micros(new.scanned_at))
-            .bind(micros(new.now))
-            .bind(s.counts.critical)
-            .bind(s.counts.high)
-            .bind(s.counts.medium)
-            .bind(s.counts.low)
-            .bind(s.counts.unknown)
-            .bind(s.fixable)
-            .bind(s.counts.risk_score())
-            .bind(OptF64(s.cvss))
-            .bind(s.compliant)
+            .bind(micros(new.now));
+        let row = s
+            .bind_counts(q)
             .bind(&new.created_by)
             .fetch_optional(&mut *conn)
             .await?;
         Ok(row)
     }
 
-    /// Update a stored scan with a newer report of the same content. The scan keeps its
-    /// id, first tag and creation time: its history is not rewritten.
+    /// Update a stored scan with a newer report of the same content, and return it as
+    /// stored. The scan keeps its id, first tag and creation time: its history is not
+    /// rewritten.
     async fn update_scan(
         &self,
         conn: &mut AnyConnection,
         id: &str,
         new: &NewScan,
-    ) -> Result<(), StoreError> {
+    ) -> Result<ScanRow, StoreError> {
         let s = ScanValues::of(new);
-        sqlx::query(
+        let sql = format!(
             "UPDATE scans SET repo_tags = $2, repo_digests = $3, artifact_name = $4, artifact_type = $5, \
              os_family = $6, os_name = $7, scanner = $8, scanner_version = $9, report_format = $10, \
              scanned_at = $11, updated_at = $12, vuln_critical = $13, vuln_high = $14, vuln_medium = $15, \
              vuln_low = $16, vuln_unknown = $17, fixable_count = $18, risk_score = $19, cvss_score = $20, \
              is_compliant = $21, image_id = CASE WHEN image_id = '' THEN $22 ELSE image_id END, \
              image_digest = CASE WHEN image_digest = '' THEN $23 ELSE image_digest END \
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(&s.repo_tags)
-        .bind(&s.repo_digests)
-        .bind(&new.report.artifact_name)
-        .bind(&new.report.artifact_type)
-        .bind(&new.report.os_family)
-        .bind(&new.report.os_name)
-        .bind(&new.report.scanner)
-        .bind(&new.report.scanner_version)
-        .bind(new.report.format.as_str())
-        .bind(micros(new.scanned_at))
-        .bind(micros(new.now))
-        .bind(s.counts.critical)
-        .bind(s.counts.high)
-        .bind(s.counts.medium)
-        .bind(s.counts.low)
-        .bind(s.counts.unknown)
-        .bind(s.fixable)
-        .bind(s.counts.risk_score())
-        .bind(OptF64(s.cvss))
-        .bind(s.compliant)
-        .bind(&new.image_id)
-        .bind(&new.image_digest)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
+             WHERE id = $1 RETURNING {SCAN_COLUMNS}"
+        );
+        let q = sqlx::query_as::<Any, ScanRow>(&sql)
+            .bind(id)
+            .bind(&s.repo_tags)
+            .bind(&s.repo_digests)
+            .bind(&new.report.artifact_name)
+            .bind(&new.report.artifact_type)
+            .bind(&new.report.os_family)
+            .bind(&new.report.os_name)
+            .bind(&new.report.scanner)
+            .bind(&new.report.scanner_version)
+            .bind(new.report.format.as_str())
+            .bind(micros(new.scanned_at))
+            .bind(micros(new.now));
+        Ok(s.bind_counts(q)
+            .bind(&new.image_id)
+            .bind(&new.image_digest)
+            .fetch_one(&mut *conn)
+            .await?)
     }
 
     /// Insert catalog entries that are not stored yet, and refresh those whose details
@@ -872,7 +859,24 @@ struct ScanValues {
     repo_digests: String,
 }
 
+/// The scan-returning statements of [`Store::insert_scan`] and [`Store::update_scan`].
+type ScanQuery<'q> = sqlx::query::QueryAs<'q, Any, ScanRow, sqlx::any::AnyArguments<'q>>;
+
 impl ScanValues {
+    /// Bind the counts, in the column order both statements use: the five severities,
+    /// fixable, risk score, CVSS score, compliance.
+    fn bind_counts<'q>(&self, q: ScanQuery<'q>) -> ScanQuery<'q> {
+        q.bind(self.counts.critical)
+            .bind(self.counts.high)
+            .bind(self.counts.medium)
+            .bind(self.counts.low)
+            .bind(self.counts.unknown)
+            .bind(self.fixable)
+            .bind(self.counts.risk_score())
+            .bind(OptF64(self.cvss))
+            .bind(self.compliant)
+    }
+
     fn of(new: &NewScan) -> ScanValues {
         let counts = new.report.counts();
         let compliant = !new

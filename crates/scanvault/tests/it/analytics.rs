@@ -768,8 +768,8 @@ fn statements_per_ingest_are_pinned_on(db: Db) {
 
 const PINNED_NEW: usize = 15;
 const PINNED_NEW_1200: usize = 15;
-const PINNED_UPDATE: usize = 20;
-const PINNED_SAME: usize = 10;
+const PINNED_UPDATE: usize = 19;
+const PINNED_SAME: usize = 9;
 
 #[test]
 fn statements_per_ingest_are_pinned_postgres() {

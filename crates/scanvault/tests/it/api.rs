@@ -78,6 +78,16 @@ async fn findings(app: &TestApp, id: &str) -> Vec<String> {
         .collect()
 }
 
+/// A scan as `GET /scans/{id}` answers it, without its report (to compare with the answer
+/// of `POST /scans`).
+async fn stored_scan(app: &TestApp, id: &Value) -> Value {
+    let mut s = app
+        .get_json(&format!("/scans/{}", id.as_str().unwrap()))
+        .await;
+    s.as_object_mut().unwrap().remove("ScanResult");
+    s
+}
+
 async fn a_new_tag_for_a_digest_is_recorded_without_rewriting_history(app: &TestApp) {
     let r = Report::image("app:1.0", &digest(7))
         .at("2025-03-01T00:00:00Z")
@@ -85,11 +95,7 @@ async fn a_new_tag_for_a_digest_is_recorded_without_rewriting_history(app: &Test
     let s1 = app.ingest("", r.bytes()).await;
     assert_eq!(s1["Tags"], serde_json::json!(["1.0"]));
     // A new scan is answered as it is stored (the stored one also carries its report).
-    let mut stored = app
-        .get_json(&format!("/scans/{}", s1["ID"].as_str().unwrap()))
-        .await;
-    stored.as_object_mut().unwrap().remove("ScanResult");
-    assert_eq!(stored, s1);
+    assert_eq!(stored_scan(app, &s1["ID"]).await, s1);
     let retag = app.post_scan("tag=latest", r.bytes()).await;
     assert_eq!(retag.status, StatusCode::OK);
     let s2 = retag.json();
@@ -97,6 +103,8 @@ async fn a_new_tag_for_a_digest_is_recorded_without_rewriting_history(app: &Test
     assert_eq!(s2["ImageTag"], "1.0", "the scan keeps its first tag");
     assert_eq!(s2["CreatedAt"], s1["CreatedAt"]);
     assert_eq!(s2["Tags"], serde_json::json!(["1.0", "latest"]));
+    // So is an updated one.
+    assert_eq!(stored_scan(app, &s2["ID"]).await, s2);
     // Both tags find it.
     for tag in ["1.0", "latest"] {
         let l = app.get_json(&format!("/scans?tag={tag}")).await;
