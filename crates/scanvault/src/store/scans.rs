@@ -443,16 +443,9 @@ impl Store {
             .bind(&new.image_tag)
             .bind(&new.image_digest)
             .bind(&new.image_id)
-            .bind(identity)
-            .bind(&s.repo_tags)
-            .bind(&s.repo_digests)
-            .bind(&new.report.artifact_name)
-            .bind(&new.report.artifact_type)
-            .bind(&new.report.os_family)
-            .bind(&new.report.os_name)
-            .bind(&new.report.scanner)
-            .bind(&new.report.scanner_version)
-            .bind(new.report.format.as_str())
+            .bind(identity);
+        let q = s
+            .bind_report(new, q)
             .bind(new.source.as_str())
             .bind(micros(new.now))
             .bind(micros(new.scanned_at))
@@ -484,17 +477,8 @@ impl Store {
              image_digest = CASE WHEN image_digest = '' THEN $23 ELSE image_digest END \
              WHERE id = $1 RETURNING {SCAN_COLUMNS}"
         );
-        let q = sqlx::query_as::<Any, ScanRow>(&sql)
-            .bind(id)
-            .bind(&s.repo_tags)
-            .bind(&s.repo_digests)
-            .bind(&new.report.artifact_name)
-            .bind(&new.report.artifact_type)
-            .bind(&new.report.os_family)
-            .bind(&new.report.os_name)
-            .bind(&new.report.scanner)
-            .bind(&new.report.scanner_version)
-            .bind(new.report.format.as_str())
+        let q = s
+            .bind_report(new, sqlx::query_as::<Any, ScanRow>(&sql).bind(id))
             .bind(micros(new.scanned_at))
             .bind(micros(new.now));
         Ok(s.bind_counts(q)
@@ -863,6 +847,22 @@ struct ScanValues {
 type ScanQuery<'q> = sqlx::query::QueryAs<'q, Any, ScanRow, sqlx::any::AnyArguments<'q>>;
 
 impl ScanValues {
+    /// Bind what the report says about the artifact, in the column order both statements
+    /// use: repo tags and digests, artifact name and type, OS family and name, scanner and
+    /// its version, report format.
+    fn bind_report<'q>(&'q self, new: &'q NewScan, q: ScanQuery<'q>) -> ScanQuery<'q> {
+        let r = &new.report;
+        q.bind(&self.repo_tags)
+            .bind(&self.repo_digests)
+            .bind(&r.artifact_name)
+            .bind(&r.artifact_type)
+            .bind(&r.os_family)
+            .bind(&r.os_name)
+            .bind(&r.scanner)
+            .bind(&r.scanner_version)
+            .bind(r.format.as_str())
+    }
+
     /// Bind the counts, in the column order both statements use: the five severities,
     /// fixable, risk score, CVSS score, compliance.
     fn bind_counts<'q>(&self, q: ScanQuery<'q>) -> ScanQuery<'q> {
