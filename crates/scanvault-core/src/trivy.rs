@@ -6,9 +6,9 @@
 //! report, Grype, CycloneDX) are recognised and refused with [`ParseError::Unsupported`].
 //!
 //! Deserialisation goes into typed structs holding only the fields we use. The bulky text
-//! fields are `Cow<str>` (in a newtype, [`Str`]): borrowed from the body when the JSON string has no escapes, owned
-//! when it has (Go's encoder escapes `&`, `<`, `>` as `\u0026`… in real reports, so a plain
-//! `&str` would fail).
+//! fields are `Cow<str>` (in a newtype, `Str`): borrowed from the body when the JSON
+//! string has no escapes, owned when it has (Go's encoder escapes `&`, `<`, `>` as
+//! `\u0026`… in real reports, so a plain `&str` would fail).
 
 use crate::image::{identify, split_reference};
 use crate::report::{

@@ -361,14 +361,11 @@ impl Store {
         }
 
         // A stale report left the scan row as it was.
-        let scan = match after.or_else(|| before.clone()) {
-            Some(row) => row,
-            None => {
-                return Err(StoreError::Other(anyhow::anyhow!(
-                    "scan {scan_id} vanished inside its transaction"
-                )))
-            }
-        };
+        let scan = after.or_else(|| before.clone()).ok_or_else(|| {
+            StoreError::Other(anyhow::anyhow!(
+                "scan {scan_id} vanished inside its transaction"
+            ))
+        })?;
         self.analytics_after_ingest(
             conn,
             &IngestChange {
