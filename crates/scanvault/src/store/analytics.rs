@@ -841,7 +841,7 @@ impl Store {
             folded += fold.run(&mut tx, backend).await?;
         }
         tx.commit().await?;
-        if folded > 0 && self.backend() == Backend::Postgres {
+        if folded > 0 && backend.is_postgres() {
             // The delta tables are emptied every few seconds: without this, readers scan
             // their dead rows until autovacuum's next visit (a minute or more).
             sqlx::raw_sql(

@@ -447,12 +447,10 @@ impl Store {
             .bind(micros(new.now))
             .bind(micros(new.scanned_at))
             .bind(micros(new.now));
-        let row = s
-            .bind_counts(q)
+        Ok(s.bind_counts(q)
             .bind(&new.created_by)
             .fetch_optional(&mut *conn)
-            .await?;
-        Ok(row)
+            .await?)
     }
 
     /// Update a stored scan with a newer report of the same content, and return it as
