@@ -75,7 +75,9 @@ fn base() -> DateTime<Utc> {
 /// a moving `latest` tag, and findings that come and go.
 fn generate(seed: u64) -> Vec<GenReport> {
     let mut rng = Rng(seed);
-    let pkgs = ["openssl", "zlib", "curl", "glibc", "busybox", "musl"];
+    // Mixed case and punctuation, as real package names and tags have: byte order and a
+    // language's order differ on them (see `fresh_pg_database`).
+    let pkgs = ["openssl", "zlib", "PyYAML", "glibc", "Django", "musl-utils"];
     let mut reports = vec![];
     let mut minute = 0i64;
     let mut n_digest = 100u32;
@@ -86,7 +88,11 @@ fn generate(seed: u64) -> Vec<GenReport> {
         for d in 0..digests {
             n_digest += 1;
             let dg = digest(n_digest + 1000 * seed as u32);
-            let tag = format!("v{d}");
+            let tag = if d % 2 == 0 {
+                format!("v{d}")
+            } else {
+                format!("V{d}-RC")
+            };
             let scans = 1 + rng.below(3) as usize;
             // The findings of this digest drift from scan to scan.
             let mut current: Vec<GenFinding> = vec![];

@@ -124,10 +124,19 @@ pub async fn fresh_pg_database() -> Option<(String, String)> {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
         .await
         .expect("connect to TEST_DATABASE_URL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
+    // A language's collation by default (ICU `en-US`, as on many production servers), not
+    // byte order: the store must order and compare keys by bytes whatever the server's
+    // locale, and the tests that check listing order against Rust's order prove it.
+    // Servers without ICU (PostgreSQL < 15, or built without it) get their default.
+    let icu =
+        format!("CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'");
+    if let Err(e) = sqlx::query(&icu).execute(&mut conn).await {
+        eprintln!("no ICU collation for the test database ({e}); using the server's default");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+    }
     let (base, query) = match admin.split_once('?') {
         Some((b, q)) => (b.to_string(), format!("?{q}")),
         None => (admin.clone(), String::new()),
