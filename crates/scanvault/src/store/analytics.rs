@@ -843,9 +843,13 @@ impl Store {
         tx.commit().await?;
         if folded > 0 && backend.is_postgres() {
             // The delta tables are emptied every few seconds: without this, readers scan
-            // their dead rows until autovacuum's next visit (a minute or more).
+            // their dead rows until autovacuum's next visit (a minute or more). Without
+            // truncation: the emptied pages are refilled within seconds, and truncating
+            // needs an exclusive lock that ingests, inserting deltas all the time, never
+            // leave free; VACUUM then retries for its full 5 s before giving up, which held
+            // up every compaction under steady ingest.
             sqlx::raw_sql(
-                "VACUUM fleet_cve_deltas, fleet_total_deltas, fleet_daily_deltas, fleet_cves, \
+                "VACUUM (TRUNCATE false) fleet_cve_deltas, fleet_total_deltas, fleet_daily_deltas, fleet_cves, \
                  fleet_totals, fleet_daily",
             )
             .execute(self.write_pool())

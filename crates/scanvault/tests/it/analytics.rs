@@ -559,8 +559,10 @@ async fn analytics_agree_with_a_recomputation_from_the_reports(app: &TestApp) {
         );
         model.add(r);
         if n + 1 == half {
-            // Half-way, with every delta still pending.
+            // Half-way, with every delta still pending; then compacted, so that the second
+            // half replaces references whose deltas were already folded.
             check_all(app, &model).await;
+            app.store.compact_analytics().await.unwrap();
         }
     }
     check_all(app, &model).await;
@@ -600,6 +602,49 @@ async fn analytics_agree_with_a_recomputation_from_the_reports(app: &TestApp) {
     model.scans.retain(|k, _| left.contains(&ids[k]));
     check_all(app, &model).await;
     app.store.compact_analytics().await.unwrap();
+    check_all(app, &model).await;
+}
+
+/// Compactors running all the time while reports arrive four at a time, in an order the
+/// store has to sort out (references replaced while their deltas are being folded): every
+/// answer still agrees with the recomputation, before and after the last compaction.
+async fn compaction_during_concurrent_ingest(app: &TestApp) {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let reports = generate(13);
+    let mut model = Model::default();
+    for r in &reports {
+        model.add(r);
+    }
+    let done = AtomicBool::new(false);
+    let rounds = AtomicU32::new(0);
+    let compactors = async {
+        while !done.load(Ordering::Relaxed) {
+            let (a, b) = tokio::join!(app.store.compact_analytics(), app.store.compact_analytics());
+            a.unwrap();
+            b.unwrap();
+            rounds.fetch_add(1, Ordering::Relaxed);
+            tokio::task::yield_now().await;
+        }
+    };
+    let ingests =
+        async {
+            for chunk in reports.chunks(4) {
+                // Each chunk overlaps a round of compaction that began before it ended.
+                let seen = rounds.load(Ordering::Relaxed);
+                futures::future::join_all(chunk.iter().map(|r| async move {
+                    app.ingest(&format!("tag={}", r.tag), r.bytes()).await
+                }))
+                .await;
+                while rounds.load(Ordering::Relaxed) == seen {
+                    tokio::task::yield_now().await;
+                }
+            }
+            done.store(true, Ordering::Relaxed);
+        };
+    tokio::join!(compactors, ingests);
+    check_all(app, &model).await;
+    app.store.compact_analytics().await.unwrap();
+    assert_eq!(app.store.compact_analytics().await.unwrap(), 0);
     check_all(app, &model).await;
 }
 
@@ -673,6 +718,10 @@ on_both_backends!(
 on_both_backends!(
     concurrent_compactors_fold_each_delta_once_on,
     concurrent_compactors_fold_each_delta_once
+);
+on_both_backends!(
+    compaction_during_concurrent_ingest_on,
+    compaction_during_concurrent_ingest
 );
 on_both_backends!(
     analytics_parameters_are_validated_on,
