@@ -2,11 +2,11 @@
 -- whatever the database's default collation. This is the order SQLite (BINARY) and the
 -- service itself use, so listings, keyset cursors and the analytics order images the same
 -- way on both backends and on every server locale (under en_US.UTF-8, for example,
--- "app-b" would sort before "appa"; by bytes it sorts after). It is also cheaper: a
--- locale-aware comparison (strcoll on NUL-terminated copies) runs for every key compared
--- in every B-tree descent, and ingest descends about five indexes per finding. Under a
--- C.UTF-8 default the order does not change (its order is code point order, which for
--- UTF-8 is byte order), but PostgreSQL 15 still compares with strcoll.
+-- "appa" sorts before "app-b", the hyphen being ignored; by bytes it sorts after). It is
+-- also cheaper: a locale-aware comparison (strcoll on NUL-terminated copies) runs for
+-- every key compared in every B-tree descent, and ingest descends about five indexes per
+-- finding. Under a C.UTF-8 default the order does not change (its order is code point
+-- order, which for UTF-8 is byte order), but PostgreSQL 15 still compares with strcoll.
 ALTER TABLE scans ALTER COLUMN id TYPE TEXT COLLATE "C", ALTER COLUMN image_name TYPE TEXT COLLATE "C",
     ALTER COLUMN image_tag TYPE TEXT COLLATE "C", ALTER COLUMN image_digest TYPE TEXT COLLATE "C",
     ALTER COLUMN image_id TYPE TEXT COLLATE "C", ALTER COLUMN identity TYPE TEXT COLLATE "C";
