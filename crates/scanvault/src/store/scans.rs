@@ -361,7 +361,7 @@ impl Store {
         }
 
         // A stale report left the scan row as it was.
-        let scan = after.or_else(|| before.clone()).ok_or_else(|| {
+        let mut scan = after.or_else(|| before.clone()).ok_or_else(|| {
             StoreError::Other(anyhow::anyhow!(
                 "scan {scan_id} vanished inside its transaction"
             ))
@@ -381,15 +381,14 @@ impl Store {
             },
         )
         .await?;
-        let mut scans = vec![scan];
         if !is_new {
-            attach_tags(conn, &mut scans).await?;
+            attach_tags(conn, std::slice::from_mut(&mut scan)).await?;
         } else if !new.image_tag.is_empty() {
             // A new scan's one tag is the one just recorded.
-            scans[0].tags = vec![new.image_tag.clone()];
+            scan.tags = vec![new.image_tag.clone()];
         }
         Ok(IngestOutcome {
-            scan: scans.pop().unwrap_or_else(|| unreachable!()),
+            scan,
             created: is_new,
             findings_added: added_findings.len(),
             findings_removed: removed_keys.len(),
