@@ -94,11 +94,16 @@ pub(crate) fn json_rows_as(
     }
 }
 
-/// A subquery of the strings of a JSON array in parameter `$param` (for `IN (…)`).
-pub(crate) fn json_list(backend: Backend, param: usize) -> String {
+/// `column` is one of the strings of a JSON array in parameter `$param`. On PostgreSQL an
+/// array (`= ANY`): its index probes go in key order through one bitmap scan, instead of one
+/// descent per element in hash order (about 30 % less time for a 2,000-id report's catalog
+/// lookup, see docs/benchmarks.md).
+pub(crate) fn json_in_list(backend: Backend, column: &str, param: usize) -> String {
     match backend {
-        Backend::Postgres => format!("SELECT json_array_elements_text(${param}::json)"),
-        Backend::Sqlite => format!("SELECT value FROM json_each(${param})"),
+        Backend::Postgres => {
+            format!("{column} = ANY (ARRAY(SELECT json_array_elements_text(${param}::json)))")
+        }
+        Backend::Sqlite => format!("{column} IN (SELECT value FROM json_each(${param}))"),
     }
 }
 

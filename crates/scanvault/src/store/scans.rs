@@ -2,7 +2,7 @@
 
 use super::analytics::IngestChange;
 use super::{
-    from_micros, json_list, json_rows, micros, to_json, Backend, OptF64, Store, StoreError,
+    from_micros, json_in_list, json_rows, micros, to_json, Backend, OptF64, Store, StoreError,
 };
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -501,8 +501,8 @@ impl Store {
         if !vulns.is_empty() {
             let ids: Vec<&str> = vulns.iter().map(|v| v.id.as_str()).collect();
             let sql = format!(
-                "SELECT id, modified_at FROM vulnerabilities WHERE id IN ({})",
-                json_list(backend, 1)
+                "SELECT id, modified_at FROM vulnerabilities WHERE {}",
+                json_in_list(backend, "id", 1)
             );
             for row in sqlx::query(&sql)
                 .bind(to_json(&ids)?)
