@@ -120,10 +120,12 @@ pub fn admin_url() -> Option<String> {
 /// A fresh, empty PostgreSQL database; returns (its URL, the admin URL).
 pub async fn fresh_pg_database() -> Option<(String, String)> {
     let admin = admin_url()?;
-    let name = format!("sv_test_{}", uuid::Uuid::new_v4().simple());
+    let now = unix_now();
+    let name = format!("{TEST_DB_PREFIX}{now}_{}", uuid::Uuid::new_v4().simple());
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
         .await
         .expect("connect to TEST_DATABASE_URL");
+    drop_abandoned_databases(&mut conn, now).await;
     // A language's collation by default (ICU `en-US`, as on many production servers), not
     // byte order: the store must order and compare keys by bytes whatever the server's
     // locale, and the tests that check listing order against Rust's order prove it.
@@ -146,6 +148,49 @@ pub async fn fresh_pg_database() -> Option<(String, String)> {
         _ => base,
     };
     Some((format!("{base}/{name}{query}"), admin))
+}
+
+/// Test databases are named `sv_test_<unix seconds>_<uuid>`.
+const TEST_DB_PREFIX: &str = "sv_test_";
+/// A test database this old was abandoned by a test that panicked or was killed before its
+/// clean-up ran (a whole run takes minutes).
+const ABANDONED_AFTER_SECS: u64 = 6 * 3600;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The creation time a test database's name carries (`None` for any other name).
+fn test_database_created(name: &str) -> Option<u64> {
+    name.strip_prefix(TEST_DB_PREFIX)?
+        .split_once('_')?
+        .0
+        .parse()
+        .ok()
+}
+
+/// Drop the test databases of earlier runs that were never dropped, so that they do not
+/// pile up on a long-lived server.
+async fn drop_abandoned_databases(conn: &mut sqlx::PgConnection, now: u64) {
+    let Ok(names) = sqlx::query_scalar::<_, String>(
+        "SELECT datname::text FROM pg_database WHERE datname LIKE 'sv\\_test\\_%'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    else {
+        return;
+    };
+    for name in names {
+        if test_database_created(&name)
+            .is_some_and(|t| now.saturating_sub(t) > ABANDONED_AFTER_SECS)
+        {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut *conn)
+                .await;
+        }
+    }
 }
 
 pub async fn drop_pg_database(url: &str, admin: &str) {
@@ -393,4 +438,67 @@ impl Report {
 
 pub fn digest(n: u32) -> String {
     format!("sha256:{:064x}", n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_timestamped_test_database_names_have_a_creation_time() {
+        assert_eq!(
+            test_database_created("sv_test_1700000000_0123abcd"),
+            Some(1_700_000_000)
+        );
+        // Names of the suite's earlier versions, and anyone else's databases, are left alone.
+        assert_eq!(
+            test_database_created("sv_test_0123456789abcdef0123456789abcdef"),
+            None
+        );
+        assert_eq!(test_database_created("sv_test_x_0123abcd"), None);
+        assert_eq!(test_database_created("svbench_10000_1"), None);
+        assert_eq!(test_database_created("postgres"), None);
+    }
+
+    #[tokio::test]
+    async fn abandoned_test_databases_are_dropped_and_recent_ones_kept() {
+        let Some(admin) = admin_url() else {
+            return; // SCANVAULT_SKIP_PG=1: an explicit SQLite-only run
+        };
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+            .await
+            .expect("connect to TEST_DATABASE_URL");
+        let now = unix_now();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let old = format!("{TEST_DB_PREFIX}{}_{id}", now - ABANDONED_AFTER_SECS - 60);
+        let recent = format!("{TEST_DB_PREFIX}{}_{id}", now - 60);
+        for name in [&old, &recent] {
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        let (url, admin) = fresh_pg_database().await.unwrap();
+        let exists = |name: String| async {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+                .bind(name)
+                .fetch_one(
+                    &mut <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                        .await
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            n == 1
+        };
+        let (old_left, recent_left) = (exists(old.clone()).await, exists(recent.clone()).await);
+        for name in [&old, &recent] {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await;
+        }
+        drop_pg_database(&url, &admin).await;
+        assert!(!old_left, "an abandoned test database was not dropped");
+        assert!(recent_left, "a test database still in use was dropped");
+    }
 }

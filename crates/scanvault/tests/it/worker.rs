@@ -688,10 +688,11 @@ async fn shutdown_hands_unfinished_jobs_back_to_the_queue(app: &TestApp) {
 /// PostgreSQL: four workers share one queue of 100 jobs; each job runs exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn four_workers_run_a_hundred_jobs_exactly_once_on_postgres() {
+    // The kit first: returning after the app is made would leave its database behind.
+    let Some(kit) = kit() else { return };
     let Some(app) = TestApp::try_new(Db::Postgres).await else {
         return;
     };
-    let Some(kit) = kit() else { return };
     // 100 tags of the kit's image, pushed with the registry's own API (same manifest).
     let (repo, tag) = kit
         .alpine
