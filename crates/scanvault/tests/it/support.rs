@@ -479,19 +479,14 @@ mod tests {
                 .unwrap();
         }
         let (url, admin) = fresh_pg_database().await.unwrap();
-        let exists = |name: String| async {
-            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
-                .bind(name)
-                .fetch_one(
-                    &mut <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-                        .await
-                        .unwrap(),
-                )
+        let left: Vec<String> =
+            sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname IN ($1, $2)")
+                .bind(&old)
+                .bind(&recent)
+                .fetch_all(&mut conn)
                 .await
                 .unwrap();
-            n == 1
-        };
-        let (old_left, recent_left) = (exists(old.clone()).await, exists(recent.clone()).await);
+        let (old_left, recent_left) = (left.contains(&old), left.contains(&recent));
         for name in [&old, &recent] {
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut conn)
