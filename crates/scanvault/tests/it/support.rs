@@ -186,9 +186,7 @@ async fn drop_abandoned_databases(conn: &mut sqlx::PgConnection, now: u64) {
         if test_database_created(&name)
             .is_some_and(|t| now.saturating_sub(t) > ABANDONED_AFTER_SECS)
         {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut *conn)
-                .await;
+            drop_database(conn, &name).await;
         }
     }
 }
@@ -202,10 +200,15 @@ pub async fn drop_pg_database(url: &str, admin: &str) {
         .next()
         .unwrap_or_default();
     if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(admin).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
+        drop_database(&mut conn, name).await;
     }
+}
+
+/// Drop the database `name` (best effort: a test's clean-up must not fail the test).
+async fn drop_database(conn: &mut sqlx::PgConnection, name: &str) {
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(conn)
+        .await;
 }
 
 impl TestApp {
@@ -488,9 +491,7 @@ mod tests {
                 .unwrap();
         let (old_left, recent_left) = (left.contains(&old), left.contains(&recent));
         for name in [&old, &recent] {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await;
+            drop_database(&mut conn, name).await;
         }
         drop_pg_database(&url, &admin).await;
         assert!(!old_left, "an abandoned test database was not dropped");
