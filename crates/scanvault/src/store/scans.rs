@@ -348,7 +348,7 @@ impl Store {
 
             // 5. The raw report.
             sqlx::query(
-                "INSERT INTO scan_reports (scan_id, encoding, size_bytes, sha256, body) VALUES ($1, 'gzip', $2, $3, $4) \
+                "INSERT INTO scan_reports (scan_id, encoding, size_bytes, sha256, body) VALUES ($1, $5, $2, $3, $4) \
                  ON CONFLICT (scan_id) DO UPDATE SET encoding = excluded.encoding, size_bytes = excluded.size_bytes, \
                  sha256 = excluded.sha256, body = excluded.body WHERE scan_reports.sha256 <> excluded.sha256",
             )
@@ -356,6 +356,7 @@ impl Store {
             .bind(new.raw.len() as i64)
             .bind(&body.sha256)
             .bind(body.compressed.as_slice())
+            .bind(BODY_ENCODING)
             .execute(&mut *conn)
             .await?;
         }
@@ -691,14 +692,9 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let encoding: String = row.get(0);
         let body: Vec<u8> = row.get(1);
-        match encoding.as_str() {
-            "gzip" => Ok(Some(
-                decompress(&body).context("decompressing a stored report")?,
-            )),
-            other => Err(StoreError::Other(anyhow::anyhow!(
-                "unknown report encoding {other}"
-            ))),
-        }
+        Ok(Some(
+            decompress(&encoding, &body).context("decoding a stored report")?,
+        ))
     }
 
     /// Delete a scan with its findings, tags and report; catalog entries no longer
@@ -1230,7 +1226,12 @@ pub(crate) fn row_placeholders_from(start: usize, cols: usize, rows: usize) -> S
     s
 }
 
-/// A report body as stored: gzip-compressed, and the SHA-256 of the bytes received.
+/// How new report bodies are stored (`scan_reports.encoding`). Bodies stored as `gzip` by
+/// earlier versions are still read.
+const BODY_ENCODING: &str = "zstd";
+
+/// A report body as stored: compressed ([`BODY_ENCODING`]), and the SHA-256 of the bytes
+/// received.
 #[derive(Debug)]
 pub struct StoredBody {
     compressed: Vec<u8>,
@@ -1246,44 +1247,37 @@ impl StoredBody {
     }
 }
 
-/// Gzip `raw` (fast level). The deflate state (a few hundred KiB of tables) is kept per
-/// thread and reset, not allocated and zeroed for every report.
+/// Zstandard, level 1. On the benchmark's typical reports it stores about 40 % fewer bytes
+/// than gzip's fast level, for about a quarter less CPU. The compression context (its
+/// tables) is kept per thread, not allocated for every report.
 fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
-    use flate2::{Compress, Compression, FlushCompress, Status};
+    use std::cell::RefCell;
     thread_local! {
-        static DEFLATE: std::cell::RefCell<Compress> =
-            std::cell::RefCell::new(Compress::new(Compression::fast(), false));
+        static ZSTD: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
     }
-    // RFC 1952 header: deflate, no flags, no mtime, no extra flags, OS unknown.
-    let mut out = Vec::with_capacity(raw.len() / 6 + 1024);
-    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-    DEFLATE.with(|d| -> std::io::Result<()> {
-        let mut d = d.borrow_mut();
-        d.reset();
-        loop {
-            if out.capacity() - out.len() < 4096 {
-                out.reserve(out.capacity().max(4096));
-            }
-            let consumed = d.total_in() as usize;
-            match d.compress_vec(&raw[consumed..], &mut out, FlushCompress::Finish) {
-                Ok(Status::StreamEnd) => return Ok(()),
-                Ok(_) => {}
-                Err(e) => return Err(std::io::Error::other(e)),
-            }
-        }
-    })?;
-    let mut crc = flate2::Crc::new();
-    crc.update(raw);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    // ISIZE is the length modulo 2^32 by definition.
-    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-    Ok(out)
+    ZSTD.with(|z| {
+        let mut z = z.borrow_mut();
+        let compressor = match z.as_mut() {
+            Some(c) => c,
+            None => z.insert(zstd::bulk::Compressor::new(1)?),
+        };
+        compressor.compress(raw)
+    })
 }
 
-fn decompress(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(body.len() * 8);
-    flate2::read::GzDecoder::new(body).read_to_end(&mut out)?;
-    Ok(out)
+/// A stored body back to the bytes received, by its `encoding`.
+fn decompress(encoding: &str, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    match encoding {
+        "zstd" => zstd::stream::decode_all(body),
+        "gzip" => {
+            let mut out = Vec::with_capacity(body.len() * 8);
+            flate2::read::GzDecoder::new(body).read_to_end(&mut out)?;
+            Ok(out)
+        }
+        other => Err(std::io::Error::other(format!(
+            "unknown report encoding {other}"
+        ))),
+    }
 }
 
 fn sha256_hex(b: &[u8]) -> String {
@@ -1301,17 +1295,38 @@ impl Backend {
 
 #[cfg(test)]
 mod compress_tests {
-    use super::{compress, decompress};
+    use super::{compress, decompress, BODY_ENCODING};
+    use std::io::Write;
 
-    #[test]
-    fn gzip_round_trips_and_reuses_the_deflate_state() {
+    fn samples() -> Vec<Vec<u8>> {
         let big: Vec<u8> = (0..300_000u32)
             .flat_map(|i| (i % 251).to_le_bytes())
             .collect();
-        for raw in [&b""[..], b"{}", &big[..], b"{\"again\": true}"] {
-            let gz = compress(raw).unwrap();
-            assert_eq!(&gz[..3], &[0x1f, 0x8b, 8]);
-            assert_eq!(decompress(&gz).unwrap(), raw);
+        vec![
+            b"".to_vec(),
+            b"{}".to_vec(),
+            big,
+            b"{\"again\": true}".to_vec(),
+        ]
+    }
+
+    #[test]
+    fn bodies_round_trip_and_reuse_the_compression_context() {
+        for raw in samples() {
+            let stored = compress(&raw).unwrap();
+            // A zstd frame (RFC 8878), read back by its encoding.
+            assert_eq!(&stored[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+            assert_eq!(decompress(BODY_ENCODING, &stored).unwrap(), raw);
         }
+    }
+
+    #[test]
+    fn gzip_bodies_of_earlier_versions_still_read() {
+        for raw in samples() {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(&raw).unwrap();
+            assert_eq!(decompress("gzip", &gz.finish().unwrap()).unwrap(), raw);
+        }
+        assert!(decompress("brotli", b"x").is_err());
     }
 }
