@@ -25,6 +25,7 @@
 //! Questions about the past (`to` earlier than the newest scan) or with `from` use the
 //! straightforward SQL over `scan_tags`, `scans` and `findings`: correct, slower.
 
+use super::batch::{Val, WriteBatch};
 use super::scans::{placeholders, ScanRow};
 use super::{json_rows, json_rows_as, to_json, Backend, Store, StoreError};
 use scanvault_core::report::{Finding, Severity};
@@ -477,6 +478,7 @@ impl Store {
     pub(crate) async fn analytics_after_ingest(
         &self,
         conn: &mut AnyConnection,
+        writes: &mut WriteBatch,
         change: &IngestChange<'_>,
     ) -> Result<(), StoreError> {
         let content_changed = !change.added.is_empty() || !change.removed.is_empty();
@@ -505,6 +507,7 @@ impl Store {
         };
         self.maintain_refs(
             conn,
+            writes,
             std::slice::from_ref(&s.id),
             true,
             &old_of,
@@ -531,8 +534,10 @@ impl Store {
                 .cloned()
                 .collect()
         };
-        self.maintain_refs(conn, scan_ids, false, &new_of, None, None)
-            .await
+        let mut writes = WriteBatch::new(self.backend());
+        self.maintain_refs(conn, &mut writes, scan_ids, false, &new_of, None, None)
+            .await?;
+        writes.flush(conn).await
     }
 
     /// The one maintenance routine. `scan_ids` are the scans whose references may have
@@ -542,9 +547,11 @@ impl Store {
     /// refreshed even when their pointer stays. `known` is a scan with its complete stored
     /// findings, which the caller holds: the delta rows of references now pointing at it
     /// come from them instead of being read back.
+    #[allow(clippy::too_many_arguments)]
     async fn maintain_refs(
         &self,
         conn: &mut AnyConnection,
+        writes: &mut WriteBatch,
         scan_ids: &[String],
         current_is_new: bool,
         other: &(dyn Fn(&RefKey, &[ChainScan]) -> Vec<ChainScan> + Sync),
@@ -671,23 +678,23 @@ impl Store {
                  ON CONFLICT (image_name, image_tag) DO UPDATE SET scan_id = excluded.scan_id, \
                  scanned_at = excluded.scanned_at"
             );
-            let mut q = sqlx::query(&sql);
+            let mut vals = Vec::with_capacity(4 * chunk.len());
             for ((n, t), tip) in chunk {
                 let (id, at) = tip.clone().unwrap_or_default();
-                q = q.bind(n).bind(t).bind(id).bind(at);
+                vals.extend([Val::S(n.clone()), Val::S(t.clone()), Val::S(id), Val::I(at)]);
             }
-            q.execute(&mut *conn).await?;
+            writes.add(conn, sql, vals).await?;
         }
         for chunk in gone.chunks(CHUNK) {
             let sql = format!(
                 "DELETE FROM fleet_refs WHERE (image_name, image_tag) IN (VALUES {})",
                 ref_values(1, chunk.len())
             );
-            let mut q = sqlx::query(&sql);
-            for ((n, t), _) in chunk {
-                q = q.bind(n).bind(t);
-            }
-            q.execute(&mut *conn).await?;
+            let vals = chunk
+                .iter()
+                .flat_map(|((n, t), _)| [Val::S(n.clone()), Val::S(t.clone())])
+                .collect();
+            writes.add(conn, sql, vals).await?;
         }
         let gone_keys: HashSet<&RefKey> = gone.iter().map(|g| &g.0).collect();
         // References pointing at the `known` scan: their rows and delta rows come from
@@ -714,12 +721,12 @@ impl Store {
                     &[("v", "TEXT"), ("p", "TEXT"), ("iv", "TEXT"), ("fv", "TEXT"), ("sev", "BIGINT")]
                 )
             );
-            sqlx::query(&sql)
-                .bind(scan_id)
-                .bind(to_json(&refs)?)
-                .bind(to_json(&rows)?)
-                .execute(&mut *conn)
-                .await?;
+            let vals = vec![
+                Val::S(scan_id.to_string()),
+                Val::S(to_json(&refs)?),
+                Val::S(to_json(&rows)?),
+            ];
+            writes.add(conn, sql, vals).await?;
             for key in &from_memory {
                 added_rows.extend(findings.iter().map(|f| {
                     (
@@ -732,7 +739,11 @@ impl Store {
             }
         }
         // The other references' rows are copied from the stored findings of their scans
-        // and read back (`RETURNING`) for the deltas.
+        // and read back (`RETURNING`) for the deltas. The copy joins `fleet_refs` as just
+        // written.
+        if !read_back.is_empty() {
+            writes.flush(conn).await?;
+        }
         for chunk in read_back.chunks(CHUNK) {
             let sql = format!(
                 "INSERT INTO fleet_findings (image_name, image_tag, vulnerability_id, pkg_name, pkg_version, scan_id, \
@@ -787,18 +798,16 @@ impl Store {
                  SELECT vulnerability_id, {COUNT_COLUMNS} FROM {}",
                 json_rows(self.backend(), 1, &cols)
             );
-            sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
+            writes.add(conn, sql, vec![Val::S(json)]).await?;
         }
         if !is_zero(&totals) {
             let sql = format!(
                 "INSERT INTO fleet_total_deltas ({COUNT_COLUMNS}) VALUES ({})",
                 placeholders(1, 7)
             );
-            let mut q = sqlx::query(&sql);
-            for v in totals {
-                q = q.bind(v);
-            }
-            q.execute(&mut *conn).await?;
+            writes
+                .add(conn, sql, totals.iter().map(|v| Val::I(*v)).collect())
+                .await?;
         }
         if !daily.is_empty() {
             let rows: Vec<(i64, Counts)> = daily.into_iter().collect();
@@ -807,7 +816,7 @@ impl Store {
                 "INSERT INTO fleet_daily_deltas (day, {COUNT_COLUMNS}) SELECT day, {COUNT_COLUMNS} FROM {}",
                 json_rows(self.backend(), 1, &cols)
             );
-            sqlx::query(&sql).bind(json).execute(&mut *conn).await?;
+            writes.add(conn, sql, vec![Val::S(json)]).await?;
         }
         Ok(())
     }

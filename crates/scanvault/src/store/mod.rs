@@ -4,7 +4,9 @@
 //! (`$n` binds, `RETURNING`, `ON CONFLICT`, `CAST(… AS BIGINT)`), and every timestamp is
 //! an integer of microseconds since the epoch, bound from Rust (never `now()`), so the two
 //! backends run the same statements and behave the same by construction. The few places
-//! where they must differ by design (the job claim, row locks) branch on [`Backend`].
+//! where they must differ by design (the job claim, row locks) branch on [`Backend`]; and
+//! the writes that end an ingest, which PostgreSQL receives as one statement and SQLite one
+//! by one (`batch`).
 //!
 //! SQLite is the embedded single-node default: writes go through a pool of exactly one
 //! connection (SQLite has one writer anyway; queueing in-process avoids `SQLITE_BUSY`),
@@ -14,6 +16,7 @@
 //! means. `StoreError::Unavailable` means the database could not be reached (→ 503).
 
 pub mod analytics;
+mod batch;
 pub mod jobs;
 pub mod keys;
 pub mod retention;

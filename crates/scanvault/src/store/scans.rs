@@ -1,6 +1,7 @@
 //! Scans: ingest (one report = one transaction), lookups, lists, deletion.
 
 use super::analytics::IngestChange;
+use super::batch::{Val, WriteBatch};
 use super::{
     from_micros, json_in_list, json_rows, micros, to_json, Backend, OptF64, Store, StoreError,
 };
@@ -313,6 +314,8 @@ impl Store {
 
         // An older report of content we already hold a newer scan of: keep the newer findings.
         let stale = !is_new && scanned_at < prior_scanned_at;
+        // Writes nobody reads back in this transaction go out together at the end.
+        let mut writes = WriteBatch::new(self.backend());
         let mut added_findings: Vec<&Finding> = vec![];
         let mut removed_keys: Vec<(String, String, String)> = vec![];
         if !stale {
@@ -323,12 +326,13 @@ impl Store {
             // 4. Findings: everything for a new scan, the set difference for an update.
             if is_new {
                 added_findings = new.report.findings.iter().collect();
-                insert_findings(conn, self.backend(), &scan_id, &added_findings).await?;
+                insert_findings(conn, &mut writes, self.backend(), &scan_id, &added_findings)
+                    .await?;
             } else {
                 let (to_add, to_remove) =
                     diff_findings(conn, &scan_id, &new.report.findings).await?;
                 let dropped = delete_findings(conn, &scan_id, &to_remove).await?;
-                insert_findings(conn, self.backend(), &scan_id, &to_add).await?;
+                insert_findings(conn, &mut writes, self.backend(), &scan_id, &to_add).await?;
                 // Catalog entries only the removed findings referenced go too.
                 let still: HashSet<&str> = new
                     .report
@@ -340,6 +344,10 @@ impl Store {
                     .into_iter()
                     .filter(|id| !still.contains(id.as_str()))
                     .collect();
+                if !gone.is_empty() {
+                    // The prune reads the findings table.
+                    writes.flush(conn).await?;
+                }
                 prune_catalog(conn, &gone).await?;
                 added_findings = to_add;
                 removed_keys = to_remove;
@@ -347,18 +355,22 @@ impl Store {
             }
 
             // 5. The raw report.
-            sqlx::query(
-                "INSERT INTO scan_reports (scan_id, encoding, size_bytes, sha256, body) VALUES ($1, $5, $2, $3, $4) \
-                 ON CONFLICT (scan_id) DO UPDATE SET encoding = excluded.encoding, size_bytes = excluded.size_bytes, \
-                 sha256 = excluded.sha256, body = excluded.body WHERE scan_reports.sha256 <> excluded.sha256",
-            )
-            .bind(&scan_id)
-            .bind(new.raw.len() as i64)
-            .bind(&body.sha256)
-            .bind(body.compressed.as_slice())
-            .bind(BODY_ENCODING)
-            .execute(&mut *conn)
-            .await?;
+            writes
+                .add(
+                    conn,
+                    "INSERT INTO scan_reports (scan_id, encoding, size_bytes, sha256, body) VALUES ($1, $5, $2, $3, $4) \
+                     ON CONFLICT (scan_id) DO UPDATE SET encoding = excluded.encoding, size_bytes = excluded.size_bytes, \
+                     sha256 = excluded.sha256, body = excluded.body WHERE scan_reports.sha256 <> excluded.sha256"
+                        .to_string(),
+                    vec![
+                        Val::S(scan_id.clone()),
+                        Val::I(new.raw.len() as i64),
+                        Val::S(body.sha256.clone()),
+                        Val::B(body.compressed.clone()),
+                        Val::S(BODY_ENCODING.to_string()),
+                    ],
+                )
+                .await?;
         }
 
         // A stale report left the scan row as it was.
@@ -369,6 +381,7 @@ impl Store {
         })?;
         self.analytics_after_ingest(
             conn,
+            &mut writes,
             &IngestChange {
                 before: before.as_ref(),
                 after: &scan,
@@ -382,6 +395,7 @@ impl Store {
             },
         )
         .await?;
+        writes.flush(conn).await?;
         if !is_new {
             attach_tags(conn, std::slice::from_mut(&mut scan)).await?;
         } else if !new.image_tag.is_empty() {
@@ -1035,6 +1049,7 @@ impl StoredFinding {
 
 async fn insert_findings(
     conn: &mut AnyConnection,
+    writes: &mut WriteBatch,
     backend: Backend,
     scan_id: &str,
     findings: &[&Finding],
@@ -1066,12 +1081,13 @@ async fn insert_findings(
             ]
         )
     );
-    sqlx::query(&sql)
-        .bind(scan_id)
-        .bind(to_json(&rows)?)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    writes
+        .add(
+            conn,
+            sql,
+            vec![Val::S(scan_id.to_string()), Val::S(to_json(&rows)?)],
+        )
+        .await
 }
 
 /// A finding as a row of [`insert_findings`]' JSON parameter.
