@@ -26,8 +26,9 @@
 //! straightforward SQL over `scan_tags`, `scans` and `findings`: correct, slower.
 
 use super::batch::{Val, WriteBatch};
+use super::rowset::{self, ArrayWriter, Column, SetRow, SetValue};
 use super::scans::{placeholders, ScanRow};
-use super::{json_rows, json_rows_as, to_json, Backend, Store, StoreError};
+use super::{Backend, Store, StoreError};
 use scanvault_core::report::{Finding, Severity};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row};
@@ -99,18 +100,15 @@ fn counts_at(row: &AnyRow, start: usize) -> Counts {
     c
 }
 
-/// A column of a [`json_rows`] source: (name, SQL type).
-type Column = (&'static str, &'static str);
-
-/// Rows keyed by `key` with their counts as one JSON parameter, and the column list of
-/// its [`json_rows`] source.
-fn counts_json<K: serde::Serialize>(
+/// Rows keyed by `key` with their counts as a row set: its parameters, and its columns.
+fn counts_set<K: serde::Serialize + SetValue>(
+    backend: Backend,
     key: Column,
     rows: &[(K, Counts)],
-) -> Result<(String, Vec<Column>), StoreError> {
+) -> Result<(Vec<String>, Vec<Column>), StoreError> {
     let mut cols = vec![key];
     cols.extend(COUNT_COLUMNS.split(", ").map(|c| (c, "BIGINT")));
-    let json: Vec<CountsRow<K>> = rows
+    let set: Vec<CountsRow<K>> = rows
         .iter()
         .map(|(k, counts)| CountsRow {
             key: key.0,
@@ -118,15 +116,24 @@ fn counts_json<K: serde::Serialize>(
             counts,
         })
         .collect();
-    Ok((to_json(&json)?, cols))
+    Ok((rowset::params(backend, &set, &cols)?, cols))
 }
 
-/// One row of [`counts_json`]: `{key: k, images: …, fixable: …, n_critical: …, …}`,
+/// One row of [`counts_set`]: `{key: k, images: …, fixable: …, n_critical: …, …}`,
 /// serialised without building a map per row.
 struct CountsRow<'a, K> {
     key: &'static str,
     k: &'a K,
     counts: &'a Counts,
+}
+
+impl<K: serde::Serialize + SetValue> SetRow for CountsRow<'_, K> {
+    fn write(&self, w: &mut ArrayWriter) {
+        w.put(self.k);
+        for v in self.counts {
+            w.put(v);
+        }
+    }
 }
 
 impl<K: serde::Serialize> serde::Serialize for CountsRow<'_, K> {
@@ -444,14 +451,23 @@ fn delta_rows(rows: Vec<AnyRow>) -> Vec<DeltaRow> {
         .collect()
 }
 
-/// A reference as a row of a JSON parameter.
+/// A reference as a row of a row set.
 #[derive(serde::Serialize)]
 struct RefJson<'a> {
     n: &'a str,
     t: &'a str,
 }
 
-/// The columns of a finding that `fleet_findings` keeps, as a row of a JSON parameter.
+impl SetRow for RefJson<'_> {
+    fn write(&self, w: &mut ArrayWriter) {
+        w.put(self.n);
+        w.put(self.t);
+    }
+}
+
+const REF_COLUMNS: &[Column] = &[("n", "TEXT"), ("t", "TEXT")];
+
+/// The columns of a finding that `fleet_findings` keeps, as a row of a row set.
 #[derive(serde::Serialize)]
 struct FleetJson<'a> {
     v: &'a str,
@@ -460,6 +476,24 @@ struct FleetJson<'a> {
     fv: Option<&'a str>,
     sev: i64,
 }
+
+impl SetRow for FleetJson<'_> {
+    fn write(&self, w: &mut ArrayWriter) {
+        w.put(self.v);
+        w.put(self.p);
+        w.put(self.iv);
+        w.put(&self.fv);
+        w.put(&self.sev);
+    }
+}
+
+const FLEET_COLUMNS: &[Column] = &[
+    ("v", "TEXT"),
+    ("p", "TEXT"),
+    ("iv", "TEXT"),
+    ("fv", "TEXT"),
+    ("sev", "BIGINT"),
+];
 
 impl<'a> FleetJson<'a> {
     fn of(f: &'a Finding) -> FleetJson<'a> {
@@ -711,21 +745,21 @@ impl Store {
             // every reference pointing at the scan.
             let refs: Vec<RefJson> = from_memory.iter().map(|(n, t)| RefJson { n, t }).collect();
             let rows: Vec<FleetJson> = findings.iter().map(FleetJson::of).collect();
+            let backend = self.backend();
+            let rows_at = 2 + rowset::param_count(backend, REF_COLUMNS);
             let sql = format!(
                 "INSERT INTO fleet_findings (image_name, image_tag, vulnerability_id, pkg_name, pkg_version, scan_id, \
                  fixed_version, severity) SELECT r.n, r.t, x.v, x.p, x.iv, $1, x.fv, x.sev FROM {} CROSS JOIN {}",
-                json_rows_as(self.backend(), 2, &[("n", "TEXT"), ("t", "TEXT")], "r"),
-                json_rows(
-                    self.backend(),
-                    3,
-                    &[("v", "TEXT"), ("p", "TEXT"), ("iv", "TEXT"), ("fv", "TEXT"), ("sev", "BIGINT")]
-                )
+                rowset::source(backend, 2, REF_COLUMNS, "r"),
+                rowset::source(backend, rows_at, FLEET_COLUMNS, "x")
             );
-            let vals = vec![
-                Val::S(scan_id.to_string()),
-                Val::S(to_json(&refs)?),
-                Val::S(to_json(&rows)?),
-            ];
+            let mut vals = vec![Val::S(scan_id.to_string())];
+            for p in rowset::params(backend, &refs, REF_COLUMNS)?
+                .into_iter()
+                .chain(rowset::params(backend, &rows, FLEET_COLUMNS)?)
+            {
+                vals.push(Val::S(p));
+            }
             writes.add(conn, sql, vals).await?;
             for key in &from_memory {
                 added_rows.extend(findings.iter().map(|f| {
@@ -792,13 +826,15 @@ impl Store {
         if !cves.is_empty() {
             // One statement whatever the number of ids.
             let rows: Vec<(String, Counts)> = cves.into_iter().collect();
-            let (json, cols) = counts_json(("vulnerability_id", "TEXT"), &rows)?;
+            let (set, cols) = counts_set(self.backend(), ("vulnerability_id", "TEXT"), &rows)?;
             let sql = format!(
                 "INSERT INTO fleet_cve_deltas (vulnerability_id, {COUNT_COLUMNS}) \
                  SELECT vulnerability_id, {COUNT_COLUMNS} FROM {}",
-                json_rows(self.backend(), 1, &cols)
+                rowset::source(self.backend(), 1, &cols, "x")
             );
-            writes.add(conn, sql, vec![Val::S(json)]).await?;
+            writes
+                .add(conn, sql, set.into_iter().map(Val::S).collect())
+                .await?;
         }
         if !is_zero(&totals) {
             let sql = format!(
@@ -811,12 +847,14 @@ impl Store {
         }
         if !daily.is_empty() {
             let rows: Vec<(i64, Counts)> = daily.into_iter().collect();
-            let (json, cols) = counts_json(("day", "BIGINT"), &rows)?;
+            let (set, cols) = counts_set(self.backend(), ("day", "BIGINT"), &rows)?;
             let sql = format!(
                 "INSERT INTO fleet_daily_deltas (day, {COUNT_COLUMNS}) SELECT day, {COUNT_COLUMNS} FROM {}",
-                json_rows(self.backend(), 1, &cols)
+                rowset::source(self.backend(), 1, &cols, "x")
             );
-            writes.add(conn, sql, vec![Val::S(json)]).await?;
+            writes
+                .add(conn, sql, set.into_iter().map(Val::S).collect())
+                .await?;
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ mod batch;
 pub mod jobs;
 pub mod keys;
 pub mod retention;
+mod rowset;
 pub mod scans;
 pub mod upkeep;
 
@@ -61,52 +62,6 @@ impl<'q> sqlx::Encode<'q, sqlx::Any> for OptF64 {
             // version; `tests/it/api.rs` fails with 22P03 if an upgrade changes this.
             None => <Option<f32> as sqlx::Encode<'q, sqlx::Any>>::encode_by_ref(&None, buf),
         }
-    }
-}
-
-/// A `FROM` source of rows given as one JSON array of objects in parameter `$param`, with
-/// the columns `cols` (`(name, SQL type)`; each object's keys are the names). The statement
-/// text does not depend on the number of rows, so each such statement is prepared once per
-/// connection and sent in one round trip, however many rows a report has.
-pub(crate) fn json_rows(backend: Backend, param: usize, cols: &[(&str, &str)]) -> String {
-    json_rows_as(backend, param, cols, "x")
-}
-
-/// [`json_rows`] under the table alias `alias` (for joining two such row sets).
-pub(crate) fn json_rows_as(
-    backend: Backend,
-    param: usize,
-    cols: &[(&str, &str)],
-    alias: &str,
-) -> String {
-    match backend {
-        Backend::Postgres => format!(
-            "json_to_recordset(${param}::json) AS {alias}({})",
-            cols.iter()
-                .map(|(c, t)| format!("{c} {t}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Backend::Sqlite => format!(
-            "(SELECT {} FROM json_each(${param})) AS {alias}",
-            cols.iter()
-                .map(|(c, _)| format!("json_extract(value, '$.{c}') AS {c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-/// `column` is one of the strings of a JSON array in parameter `$param`. On PostgreSQL an
-/// array (`= ANY`): its index probes go in key order through one bitmap scan, instead of one
-/// descent per element in hash order (about 30 % less time for a 2,000-id report's catalog
-/// lookup, see docs/benchmarks.md).
-pub(crate) fn json_in_list(backend: Backend, column: &str, param: usize) -> String {
-    match backend {
-        Backend::Postgres => {
-            format!("{column} = ANY (ARRAY(SELECT json_array_elements_text(${param}::json)))")
-        }
-        Backend::Sqlite => format!("{column} IN (SELECT value FROM json_each(${param}))"),
     }
 }
 

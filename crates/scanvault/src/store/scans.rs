@@ -2,9 +2,8 @@
 
 use super::analytics::IngestChange;
 use super::batch::{Val, WriteBatch};
-use super::{
-    from_micros, json_in_list, json_rows, micros, to_json, Backend, OptF64, Store, StoreError,
-};
+use super::rowset::{self, ArrayWriter, Column, SetRow};
+use super::{from_micros, micros, Backend, OptF64, Store, StoreError};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use scanvault_core::report::{
@@ -517,10 +516,10 @@ impl Store {
             let ids: Vec<&str> = vulns.iter().map(|v| v.id.as_str()).collect();
             let sql = format!(
                 "SELECT id, modified_at FROM vulnerabilities WHERE {}",
-                json_in_list(backend, "id", 1)
+                rowset::in_list(backend, "id", 1)
             );
             for row in sqlx::query(&sql)
-                .bind(to_json(&ids)?)
+                .bind(rowset::list_param(backend, &ids)?)
                 .fetch_all(&mut *conn)
                 .await?
             {
@@ -539,28 +538,13 @@ impl Store {
                  refs, published_at, modified_at, updated_at) SELECT id, title, description, severity, cvss_score, \
                  cvss_vector, primary_url, refs, published_at, modified_at, updated_at FROM {} \
                  WHERE true ON CONFLICT (id) DO NOTHING",
-                json_rows(
-                    backend,
-                    1,
-                    &[
-                        ("id", "TEXT"),
-                        ("title", "TEXT"),
-                        ("description", "TEXT"),
-                        ("severity", "BIGINT"),
-                        ("cvss_score", "DOUBLE PRECISION"),
-                        ("cvss_vector", "TEXT"),
-                        ("primary_url", "TEXT"),
-                        ("refs", "TEXT"),
-                        ("published_at", "BIGINT"),
-                        ("modified_at", "BIGINT"),
-                        ("updated_at", "BIGINT"),
-                    ]
-                )
+                rowset::source(backend, 1, CATALOG_COLUMNS, "x")
             );
-            sqlx::query(&sql)
-                .bind(to_json(&missing)?)
-                .execute(&mut *conn)
-                .await?;
+            let mut q = sqlx::query(&sql);
+            for p in rowset::params(backend, &missing, CATALOG_COLUMNS)? {
+                q = q.bind(p);
+            }
+            q.execute(&mut *conn).await?;
         }
         for v in vulns {
             let newer = match (stored.get(&v.id), v.modified_at) {
@@ -1062,35 +1046,34 @@ async fn insert_findings(
         "INSERT INTO findings (scan_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity, status, \
          pkg_type, class, target, pkg_path, purl, cvss_score) SELECT $1, v, p, iv, fv, sev, st, pt, cl, tg, pp, pu, \
          cv FROM {}",
-        json_rows(
-            backend,
-            2,
-            &[
-                ("v", "TEXT"),
-                ("p", "TEXT"),
-                ("iv", "TEXT"),
-                ("fv", "TEXT"),
-                ("sev", "BIGINT"),
-                ("st", "TEXT"),
-                ("pt", "TEXT"),
-                ("cl", "TEXT"),
-                ("tg", "TEXT"),
-                ("pp", "TEXT"),
-                ("pu", "TEXT"),
-                ("cv", "DOUBLE PRECISION"),
-            ]
-        )
+        rowset::source(backend, 2, FINDING_COLUMNS, "x")
     );
-    writes
-        .add(
-            conn,
-            sql,
-            vec![Val::S(scan_id.to_string()), Val::S(to_json(&rows)?)],
-        )
-        .await
+    let mut vals = vec![Val::S(scan_id.to_string())];
+    vals.extend(
+        rowset::params(backend, &rows, FINDING_COLUMNS)?
+            .into_iter()
+            .map(Val::S),
+    );
+    writes.add(conn, sql, vals).await
 }
 
-/// A finding as a row of [`insert_findings`]' JSON parameter.
+/// The columns of [`FindingJson`], in order.
+const FINDING_COLUMNS: &[Column] = &[
+    ("v", "TEXT"),
+    ("p", "TEXT"),
+    ("iv", "TEXT"),
+    ("fv", "TEXT"),
+    ("sev", "BIGINT"),
+    ("st", "TEXT"),
+    ("pt", "TEXT"),
+    ("cl", "TEXT"),
+    ("tg", "TEXT"),
+    ("pp", "TEXT"),
+    ("pu", "TEXT"),
+    ("cv", "DOUBLE PRECISION"),
+];
+
+/// A finding as a row of [`insert_findings`]' row set.
 #[derive(serde::Serialize)]
 struct FindingJson<'a> {
     v: &'a str,
@@ -1105,6 +1088,23 @@ struct FindingJson<'a> {
     pp: Option<&'a str>,
     pu: Option<&'a str>,
     cv: Option<f64>,
+}
+
+impl SetRow for FindingJson<'_> {
+    fn write(&self, w: &mut ArrayWriter) {
+        w.put(self.v);
+        w.put(self.p);
+        w.put(self.iv);
+        w.put(&self.fv);
+        w.put(&self.sev);
+        w.put(&self.st);
+        w.put(&self.pt);
+        w.put(&self.cl);
+        w.put(&self.tg);
+        w.put(&self.pp);
+        w.put(&self.pu);
+        w.put(&self.cv);
+    }
 }
 
 impl<'a> FindingJson<'a> {
@@ -1126,7 +1126,22 @@ impl<'a> FindingJson<'a> {
     }
 }
 
-/// A catalog entry as a row of the catalog insert's JSON parameter.
+/// The columns of [`CatalogJson`], in order.
+const CATALOG_COLUMNS: &[Column] = &[
+    ("id", "TEXT"),
+    ("title", "TEXT"),
+    ("description", "TEXT"),
+    ("severity", "BIGINT"),
+    ("cvss_score", "DOUBLE PRECISION"),
+    ("cvss_vector", "TEXT"),
+    ("primary_url", "TEXT"),
+    ("refs", "TEXT"),
+    ("published_at", "BIGINT"),
+    ("modified_at", "BIGINT"),
+    ("updated_at", "BIGINT"),
+];
+
+/// A catalog entry as a row of the catalog insert's row set.
 #[derive(serde::Serialize)]
 struct CatalogJson<'a> {
     id: &'a str,
@@ -1140,6 +1155,22 @@ struct CatalogJson<'a> {
     published_at: Option<i64>,
     modified_at: Option<i64>,
     updated_at: i64,
+}
+
+impl SetRow for CatalogJson<'_> {
+    fn write(&self, w: &mut ArrayWriter) {
+        w.put(self.id);
+        w.put(&self.title);
+        w.put(&self.description);
+        w.put(&self.severity);
+        w.put(&self.cvss_score);
+        w.put(&self.cvss_vector);
+        w.put(&self.primary_url);
+        w.put(&self.refs);
+        w.put(&self.published_at);
+        w.put(&self.modified_at);
+        w.put(&self.updated_at);
+    }
 }
 
 impl<'a> CatalogJson<'a> {

@@ -526,7 +526,74 @@ async fn catalog_entries_take_newer_details_only(app: &TestApp) {
     assert_eq!(seen(&app.get_json(&uri).await), new);
 }
 
+/// Rows travel to the database as sets (PostgreSQL: an array literal per column): text
+/// of any shape comes back exactly as the report had it, in the history, the catalog and
+/// the current fleet.
+async fn text_of_any_shape_round_trips(app: &TestApp) {
+    let odd = [
+        r#"q"uote"#,
+        r"back\slash\",
+        "{br,aces}",
+        "NULL",
+        "mid space",
+        "ünï-çødé ✓",
+        "a&b<c>",
+        "",
+    ];
+    let mut r = Report::image("odd/text:1", &digest(300));
+    for (i, s) in odd.iter().enumerate() {
+        let id = format!("CVE-{s}-{i}");
+        r = r.vuln(&id, &format!("pkg{s}"), &format!("1{s}"), "HIGH", Some(s));
+        let v = r.vulns[i].as_object_mut().unwrap();
+        v.insert("Title".into(), Value::from(format!("title {s}")));
+        v.insert("Description".into(), Value::from(*s));
+        v.insert("PkgPath".into(), Value::from(format!("/p/{s}")));
+        v.insert("References".into(), Value::from(vec![*s, "x"]));
+    }
+    let resp = app.post_scan("", r.bytes()).await;
+    assert_eq!(
+        resp.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    let id = resp.json()["ID"].as_str().unwrap().to_string();
+    let mut stored = app
+        .store
+        .scan_findings(&id, None, None, 100, 0)
+        .await
+        .unwrap();
+    stored.sort_by(|a, b| a.pkg_name.cmp(&b.pkg_name));
+    let mut want: Vec<(usize, &str)> = odd.iter().copied().enumerate().collect();
+    want.sort_by_key(|(_, s)| format!("pkg{s}"));
+    assert_eq!(stored.len(), odd.len());
+    for (f, (i, s)) in stored.iter().zip(&want) {
+        assert_eq!(f.vulnerability_id, format!("CVE-{s}-{i}"));
+        assert_eq!(f.pkg_name, format!("pkg{s}"));
+        assert_eq!(f.pkg_version, format!("1{s}"));
+        assert_eq!(
+            f.fixed_version.as_deref(),
+            Some(*s).filter(|s| !s.is_empty())
+        );
+        assert_eq!(f.pkg_path.as_deref(), Some(format!("/p/{s}").as_str()));
+        assert_eq!(f.title.as_deref(), Some(format!("title {s}").as_str()));
+        assert_eq!(f.description.as_deref(), Some(*s).filter(|s| !s.is_empty()));
+        let (fleet, images) = app
+            .store
+            .cve_images(&f.vulnerability_id, 10, 0)
+            .await
+            .unwrap();
+        assert_eq!(images, 1, "{s:?}");
+        assert_eq!(
+            (fleet[0].pkg_name.as_str(), fleet[0].pkg_version.as_str()),
+            (f.pkg_name.as_str(), f.pkg_version.as_str())
+        );
+        assert_eq!(fleet[0].fixed_version, f.fixed_version);
+    }
+}
+
 on_both_backends!(ingest_update_in_place, ingest_creates_then_updates_in_place);
+on_both_backends!(ingest_odd_text, text_of_any_shape_round_trips);
 on_both_backends!(
     ingest_catalog_refresh,
     catalog_entries_take_newer_details_only
