@@ -34,12 +34,15 @@ impl SetValue for str {
     fn put(&self, out: &mut String) {
         out.reserve(self.len() + 2);
         out.push('"');
-        for c in self.chars() {
-            if c == '"' || c == '\\' {
-                out.push('\\');
-            }
-            out.push(c);
+        let mut rest = self;
+        // Copied a run at a time: most values have nothing to escape.
+        while let Some(at) = rest.find(['"', '\\']) {
+            out.push_str(&rest[..at]);
+            out.push('\\');
+            out.push_str(&rest[at..at + 1]);
+            rest = &rest[at + 1..];
         }
+        out.push_str(rest);
         out.push('"');
     }
 }

@@ -297,8 +297,10 @@ impl Store {
             fetch_scan(conn, &scan_id).await?
         };
 
-        // 2. Record the reference (name, tag) the report was stored under.
-        let tag_added = sqlx::query(
+        // 2. Record the reference (name, tag) the report was stored under (on PostgreSQL, a
+        // new scan's statement has recorded it).
+        let tag_added = (is_new && self.backend().is_postgres())
+            || sqlx::query(
             "INSERT INTO scan_tags (scan_id, image_name, image_tag, first_seen_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (scan_id, image_tag) DO NOTHING",
         )
@@ -306,10 +308,10 @@ impl Store {
         .bind(&new.image_name)
         .bind(&new.image_tag)
         .bind(now)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-            > 0;
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+                > 0;
 
         // An older report of content we already hold a newer scan of: keep the newer findings.
         let stale = !is_new && scanned_at < prior_scanned_at;
@@ -429,7 +431,8 @@ impl Store {
     }
 
     /// Insert the scan row and return it as stored; `None` when a concurrent ingest
-    /// inserted the same identity first.
+    /// inserted the same identity first. On PostgreSQL the same statement records the
+    /// scan's reference in `scan_tags` (a data-modifying `WITH`).
     async fn insert_scan(
         &self,
         conn: &mut AnyConnection,
@@ -438,7 +441,7 @@ impl Store {
         identity: Option<&str>,
     ) -> Result<Option<ScanRow>, StoreError> {
         let s = ScanValues::of(new);
-        let sql = format!(
+        let insert = format!(
             "INSERT INTO scans (id, image_name, image_tag, image_digest, image_id, identity, repo_tags, repo_digests, \
              artifact_name, artifact_type, os_family, os_name, scanner, scanner_version, report_format, source, \
              created_at, scanned_at, updated_at, vuln_critical, vuln_high, vuln_medium, vuln_low, vuln_unknown, \
@@ -447,6 +450,14 @@ impl Store {
              $21, $22, $23, $24, $25, $26, $27, $28, $29) \
              ON CONFLICT (image_name, identity) WHERE identity IS NOT NULL DO NOTHING RETURNING {SCAN_COLUMNS}"
         );
+        let sql = if self.backend().is_postgres() {
+            format!(
+                "WITH s AS ({insert}), t AS (INSERT INTO scan_tags (scan_id, image_name, image_tag, first_seen_at) \
+                 SELECT id, image_name, image_tag, created_at FROM s) SELECT {SCAN_COLUMNS} FROM s"
+            )
+        } else {
+            insert
+        };
         let q = sqlx::query_as::<Any, ScanRow>(&sql)
             .bind(id)
             .bind(&new.image_name)
