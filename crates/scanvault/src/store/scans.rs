@@ -297,21 +297,24 @@ impl Store {
             fetch_scan(conn, &scan_id).await?
         };
 
-        // 2. Record the reference (name, tag) the report was stored under (on PostgreSQL, a
-        // new scan's statement has recorded it).
-        let tag_added = (is_new && self.backend().is_postgres())
-            || sqlx::query(
-            "INSERT INTO scan_tags (scan_id, image_name, image_tag, first_seen_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (scan_id, image_tag) DO NOTHING",
-        )
-        .bind(&scan_id)
-        .bind(&new.image_name)
-        .bind(&new.image_tag)
-        .bind(now)
+        // 2. Record the reference (name, tag) the report was stored under.
+        let tag_added = if is_new && self.backend().is_postgres() {
+            // The new scan's statement has recorded it (`insert_scan`).
+            true
+        } else {
+            sqlx::query(
+                "INSERT INTO scan_tags (scan_id, image_name, image_tag, first_seen_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (scan_id, image_tag) DO NOTHING",
+            )
+            .bind(&scan_id)
+            .bind(&new.image_name)
+            .bind(&new.image_tag)
+            .bind(now)
             .execute(&mut *conn)
             .await?
             .rows_affected()
-                > 0;
+                > 0
+        };
 
         // An older report of content we already hold a newer scan of: keep the newer findings.
         let stale = !is_new && scanned_at < prior_scanned_at;
