@@ -16,8 +16,8 @@ use std::io::Read;
 use uuid::Uuid;
 
 /// Finding keys per multi-row delete (3 parameters each, under SQLite's 32,766 and
-/// PostgreSQL's 65,535 bind-parameter limits). Inserts send their rows as one JSON
-/// parameter instead (`json_rows`).
+/// PostgreSQL's 65,535 bind-parameter limits). Inserts send their rows as a row set
+/// instead (`rowset`).
 const CHUNK_ROWS: usize = 1000;
 /// Ids per `IN (…)` list.
 const CHUNK_IDS: usize = 500;

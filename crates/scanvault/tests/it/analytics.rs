@@ -804,7 +804,7 @@ fn statements_per_ingest_are_pinned_on(db: Db) {
         count_statements(&app, &big_report(10, 9, 0), Some("warm")).await;
         // A new image with 150 findings.
         let first = count_statements(&app, &big_report(150, 1, 0), None).await;
-        // 1,200 findings: the same statements (rows travel as one JSON parameter).
+        // 1,200 findings: the same statements (a row set's parameters do not grow with it).
         let bigger = count_statements(&app, &big_report(1200, 2, 1), Some("2.0")).await;
         // A re-scan of the first digest a day later with a few findings changed.
         let mut rescan = big_report(150, 1, 2);
