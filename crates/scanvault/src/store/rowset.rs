@@ -192,21 +192,16 @@ pub(crate) fn in_list(backend: Backend, column: &str, param: usize) -> String {
     }
 }
 
-/// The parameter of an [`in_list`].
+/// The parameter of an [`in_list`]: a set of one column.
 pub(crate) fn list_param(backend: Backend, items: &[&str]) -> Result<String, StoreError> {
-    match backend {
-        Backend::Sqlite => super::to_json(items),
-        Backend::Postgres => {
-            let mut out = String::from("{");
-            for (i, s) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                s.put(&mut out);
-            }
-            out.push('}');
-            Ok(out)
-        }
+    let mut p = params(backend, items, &[("value", "TEXT")])?;
+    Ok(p.pop().unwrap_or_default())
+}
+
+/// A string as a one-column row.
+impl SetRow for &str {
+    fn write(&self, w: &mut ArrayWriter) {
+        w.put(*self);
     }
 }
 
