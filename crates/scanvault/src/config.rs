@@ -263,7 +263,8 @@ pub struct ServeConfig {
         default_value = "32MiB"
     )]
     pub http_max_body_size: ByteSize,
-    /// How often the retention worker runs.
+    /// How often the retention worker runs, and how often the catalog is swept of entries
+    /// no finding references (when a deletion may have left some).
     #[arg(
         long,
         env = "CLEANUP_INTERVAL",

@@ -313,6 +313,12 @@ impl Application {
             self.store.clone(),
             shutdown.clone(),
         ));
+        // Removes catalog entries no finding references any more (store/catalog.rs).
+        tasks.spawn(crate::store::catalog::catalog_sweep_loop(
+            self.store.clone(),
+            self.cfg.cleanup_interval.0,
+            shutdown.clone(),
+        ));
         // ANALYZE/VACUUM where PostgreSQL's autovacuum does not run (store/upkeep.rs).
         tasks.spawn(crate::store::upkeep::upkeep_loop(
             self.store.clone(),

@@ -690,6 +690,9 @@ impl Store {
                     .await?
                     .ok_or_else(|| JobError::NotFound(job_id.to_string()))?;
                 tx.commit().await?;
+                if outcome.catalog_orphans {
+                    self.mark_catalog_sweep_due();
+                }
                 Ok((job, outcome.scan.id))
             },
         )

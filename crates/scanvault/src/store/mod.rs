@@ -17,6 +17,7 @@
 
 pub mod analytics;
 mod batch;
+pub mod catalog;
 pub mod jobs;
 pub mod keys;
 pub mod retention;
@@ -182,6 +183,8 @@ struct Inner {
     running_jobs:
         std::sync::Mutex<std::collections::HashMap<String, tokio_util::sync::CancellationToken>>,
     url: String,
+    /// Non-zero while a catalog sweep is due (store/catalog.rs); bumped by every mark.
+    catalog_sweep_due: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -279,6 +282,7 @@ impl Store {
                 job_notify: tokio::sync::Notify::new(),
                 running_jobs: Default::default(),
                 url,
+                catalog_sweep_due: Default::default(),
             }),
         })
     }

@@ -65,6 +65,9 @@ impl Store {
         }
         if deleted > 0 {
             metrics::counter!("scanvault_retention_deleted_scans_total").increment(deleted);
+            // Catalog entries only the deleted scans referenced go now (store/catalog.rs).
+            self.mark_catalog_sweep_due();
+            self.sweep_catalog_if_due().await?;
         }
         Ok(deleted)
     }

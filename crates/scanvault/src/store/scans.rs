@@ -75,6 +75,10 @@ pub struct IngestOutcome {
     pub findings_removed: usize,
     /// The report was older than the stored scan of the same content: only its tag was recorded.
     pub stale: bool,
+    /// Findings of a vulnerability the report no longer has were removed: its catalog entry
+    /// may be referenced by no finding now. The caller marks the catalog sweep due once the
+    /// transaction has committed ([`Store::mark_catalog_sweep_due`]).
+    pub catalog_orphans: bool,
 }
 
 /// One stored scan (summary, no findings).
@@ -237,6 +241,9 @@ impl Store {
             },
         )
         .await?;
+        if outcome.catalog_orphans {
+            self.mark_catalog_sweep_due();
+        }
         if outcome.created {
             metrics::counter!("scanvault_ingest_scans_total", "result" => "created").increment(1);
         } else {
@@ -322,6 +329,7 @@ impl Store {
         let mut writes = WriteBatch::new(self.backend());
         let mut added_findings: Vec<&Finding> = vec![];
         let mut removed_keys: Vec<(String, String, String)> = vec![];
+        let mut catalog_orphans = false;
         if !stale {
             // 3. Catalog entries not stored yet (or with newer details).
             self.upsert_catalog(conn, &new.report.vulnerabilities, now)
@@ -335,24 +343,19 @@ impl Store {
             } else {
                 let (to_add, to_remove) =
                     diff_findings(conn, &scan_id, &new.report.findings).await?;
-                let dropped = delete_findings(conn, &scan_id, &to_remove).await?;
+                delete_findings(conn, &scan_id, &to_remove).await?;
                 insert_findings(conn, &mut writes, self.backend(), &scan_id, &to_add).await?;
-                // Catalog entries only the removed findings referenced go too.
+                // Catalog entries only the removed findings referenced are left to the
+                // catalog sweep (store/catalog.rs).
                 let still: HashSet<&str> = new
                     .report
-                    .vulnerabilities
+                    .findings
                     .iter()
-                    .map(|v| v.id.as_str())
+                    .map(|f| f.vulnerability_id.as_str())
                     .collect();
-                let gone: Vec<String> = dropped
-                    .into_iter()
-                    .filter(|id| !still.contains(id.as_str()))
-                    .collect();
-                if !gone.is_empty() {
-                    // The prune reads the findings table.
-                    writes.flush(conn).await?;
-                }
-                prune_catalog(conn, &gone).await?;
+                catalog_orphans = to_remove
+                    .iter()
+                    .any(|(v, _, _)| !still.contains(v.as_str()));
                 added_findings = to_add;
                 removed_keys = to_remove;
                 after = Some(self.update_scan(conn, &scan_id, new).await?);
@@ -412,6 +415,7 @@ impl Store {
             findings_added: added_findings.len(),
             findings_removed: removed_keys.len(),
             stale,
+            catalog_orphans,
         })
     }
 
@@ -709,18 +713,23 @@ impl Store {
         ))
     }
 
-    /// Delete a scan with its findings, tags and report; catalog entries no longer
-    /// referenced by any finding go too. `false` if there was no such scan.
+    /// Delete a scan with its findings, tags and report (catalog entries no longer
+    /// referenced by any finding go at the next catalog sweep). `false` if there was no
+    /// such scan.
     pub async fn delete_scan(&self, scan_id: &str) -> Result<bool, StoreError> {
         let mut tx = self.write_pool().begin().await?;
         let n = self
             .delete_scans_in_tx(&mut tx, &[scan_id.to_string()])
             .await?;
         tx.commit().await?;
+        if n > 0 {
+            self.mark_catalog_sweep_due();
+        }
         Ok(n > 0)
     }
 
-    /// Delete scans (children cascade) and prune the catalog entries they alone referenced.
+    /// Delete scans (children cascade). Catalog entries they alone referenced stay until
+    /// the catalog sweep: the caller marks it due once the transaction has committed.
     pub(crate) async fn delete_scans_in_tx(
         &self,
         conn: &mut AnyConnection,
@@ -731,29 +740,21 @@ impl Store {
             let list = placeholders(1, chunk.len());
             self.analytics_before_delete(conn, chunk).await?;
             // Findings go explicitly (PostgreSQL has no foreign key on them, see its
-            // migrations); the ids they referenced are pruned from the catalog after.
-            let sql = format!(
-                "DELETE FROM findings WHERE scan_id IN ({list}) RETURNING vulnerability_id"
-            );
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id);
+            // migrations). Catalog entries they alone referenced are left to the catalog
+            // sweep (store/catalog.rs).
+            for sql in [
+                format!("DELETE FROM findings WHERE scan_id IN ({list})"),
+                format!("DELETE FROM scans WHERE id IN ({list})"),
+            ] {
+                let mut q = sqlx::query(&sql);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                let n = q.execute(&mut *conn).await?.rows_affected();
+                if sql.starts_with("DELETE FROM scans") {
+                    deleted += n;
+                }
             }
-            let mut vuln_ids: Vec<String> = q
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            vuln_ids.sort_unstable();
-            vuln_ids.dedup();
-            let sql = format!("DELETE FROM scans WHERE id IN ({list})");
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id);
-            }
-            deleted += q.execute(&mut *conn).await?.rows_affected();
-            prune_catalog(conn, &vuln_ids).await?;
         }
         Ok(deleted)
     }
@@ -1223,14 +1224,12 @@ impl<'a> CatalogJson<'a> {
     }
 }
 
-/// Delete findings by key. Returns the vulnerability ids they referenced (the caller
-/// prunes the catalog once the new findings are in).
+/// Delete findings by key.
 async fn delete_findings(
     conn: &mut AnyConnection,
     scan_id: &str,
     keys: &[(String, String, String)],
-) -> Result<Vec<String>, StoreError> {
-    let mut vuln_ids: Vec<String> = vec![];
+) -> Result<(), StoreError> {
     for chunk in keys.chunks(CHUNK_ROWS) {
         let sql = format!(
             "DELETE FROM findings WHERE scan_id = $1 AND (vulnerability_id, pkg_name, pkg_version) IN (VALUES {})",
@@ -1239,26 +1238,6 @@ async fn delete_findings(
         let mut q = sqlx::query(&sql).bind(scan_id);
         for (v, p, ver) in chunk {
             q = q.bind(v).bind(p).bind(ver);
-            vuln_ids.push(v.clone());
-        }
-        q.execute(&mut *conn).await?;
-    }
-    vuln_ids.sort();
-    vuln_ids.dedup();
-    Ok(vuln_ids)
-}
-
-/// Remove catalog entries among `ids` that no finding references any more.
-async fn prune_catalog(conn: &mut AnyConnection, ids: &[String]) -> Result<(), StoreError> {
-    for chunk in ids.chunks(CHUNK_IDS) {
-        let sql = format!(
-            "DELETE FROM vulnerabilities WHERE id IN ({}) AND NOT EXISTS \
-             (SELECT 1 FROM findings f WHERE f.vulnerability_id = vulnerabilities.id)",
-            placeholders(1, chunk.len())
-        );
-        let mut q = sqlx::query(&sql);
-        for id in chunk {
-            q = q.bind(id);
         }
         q.execute(&mut *conn).await?;
     }

@@ -55,12 +55,23 @@ async fn ingest_creates_then_updates_in_place(app: &TestApp) {
         vec!["CVE-3", "CVE-2"]
     );
 
-    // CVE-1 left every scan: the catalog forgets it.
-    let fp = app.fingerprint().await;
-    assert_eq!(
-        fp.iter().find(|(t, _)| t == "vulnerabilities").unwrap().1,
-        2
-    );
+    // CVE-1 left every scan: the catalog forgets it at the sweep the update marked due.
+    let catalog =
+        |fp: Vec<(String, i64)>| fp.iter().find(|(t, _)| t == "vulnerabilities").unwrap().1;
+    assert_eq!(catalog(app.fingerprint().await), 3);
+    assert!(app.store.catalog_sweep_due());
+    assert_eq!(app.store.sweep_catalog_if_due().await.unwrap(), 1);
+    assert_eq!(catalog(app.fingerprint().await), 2);
+    // Nothing is due now; an update that only adds findings marks nothing.
+    assert_eq!(app.store.sweep_catalog_if_due().await.unwrap(), 0);
+    let r3 = Report::image("nginx:1.25", &digest(1))
+        .at("2025-01-03T00:00:00Z")
+        .vuln("CVE-2", "zlib", "1.2", "LOW", None)
+        .vuln("CVE-3", "curl", "8.0", "HIGH", Some("8.1"))
+        .vuln("CVE-4", "curl", "8.0", "LOW", None);
+    assert_eq!(app.post_scan("", r3.bytes()).await.status, StatusCode::OK);
+    assert!(!app.store.catalog_sweep_due());
+    assert_eq!(catalog(app.fingerprint().await), 3);
 }
 
 async fn findings(app: &TestApp, id: &str) -> Vec<String> {
@@ -389,11 +400,23 @@ async fn get_latest_vulnerabilities_report_and_delete(app: &TestApp) {
     let fp = app.fingerprint().await;
     let get = |t: &str| fp.iter().find(|(n, _)| n == t).unwrap().1;
     assert_eq!(get("findings"), 1);
-    assert_eq!(
-        get("vulnerabilities"),
-        1,
-        "CVE-Y and CVE-Z went with the deleted scan"
-    );
+    // CVE-Y and CVE-Z went with the deleted scan; their catalog entries stay until the
+    // catalog sweep the deletion marked due.
+    assert_eq!(get("vulnerabilities"), 3);
+    assert!(app.store.catalog_sweep_due());
+    assert_eq!(app.store.sweep_catalog_if_due().await.unwrap(), 2);
+    assert!(!app.store.catalog_sweep_due());
+    let fp = app.fingerprint().await;
+    let get = |t: &str| fp.iter().find(|(n, _)| n == t).unwrap().1;
+    assert_eq!(get("vulnerabilities"), 1);
+    // The entry still referenced is shown with the scan that remains.
+    let v = app
+        .get_json(&format!(
+            "/scans/{}/vulnerabilities",
+            a["ID"].as_str().unwrap()
+        ))
+        .await;
+    assert!(v["Items"][0]["Vulnerability"]["Title"].is_string(), "{v}");
 }
 
 async fn health_ready_metrics_and_openapi(app: &TestApp) {
