@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod periodic;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -16,6 +16,7 @@ use crate::cli::{ApikeyCommand, IngestArgs};
 use crate::config::{DbConfig, Role, ServeConfig};
 use crate::http::{self, AppState, HttpSettings};
 use crate::ingest::{build_new_scan, IngestOverrides, IngestSettings};
+use crate::periodic::Every;
 use crate::store::retention::RetentionPolicy;
 use crate::store::scans::ScanSource;
 use crate::store::Store;
@@ -428,14 +429,8 @@ async fn retention_loop(
     shutdown: CancellationToken,
 ) {
     tracing::info!(interval = ?every, max_age = ?policy.max_age, keep_per_image = policy.keep_per_image, "cleanup worker started");
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
+    let mut every = Every::after_one_period(every, &shutdown).await;
+    while every.next().await {
         match store.apply_retention(policy, Utc::now()).await {
             Ok(0) => tracing::debug!("cleanup: nothing to delete"),
             Ok(n) => tracing::info!(deleted = n, "cleanup: removed scans"),
@@ -446,13 +441,8 @@ async fn retention_loop(
 }
 
 async fn health_loop(store: Store, every: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
+    let mut every = Every::new(every, &shutdown);
+    while every.next().await {
         let up = store.ping().await.is_ok();
         metrics::gauge!("scanvault_db_up").set(if up { 1.0 } else { 0.0 });
         if !up {

@@ -1460,13 +1460,8 @@ async fn attach_catalog(conn: &mut AnyConnection, cves: &mut [TopCve]) -> Result
 
 /// Fold analytics deltas in every [`COMPACTION_INTERVAL`] until `shutdown`.
 pub async fn compaction_loop(store: Store, shutdown: tokio_util::sync::CancellationToken) {
-    let mut tick = tokio::time::interval(COMPACTION_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
+    let mut every = crate::periodic::Every::new(COMPACTION_INTERVAL, &shutdown);
+    while every.next().await {
         match store.compact_analytics().await {
             Ok(n) => {
                 if n > 0 {

@@ -11,6 +11,7 @@
 //! catalog is only ever read through findings and the current fleet.
 
 use super::{Backend, Store, StoreError};
+use crate::periodic::Every;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -75,17 +76,10 @@ pub async fn catalog_sweep_loop(
     if every.is_zero() {
         return;
     }
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        let done = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            done = store.sweep_catalog_if_due() => done,
+    let mut every = Every::after_one_period(every, &shutdown).await;
+    while every.next().await {
+        let Some(done) = every.unless_shutdown(store.sweep_catalog_if_due()).await else {
+            break;
         };
         match done {
             Ok(0) => {}

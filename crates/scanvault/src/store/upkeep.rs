@@ -11,6 +11,7 @@
 //! this does nothing. SQLite plans without collected statistics and needs none of it.
 
 use super::{Backend, Store, StoreError};
+use crate::periodic::Every;
 use sqlx::{AnyConnection, Row};
 use std::time::Duration;
 
@@ -109,19 +110,13 @@ pub async fn upkeep_loop(store: Store, shutdown: tokio_util::sync::CancellationT
     if store.backend() != Backend::Postgres {
         return;
     }
-    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut every = Every::new(UPKEEP_INTERVAL, &shutdown);
     let mut announced = false;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tick.tick() => {}
-        }
+    while every.next().await {
         // Shutdown does not wait for a long VACUUM: the statement is abandoned with its
         // connection.
-        let done = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            done = store.upkeep_tables() => done,
+        let Some(done) = every.unless_shutdown(store.upkeep_tables()).await else {
+            break;
         };
         match done {
             Ok(done) if !done.is_empty() => {
