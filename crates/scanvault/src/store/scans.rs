@@ -742,19 +742,10 @@ impl Store {
             // Findings go explicitly (PostgreSQL has no foreign key on them, see its
             // migrations). Catalog entries they alone referenced are left to the catalog
             // sweep (store/catalog.rs).
-            for sql in [
-                format!("DELETE FROM findings WHERE scan_id IN ({list})"),
-                format!("DELETE FROM scans WHERE id IN ({list})"),
-            ] {
-                let mut q = sqlx::query(&sql);
-                for id in chunk {
-                    q = q.bind(id);
-                }
-                let n = q.execute(&mut *conn).await?.rows_affected();
-                if sql.starts_with("DELETE FROM scans") {
-                    deleted += n;
-                }
-            }
+            let findings = format!("DELETE FROM findings WHERE scan_id IN ({list})");
+            execute_with_ids(conn, &findings, chunk).await?;
+            let scans = format!("DELETE FROM scans WHERE id IN ({list})");
+            deleted += execute_with_ids(conn, &scans, chunk).await?;
         }
         Ok(deleted)
     }
@@ -1222,6 +1213,19 @@ impl<'a> CatalogJson<'a> {
             .bind(self.modified_at)
             .bind(self.updated_at)
     }
+}
+
+/// Run `sql` with `ids` bound as `$1`, `$2`, …; the number of rows it affected.
+async fn execute_with_ids(
+    conn: &mut AnyConnection,
+    sql: &str,
+    ids: &[String],
+) -> Result<u64, StoreError> {
+    let mut q = sqlx::query(sql);
+    for id in ids {
+        q = q.bind(id);
+    }
+    Ok(q.execute(&mut *conn).await?.rows_affected())
 }
 
 /// Delete findings by key.
