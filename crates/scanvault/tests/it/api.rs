@@ -1,7 +1,7 @@
 //! The scan API: every endpoint and its error paths, on both backends.
 
 use crate::on_both_backends;
-use crate::support::{digest, Db, Report, TestApp};
+use crate::support::{digest, Db, Report, Resp, TestApp};
 use axum::http::{Method, StatusCode};
 use serde_json::Value;
 
@@ -615,7 +615,64 @@ async fn text_of_any_shape_round_trips(app: &TestApp) {
     }
 }
 
+/// The catalog sweep removes only entries no finding references: one that just an older
+/// scan still has (no longer its reference's current scan, so absent from the current
+/// fleet) stays, with its details, until that scan goes too.
+async fn catalog_sweep_keeps_entries_older_scans_still_have(app: &TestApp) {
+    let id_of = |r: Resp| r.json()["ID"].as_str().unwrap().to_string();
+    let old = Report::image("sweep/app:1", &digest(700))
+        .at("2025-03-01T00:00:00Z")
+        .vuln("CVE-2030-0001", "a", "1", "HIGH", None)
+        .vuln("CVE-2030-0002", "b", "1", "LOW", None);
+    let old_id = id_of(app.post_scan("", old.bytes()).await);
+    let newer = Report::image("sweep/app:1", &digest(701))
+        .at("2025-03-02T00:00:00Z")
+        .vuln("CVE-2030-0002", "b", "1", "LOW", None);
+    app.post_scan("", newer.bytes()).await;
+    let other = Report::image("sweep/other:1", &digest(702))
+        .at("2025-03-02T00:00:00Z")
+        .vuln("CVE-2030-0003", "c", "1", "LOW", None);
+    let other_id = id_of(app.post_scan("", other.bytes()).await);
+    let images = app
+        .get_json("/analytics/vulnerabilities/cve/CVE-2030-0001/images")
+        .await;
+    assert_eq!(images["ImageCount"], 0, "{images}");
+
+    assert_eq!(
+        app.delete(&format!("/scans/{other_id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    // Only CVE-2030-0003 lost its last finding.
+    assert_eq!(app.store.sweep_catalog_if_due().await.unwrap(), 1);
+    let v = app
+        .get_json(&format!("/scans/{old_id}/vulnerabilities"))
+        .await;
+    let titles: Vec<&str> = v["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["Vulnerability"]["Title"].as_str().unwrap_or("(none)"))
+        .collect();
+    assert_eq!(titles.len(), 2, "{v}");
+    assert!(titles.iter().all(|t| t.starts_with("CVE-2030-000")), "{v}");
+
+    assert_eq!(
+        app.delete(&format!("/scans/{old_id}")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(app.store.sweep_catalog_if_due().await.unwrap(), 1);
+    let fp = app.fingerprint().await;
+    assert_eq!(
+        fp.iter().find(|(t, _)| t == "vulnerabilities").unwrap().1,
+        1
+    );
+}
+
 on_both_backends!(ingest_update_in_place, ingest_creates_then_updates_in_place);
+on_both_backends!(
+    catalog_sweep,
+    catalog_sweep_keeps_entries_older_scans_still_have
+);
 on_both_backends!(ingest_odd_text, text_of_any_shape_round_trips);
 on_both_backends!(
     ingest_catalog_refresh,
