@@ -1,7 +1,7 @@
 //! The scan API: every endpoint and its error paths, on both backends.
 
 use crate::on_both_backends;
-use crate::support::{digest, Db, Report, Resp, TestApp};
+use crate::support::{digest, Db, Report, TestApp};
 use axum::http::{Method, StatusCode};
 use serde_json::Value;
 
@@ -154,14 +154,8 @@ async fn reports_without_identity_are_always_new(app: &TestApp) {
 }
 
 async fn legacy_null_and_bom_crlf_are_accepted(app: &TestApp) {
-    let n = app.post_scan("image=legacy&tag=1", b"null".to_vec()).await;
-    assert_eq!(
-        n.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&n.body)
-    );
-    assert_eq!(n.json()["VulnTotal"], 0);
+    let n = app.create("image=legacy&tag=1", b"null".to_vec()).await;
+    assert_eq!(n["VulnTotal"], 0);
     let unnamed = app.post_scan("", b"null".to_vec()).await;
     assert_eq!(unnamed.status, StatusCode::CREATED);
     assert_eq!(unnamed.json()["ImageName"], "unknown");
@@ -176,14 +170,8 @@ async fn legacy_null_and_bom_crlf_are_accepted(app: &TestApp) {
         .replace(',', ",\r\n")
         .into_bytes(),
     );
-    let b = app.post_scan("", body.clone()).await;
-    assert_eq!(
-        b.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&b.body)
-    );
-    let id = b.json()["ID"].as_str().unwrap().to_string();
+    let b = app.create("", body.clone()).await;
+    let id = b["ID"].as_str().unwrap().to_string();
     assert_eq!(app.get(&format!("/scans/{id}/report")).await.body, body);
 }
 
@@ -474,19 +462,13 @@ async fn nullable_scores_through_cached_statements(app: &TestApp) {
         if i % 2 == 0 {
             r.vulns[0].as_object_mut().unwrap().remove("CVSS");
         }
-        let resp = app.post_scan("", r.bytes()).await;
-        assert_eq!(
-            resp.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&resp.body)
-        );
+        let resp = app.create("", r.bytes()).await;
         let want = if i % 2 == 0 {
             Value::Null
         } else {
             Value::from(5.0)
         };
-        assert_eq!(resp.json()["CVSSScore"], want, "report {i}");
+        assert_eq!(resp["CVSSScore"], want, "report {i}");
     }
 }
 
@@ -573,14 +555,10 @@ async fn text_of_any_shape_round_trips(app: &TestApp) {
         v.insert("PkgPath".into(), Value::from(format!("/p/{s}")));
         v.insert("References".into(), Value::from(vec![*s, "x"]));
     }
-    let resp = app.post_scan("", r.bytes()).await;
-    assert_eq!(
-        resp.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&resp.body)
-    );
-    let id = resp.json()["ID"].as_str().unwrap().to_string();
+    let id = app.create("", r.bytes()).await["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut stored = app
         .store
         .scan_findings(&id, None, None, 100, 0)
@@ -619,20 +597,20 @@ async fn text_of_any_shape_round_trips(app: &TestApp) {
 /// scan still has (no longer its reference's current scan, so absent from the current
 /// fleet) stays, with its details, until that scan goes too.
 async fn catalog_sweep_keeps_entries_older_scans_still_have(app: &TestApp) {
-    let id_of = |r: Resp| r.json()["ID"].as_str().unwrap().to_string();
+    let id_of = |scan: Value| scan["ID"].as_str().unwrap().to_string();
     let old = Report::image("sweep/app:1", &digest(700))
         .at("2025-03-01T00:00:00Z")
         .vuln("CVE-2030-0001", "a", "1", "HIGH", None)
         .vuln("CVE-2030-0002", "b", "1", "LOW", None);
-    let old_id = id_of(app.post_scan("", old.bytes()).await);
+    let old_id = id_of(app.create("", old.bytes()).await);
     let newer = Report::image("sweep/app:1", &digest(701))
         .at("2025-03-02T00:00:00Z")
         .vuln("CVE-2030-0002", "b", "1", "LOW", None);
-    app.post_scan("", newer.bytes()).await;
+    app.create("", newer.bytes()).await;
     let other = Report::image("sweep/other:1", &digest(702))
         .at("2025-03-02T00:00:00Z")
         .vuln("CVE-2030-0003", "c", "1", "LOW", None);
-    let other_id = id_of(app.post_scan("", other.bytes()).await);
+    let other_id = id_of(app.create("", other.bytes()).await);
     let images = app
         .get_json("/analytics/vulnerabilities/cve/CVE-2030-0001/images")
         .await;

@@ -339,6 +339,18 @@ impl TestApp {
         self.request(Method::POST, &uri, body).await
     }
 
+    /// POST a report that must be stored as a new scan (201); returns the scan JSON.
+    pub async fn create(&self, query: &str, body: Vec<u8>) -> Value {
+        let r = self.post_scan(query, body).await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r.json()
+    }
+
     /// POST a report that must be accepted; returns the scan JSON.
     pub async fn ingest(&self, query: &str, body: Vec<u8>) -> Value {
         let r = self.post_scan(query, body).await;
