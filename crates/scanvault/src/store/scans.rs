@@ -346,16 +346,19 @@ impl Store {
                 delete_findings(conn, &scan_id, &to_remove).await?;
                 insert_findings(conn, &mut writes, self.backend(), &scan_id, &to_add).await?;
                 // Catalog entries only the removed findings referenced are left to the
-                // catalog sweep (store/catalog.rs).
-                let still: HashSet<&str> = new
-                    .report
-                    .findings
-                    .iter()
-                    .map(|f| f.vulnerability_id.as_str())
-                    .collect();
-                catalog_orphans = to_remove
-                    .iter()
-                    .any(|(v, _, _)| !still.contains(v.as_str()));
+                // catalog sweep (store/catalog.rs). An unchanged re-ingest removes nothing
+                // and builds no set.
+                if !to_remove.is_empty() {
+                    let still: HashSet<&str> = new
+                        .report
+                        .findings
+                        .iter()
+                        .map(|f| f.vulnerability_id.as_str())
+                        .collect();
+                    catalog_orphans = to_remove
+                        .iter()
+                        .any(|(v, _, _)| !still.contains(v.as_str()));
+                }
                 added_findings = to_add;
                 removed_keys = to_remove;
                 after = Some(self.update_scan(conn, &scan_id, new).await?);
