@@ -5,6 +5,7 @@
 //! cargo run --release -p scanvault --example bench -- ingest --url URL --file typical.ndjson [--clients 8] [--prefix p]
 //! cargo run --release -p scanvault --example bench -- single --url URL --file big.ndjson [--repeat 10]
 //! cargo run --release -p scanvault --example bench -- query  --url URL [--clients 16] [--seconds 10] [--to RFC3339]
+//! cargo run --release -p scanvault --example bench -- parse  --file typical.ndjson [--rounds 5]
 //! ```
 //!
 //! `load` streams NDJSON reports (one per line; `-` = stdin, e.g. piped from
@@ -12,7 +13,9 @@
 //! stores every report under a fresh image name (`?image=<prefix>-<n>`), so it measures the
 //! ingest path only. `single` posts the first report sequentially under fresh names and
 //! prints each latency. `query` drives each analytics endpoint in turn with concurrent
-//! clients for a fixed time. Every command prints throughput and p50/p95/p99.
+//! clients for a fixed time. `parse` runs the report parser alone over every report of the
+//! file, in one thread, `--rounds` times (no server). Every command prints throughput and
+//! p50/p95/p99.
 
 use std::io::BufRead;
 use std::sync::Arc;
@@ -291,6 +294,34 @@ async fn main() {
                 );
             }
             report("single POST /scans", lat, start.elapsed(), 0);
+        }
+        "parse" => {
+            let file = arg(&args, "--file").expect("--file");
+            let rounds = num(&args, "--rounds", 5).max(1);
+            let bodies: Vec<Vec<u8>> = read_lines(&file)
+                .lines()
+                .map(|l| l.expect("read").into_bytes())
+                .filter(|l| !l.is_empty())
+                .collect();
+            let bytes: usize = bodies.iter().map(Vec::len).sum();
+            let mut lat = Vec::with_capacity(bodies.len() * rounds as usize);
+            let start = Instant::now();
+            for _ in 0..rounds {
+                for b in &bodies {
+                    let t = Instant::now();
+                    let r = scanvault_core::trivy::parse(b).expect("a report the parser accepts");
+                    std::hint::black_box(r);
+                    lat.push(t.elapsed());
+                }
+            }
+            let wall = start.elapsed();
+            println!(
+                "{} reports, {:.0} KB each on average: {:.0} MB/s",
+                bodies.len(),
+                bytes as f64 / bodies.len().max(1) as f64 / 1024.0,
+                (bytes as f64 * rounds as f64) / wall.as_secs_f64() / 1e6
+            );
+            report("parse", lat, wall, 0);
         }
         "query" => {
             let clients = num(&args, "--clients", 16) as usize;
