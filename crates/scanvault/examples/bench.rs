@@ -14,8 +14,8 @@
 //! ingest path only. `single` posts the first report sequentially under fresh names and
 //! prints each latency. `query` drives each analytics endpoint in turn with concurrent
 //! clients for a fixed time. `parse` runs the report parser alone over every report of the
-//! file, in one thread, `--rounds` times (no server). Every command prints throughput and
-//! p50/p95/p99.
+//! file, in one thread, `--rounds` times (no server; with the system allocator, where the
+//! service uses mimalloc). Every command prints throughput and p50/p95/p99.
 
 use std::io::BufRead;
 use std::sync::Arc;
@@ -140,6 +140,15 @@ fn read_lines(path: &str) -> Box<dyn BufRead + Send> {
     }
 }
 
+/// Every non-empty line of an NDJSON file (`-` = stdin): one report each.
+fn read_reports(path: &str) -> Vec<Vec<u8>> {
+    read_lines(path)
+        .lines()
+        .map(|l| l.expect("read").into_bytes())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
 async fn query_endpoint(
     client: &reqwest::Client,
     label: &str,
@@ -231,11 +240,7 @@ async fn main() {
             let file = arg(&args, "--file").expect("--file");
             let clients = num(&args, "--clients", 8) as usize;
             let prefix = arg(&args, "--prefix").unwrap_or_else(|| "bench-ingest".into());
-            let bodies: Vec<Vec<u8>> = read_lines(&file)
-                .lines()
-                .map(|l| l.expect("read").into_bytes())
-                .filter(|l| !l.is_empty())
-                .collect();
+            let bodies = read_reports(&file);
             let findings: usize = bodies
                 .iter()
                 .map(|b| {
@@ -298,11 +303,7 @@ async fn main() {
         "parse" => {
             let file = arg(&args, "--file").expect("--file");
             let rounds = num(&args, "--rounds", 5).max(1);
-            let bodies: Vec<Vec<u8>> = read_lines(&file)
-                .lines()
-                .map(|l| l.expect("read").into_bytes())
-                .filter(|l| !l.is_empty())
-                .collect();
+            let bodies = read_reports(&file);
             let bytes: usize = bodies.iter().map(Vec::len).sum();
             let mut lat = Vec::with_capacity(bodies.len() * rounds as usize);
             let start = Instant::now();
