@@ -36,12 +36,12 @@ DB=ab_$LABEL
 URL=${ADMIN_URL%/*}/$DB
 psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" -c "CREATE DATABASE $DB TEMPLATE $TEMPLATE"
 if [ -n "$SETUP" ]; then psql "$URL" -qc "$SETUP"; fi
-DATABASE_URL=$URL AUTH_DISABLED=true RATE_LIMIT_PER_SECOND=1000000 RATE_LIMIT_BURST=1000000 \
-  SERVER_PORT=$PORT WORKER_CONCURRENCY=0 RUST_LOG=warn "$BIN" serve > "$WORK/ab-$LABEL.log" 2>&1 &
-SERVER=$!
+source bench/serve.sh
 trap 'kill $SERVER 2>/dev/null || true; psql "$ADMIN_URL" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)"' EXIT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
-sleep 3
+DATABASE_URL=$URL
+export DATABASE_URL
+start_server "$WORK/ab-$LABEL.log"
+sleep 3   # start-up work (migrations check, pool warm-up) stays out of the CPU counters
 busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }   # user nice system irq softirq
 own() { awk '{print $14 + $15}' "/proc/$1/stat"; }                      # utime + stime
 s0=$(own $SERVER); t0=$(busy)

@@ -35,12 +35,9 @@ else
   export DATA_DIR=$WORK/sqlite
   unset DATABASE_URL || true
 fi
-# No auth, no rate limit, no scan worker: the benchmark measures analytics and ingest.
-AUTH_DISABLED=true RATE_LIMIT_PER_SECOND=1000000 RATE_LIMIT_BURST=1000000 \
-  SERVER_PORT=$PORT WORKER_CONCURRENCY=0 RUST_LOG=warn "$BIN" serve > "$WORK/server-$BACKEND.log" 2>&1 &
-SERVER=$!
+source bench/serve.sh
 trap 'kill $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.2; done
+start_server "$WORK/server-$BACKEND.log"
 URL=http://127.0.0.1:$PORT
 [ -f "$WORK/typical.ndjson" ] || gen --images 1000 --first-image 50000 --ndjson "$WORK/typical.ndjson"
 [ -f "$WORK/big2000.ndjson" ] || gen --images 1 --first-image 90000 --vulns 2000 --ndjson "$WORK/big2000.ndjson"
