@@ -32,7 +32,7 @@ use super::{Backend, Store, StoreError};
 use scanvault_core::report::{Finding, Severity};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 /// One day in microseconds.
@@ -435,6 +435,9 @@ fn ref_values(start: usize, n: usize) -> String {
 const FINDING_DELTA_COLUMNS: &str = "image_name, image_tag, vulnerability_id, severity, \
     CAST(CASE WHEN fixed_version IS NULL THEN 0 ELSE 1 END AS BIGINT)";
 
+/// A finding's key: (vulnerability id, package, installed version).
+type FindingKey = (String, String, String);
+
 /// Rows of `fleet_findings` removed or added, as (reference, vulnerability, severity, fixable).
 type DeltaRow = (RefKey, String, i64, i64);
 
@@ -466,6 +469,25 @@ impl SetRow for RefJson<'_> {
 }
 
 const REF_COLUMNS: &[Column] = &[("n", "TEXT"), ("t", "TEXT")];
+
+/// A reference with one more value: the scan its current-fleet rows were copied from, or
+/// one vulnerability id its rows may hold.
+#[derive(serde::Serialize)]
+struct RefWith<'a> {
+    n: &'a str,
+    t: &'a str,
+    x: &'a str,
+}
+
+impl SetRow for RefWith<'_> {
+    fn write(&self, w: &mut ArrayWriter) {
+        w.put(self.n);
+        w.put(self.t);
+        w.put(self.x);
+    }
+}
+
+const REF_WITH_COLUMNS: &[Column] = &[("n", "TEXT"), ("t", "TEXT"), ("x", "TEXT")];
 
 /// The columns of a finding that `fleet_findings` keeps, as a row of a row set.
 #[derive(serde::Serialize)]
@@ -545,7 +567,7 @@ impl Store {
             std::slice::from_ref(&s.id),
             true,
             &old_of,
-            content_changed.then_some(s.id.as_str()),
+            content_changed.then_some((s.id.as_str(), change.removed)),
             change.findings.map(|f| (s.id.as_str(), f)),
         )
         .await
@@ -577,8 +599,8 @@ impl Store {
     /// The one maintenance routine. `scan_ids` are the scans whose references may have
     /// changed; the database holds the chains after the change when `current_is_new`
     /// (ingest) and before it otherwise (delete); `other` derives the other side.
-    /// `changed_scan` is a scan whose findings changed: references pointing at it are
-    /// refreshed even when their pointer stays. `known` is a scan with its complete stored
+    /// `changed_scan` is a scan whose findings changed, with the keys of the findings it
+    /// lost: references pointing at it are refreshed even when their pointer stays. `known` is a scan with its complete stored
     /// findings, which the caller holds: the delta rows of references now pointing at it
     /// come from them instead of being read back.
     #[allow(clippy::too_many_arguments)]
@@ -589,9 +611,10 @@ impl Store {
         scan_ids: &[String],
         current_is_new: bool,
         other: &(dyn Fn(&RefKey, &[ChainScan]) -> Vec<ChainScan> + Sync),
-        changed_scan: Option<&str>,
+        changed_scan: Option<(&str, &[FindingKey])>,
         known: Option<(&str, &[Finding])>,
     ) -> Result<(), StoreError> {
+        let changed_id = changed_scan.map(|c| c.0);
         // 1. Lock the references (creating placeholder rows) and read their stored pointers.
         let list = placeholders(1, scan_ids.len());
         let sql = format!(
@@ -645,7 +668,8 @@ impl Store {
         let mut daily: BTreeMap<i64, Counts> = BTreeMap::new();
         let mut replace: Vec<RefKey> = vec![];
         let mut known_refs: HashSet<RefKey> = HashSet::new();
-        let mut had_findings = false;
+        // References that move, with the scan their current rows were copied from.
+        let mut clear: Vec<(RefKey, String)> = vec![];
         let mut ref_writes: Vec<(RefKey, Option<(String, i64)>)> = vec![];
         let mut totals: Counts = [0; 7];
         for (key, cur) in &current {
@@ -662,11 +686,11 @@ impl Store {
             let (stored_scan, stored_at) = stored.get(key).cloned().unwrap_or_default();
             let tip = new.last().map(|c| (c.scan_id.clone(), c.scanned_at));
             let tip_id = tip.as_ref().map(|t| t.0.as_str());
-            if stored_scan.as_deref() != tip_id
-                || (changed_scan.is_some() && tip_id == changed_scan)
-            {
+            if stored_scan.as_deref() != tip_id || (changed_id.is_some() && tip_id == changed_id) {
                 replace.push(key.clone());
-                had_findings |= stored_scan.is_some();
+                if let Some(scan) = &stored_scan {
+                    clear.push((key.clone(), scan.clone()));
+                }
                 if tip_id.is_some() && tip_id == known.map(|k| k.0) {
                     known_refs.insert(key.clone());
                 }
@@ -678,20 +702,54 @@ impl Store {
         }
 
         // 4. Replace the findings of references that moved (old rows out, new rows in).
+        // A reference's rows are a copy of its stored scan's findings, so they are found
+        // through the listing index by (vulnerability, name, tag): the vulnerability ids of
+        // that scan's findings, plus those of the findings a changed scan has just lost. A
+        // superset is harmless; no index by reference is kept for this (it cost ingest one
+        // more B-tree insertion per finding).
         let mut removed_rows: Vec<DeltaRow> = vec![];
-        if had_findings {
-            for chunk in replace.chunks(CHUNK) {
-                let sql = format!(
-                    "DELETE FROM fleet_findings WHERE (image_name, image_tag) IN (VALUES {}) \
-                     RETURNING {FINDING_DELTA_COLUMNS}",
-                    ref_values(1, chunk.len())
-                );
-                let mut q = sqlx::query(&sql);
-                for (n, t) in chunk {
-                    q = q.bind(n).bind(t);
+        if !clear.is_empty() {
+            let backend = self.backend();
+            let scans: Vec<RefWith> = clear
+                .iter()
+                .map(|((n, t), scan)| RefWith { n, t, x: scan })
+                .collect();
+            let mut lost: Vec<RefWith> = vec![];
+            if let Some((changed, removed)) = changed_scan {
+                let vulns: BTreeSet<&str> = removed.iter().map(|(v, _, _)| v.as_str()).collect();
+                for ((n, t), _) in clear.iter().filter(|(_, scan)| scan == changed) {
+                    lost.extend(vulns.iter().map(|x| RefWith { n, t, x }));
                 }
-                removed_rows.extend(delta_rows(q.fetch_all(&mut *conn).await?));
             }
+            let lost_at = 1 + rowset::param_count(backend, REF_WITH_COLUMNS);
+            let keys = format!(
+                "SELECT f.vulnerability_id AS v, r.n AS n, r.t AS t FROM {} JOIN findings f ON f.scan_id = r.x \
+                 UNION ALL SELECT l.x, l.n, l.t FROM {}",
+                rowset::source(backend, 1, REF_WITH_COLUMNS, "r"),
+                rowset::source(backend, lost_at, REF_WITH_COLUMNS, "l")
+            );
+            // Both probe the index once per key (PostgreSQL plans the semi-join that way;
+            // SQLite would scan the table for a row-value `IN`, so it is given the join).
+            let rows = match backend {
+                Backend::Postgres => {
+                    format!("(vulnerability_id, image_name, image_tag) IN (SELECT v, n, t FROM ({keys}) k)")
+                }
+                Backend::Sqlite => format!(
+                    "rowid IN (SELECT ff.rowid FROM ({keys}) k CROSS JOIN fleet_findings ff \
+                     ON ff.vulnerability_id = k.v AND ff.image_name = k.n AND ff.image_tag = k.t)"
+                ),
+            };
+            let sql = format!(
+                "DELETE FROM fleet_findings WHERE {rows} RETURNING {FINDING_DELTA_COLUMNS}"
+            );
+            let mut q = sqlx::query(&sql);
+            for p in rowset::params(backend, &scans, REF_WITH_COLUMNS)?
+                .into_iter()
+                .chain(rowset::params(backend, &lost, REF_WITH_COLUMNS)?)
+            {
+                q = q.bind(p);
+            }
+            removed_rows.extend(delta_rows(q.fetch_all(&mut *conn).await?));
         }
         let (gone, kept): (Vec<_>, Vec<_>) = ref_writes.into_iter().partition(|w| w.1.is_none());
         for chunk in kept.chunks(CHUNK) {
@@ -935,8 +993,8 @@ impl Store {
     }
 
     /// SQL yielding `(image_name, image_tag, scan_id, scanned_at)` for each reference of
-    /// the scope, and the findings source that goes with it.
-    fn fleet_sql(&self, scope: &FleetScope, current: bool, args: &mut Vec<Arg>) -> (String, bool) {
+    /// the scope.
+    fn fleet_sql(&self, scope: &FleetScope, current: bool, args: &mut Vec<Arg>) -> String {
         let mut conds: Vec<String> = vec![];
         if current {
             conds.push("scan_id IS NOT NULL".into());
@@ -948,12 +1006,9 @@ impl Store {
                 args.push(Arg::I(from));
                 conds.push(format!("scanned_at >= ${}", args.len()));
             }
-            (
-                format!(
-                    "SELECT image_name, image_tag, scan_id, scanned_at FROM fleet_refs WHERE {}",
-                    conds.join(" AND ")
-                ),
-                true,
+            format!(
+                "SELECT image_name, image_tag, scan_id, scanned_at FROM fleet_refs WHERE {}",
+                conds.join(" AND ")
             )
         } else {
             args.push(Arg::I(scope.to.unwrap_or(i64::MAX)));
@@ -967,14 +1022,11 @@ impl Store {
                 args.push(Arg::I(from));
                 outer.push_str(&format!(" AND scanned_at >= ${}", args.len()));
             }
-            (
-                format!(
-                    "SELECT image_name, image_tag, scan_id, scanned_at FROM (SELECT t.image_name, t.image_tag, \
-                     s.id AS scan_id, s.scanned_at, ROW_NUMBER() OVER (PARTITION BY t.image_name, t.image_tag \
-                     ORDER BY s.scanned_at DESC, s.created_at DESC, s.id DESC) AS rn \
-                     FROM scan_tags t JOIN scans s ON s.id = t.scan_id WHERE {inner}) w WHERE {outer}"
-                ),
-                false,
+            format!(
+                "SELECT image_name, image_tag, scan_id, scanned_at FROM (SELECT t.image_name, t.image_tag, \
+                 s.id AS scan_id, s.scanned_at, ROW_NUMBER() OVER (PARTITION BY t.image_name, t.image_tag \
+                 ORDER BY s.scanned_at DESC, s.created_at DESC, s.id DESC) AS rn \
+                 FROM scan_tags t JOIN scans s ON s.id = t.scan_id WHERE {inner}) w WHERE {outer}"
             )
         }
     }
@@ -983,15 +1035,12 @@ impl Store {
     /// `(image_name, image_tag, scan_id, scanned_at, vulnerability_id, pkg_name, pkg_version,
     /// fixed_version, severity)`.
     fn fleet_findings_sql(&self, scope: &FleetScope, current: bool, args: &mut Vec<Arg>) -> String {
-        let (fleet, fast) = self.fleet_sql(scope, current, args);
-        let join = if fast {
-            "fleet_findings f ON f.image_name = fl.image_name AND f.image_tag = fl.image_tag"
-        } else {
-            "findings f ON f.scan_id = fl.scan_id"
-        };
+        // A reference's current-fleet rows are a copy of its scan's findings: read the
+        // findings, by scan, in both cases.
+        let fleet = self.fleet_sql(scope, current, args);
         format!(
             "SELECT fl.image_name, fl.image_tag, fl.scan_id, fl.scanned_at, f.vulnerability_id, f.pkg_name, \
-             f.pkg_version, f.fixed_version, f.severity FROM ({fleet}) fl JOIN {join}"
+             f.pkg_version, f.fixed_version, f.severity FROM ({fleet}) fl JOIN findings f ON f.scan_id = fl.scan_id"
         )
     }
 
@@ -1011,7 +1060,7 @@ impl Store {
             FleetSummary::from_counts(&counts_at(&row, 0))
         } else {
             let mut args = vec![];
-            let (fleet, _) = self.fleet_sql(scope, current, &mut args);
+            let fleet = self.fleet_sql(scope, current, &mut args);
             let images: i64 = bind_all(
                 sqlx::query(&format!("SELECT COUNT(*) FROM ({fleet}) fl")),
                 &args,
