@@ -600,9 +600,10 @@ impl Store {
     /// changed; the database holds the chains after the change when `current_is_new`
     /// (ingest) and before it otherwise (delete); `other` derives the other side.
     /// `changed_scan` is a scan whose findings changed, with the keys of the findings it
-    /// lost: references pointing at it are refreshed even when their pointer stays. `known` is a scan with its complete stored
-    /// findings, which the caller holds: the delta rows of references now pointing at it
-    /// come from them instead of being read back.
+    /// lost: references pointing at it are refreshed even when their pointer stays.
+    /// `known` is a scan with its complete stored findings, which the caller holds: the
+    /// delta rows of references now pointing at it come from them instead of being read
+    /// back.
     #[allow(clippy::too_many_arguments)]
     async fn maintain_refs(
         &self,
