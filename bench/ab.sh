@@ -14,7 +14,7 @@
 #      FILE (default $WORK/typical3k.ndjson: `gen_fleet.py --images 3000 --first-image 50000
 #      --ndjson`), CLIENTS (8), TEMPLATE, ADMIN_URL, WORK, PORT.
 # Run it on a quiet machine and alternate the variants: runs of the same code differ by a
-# few percent.
+# few percent on a quiet machine, and by up to a third on a noisy one (docs/benchmarks.md).
 set -euo pipefail
 LABEL=${1:?usage: bench/ab.sh LABEL [SETUP_SQL]}
 SETUP=${2:-}

@@ -27,7 +27,7 @@
 
 use super::batch::{Val, WriteBatch};
 use super::rowset::{self, ArrayWriter, Column, SetRow, SetValue};
-use super::scans::{placeholders, ScanRow};
+use super::scans::{placeholders, FindingKey, ScanRow};
 use super::{Backend, Store, StoreError};
 use scanvault_core::report::{Finding, Severity};
 use sqlx::any::AnyRow;
@@ -56,7 +56,7 @@ pub struct IngestChange<'a> {
     /// Findings inserted by this ingest (all of them for a new scan).
     pub added: &'a [&'a Finding],
     /// Keys `(vulnerability_id, pkg_name, pkg_version)` of findings deleted by this ingest.
-    pub removed: &'a [(String, String, String)],
+    pub removed: &'a [FindingKey],
     /// The report was older than the stored scan: only the tag may have changed.
     pub stale: bool,
     /// The scan's complete findings as stored after this ingest (`None` for a stale
@@ -434,9 +434,6 @@ fn ref_values(start: usize, n: usize) -> String {
 
 const FINDING_DELTA_COLUMNS: &str = "image_name, image_tag, vulnerability_id, severity, \
     CAST(CASE WHEN fixed_version IS NULL THEN 0 ELSE 1 END AS BIGINT)";
-
-/// A finding's key: (vulnerability id, package, installed version).
-type FindingKey = (String, String, String);
 
 /// Rows of `fleet_findings` removed or added, as (reference, vulnerability, severity, fixable).
 type DeltaRow = (RefKey, String, i64, i64);

@@ -328,7 +328,7 @@ impl Store {
         // Writes nobody reads back in this transaction go out together at the end.
         let mut writes = WriteBatch::new(self.backend());
         let mut added_findings: Vec<&Finding> = vec![];
-        let mut removed_keys: Vec<(String, String, String)> = vec![];
+        let mut removed_keys: Vec<FindingKey> = vec![];
         let mut catalog_orphans = false;
         if !stale {
             // 3. Catalog entries not stored yet (or with newer details).
@@ -953,12 +953,15 @@ pub(crate) async fn attach_tags(
     Ok(())
 }
 
+/// A finding's key: (vulnerability id, package, installed version).
+pub(crate) type FindingKey = (String, String, String);
+
 /// Findings to add and keys to remove to turn the stored findings into `new`.
 async fn diff_findings<'a>(
     conn: &mut AnyConnection,
     scan_id: &str,
     new: &'a [Finding],
-) -> Result<(Vec<&'a Finding>, Vec<(String, String, String)>), StoreError> {
+) -> Result<(Vec<&'a Finding>, Vec<FindingKey>), StoreError> {
     let rows: Vec<AnyRow> = sqlx::query(
         "SELECT vulnerability_id, pkg_name, pkg_version, fixed_version, severity, status, pkg_type, class, \
          target, pkg_path, purl, cvss_score FROM findings WHERE scan_id = $1",
@@ -966,8 +969,7 @@ async fn diff_findings<'a>(
     .bind(scan_id)
     .fetch_all(&mut *conn)
     .await?;
-    let mut stored: HashMap<(String, String, String), StoredFinding> =
-        HashMap::with_capacity(rows.len());
+    let mut stored: HashMap<FindingKey, StoredFinding> = HashMap::with_capacity(rows.len());
     for r in rows {
         stored.insert(
             (r.get(0), r.get(1), r.get(2)),
@@ -985,7 +987,7 @@ async fn diff_findings<'a>(
         );
     }
     let mut to_add = vec![];
-    let mut keep: HashSet<(String, String, String)> = HashSet::with_capacity(new.len());
+    let mut keep: HashSet<FindingKey> = HashSet::with_capacity(new.len());
     let mut to_remove = vec![];
     for f in new {
         let key = (
@@ -1235,7 +1237,7 @@ async fn execute_with_ids(
 async fn delete_findings(
     conn: &mut AnyConnection,
     scan_id: &str,
-    keys: &[(String, String, String)],
+    keys: &[FindingKey],
 ) -> Result<(), StoreError> {
     for chunk in keys.chunks(CHUNK_ROWS) {
         let sql = format!(
