@@ -81,6 +81,12 @@ measure() {   # $1: a label for this point (fresh image names for the ingest pha
   stats_reset
   "$BENCH" single --url "$URL" --file "$WORK/big2000.ndjson" --repeat 10 --prefix "big-$1"
   stats_print
+  # The analytics again, as a deployment sees them after a burst of ingest: no VACUUM
+  # first, only a few quiet seconds (the compactor's; the delta tables the burst grew are
+  # read by summary, top-cves and cve images).
+  sleep 6
+  echo "== analytics after the ingest phases, no VACUUM ($BACKEND, 16 clients, $1)"
+  "$BENCH" query --url "$URL" --clients 16 --seconds ${SECONDS_AFTER:-5} --to 2025-02-15T00:00:00Z
 }
 measure "$IMAGES-images"
 if [ "$COPIES" -gt 1 ]; then

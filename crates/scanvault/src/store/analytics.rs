@@ -40,6 +40,12 @@ pub const DAY_US: i64 = 86_400_000_000;
 /// How often the background compactor folds deltas in.
 pub const COMPACTION_INTERVAL: Duration = Duration::from_secs(2);
 const CHUNK: usize = 400;
+/// Delta tables larger than this (in pages, 128 KiB at PostgreSQL's 8 KiB) are truncated
+/// once ingest is quiet ([`Store::shrink_quiet_deltas`]).
+pub const SHRINK_PAGES: i64 = 16;
+/// How long to wait before trying to shrink the delta tables again after readers kept
+/// them busy.
+const SHRINK_RETRY: Duration = Duration::from_secs(60);
 
 /// What one ingest changed, handed to the analytics maintenance inside the ingest's
 /// transaction.
@@ -944,6 +950,9 @@ impl Store {
             folded += fold.run(&mut tx, backend).await?;
         }
         tx.commit().await?;
+        if folded == 0 && backend.is_postgres() {
+            self.shrink_quiet_deltas().await?;
+        }
         if folded > 0 && backend.is_postgres() {
             // The delta tables are emptied every few seconds: without this, readers scan
             // their dead rows until autovacuum's next visit (a minute or more). Without
@@ -959,6 +968,60 @@ impl Store {
             .await?;
         }
         Ok(folded)
+    }
+
+    /// Give the delta tables' emptied pages back to the file system once ingest has gone
+    /// quiet (PostgreSQL). A burst of ingest grows them: at a few hundred reports a second
+    /// they hold some 100,000 rows between two compactions. The compactor empties them, but
+    /// their pages stay (its `VACUUM` cannot truncate under ingest, see
+    /// [`Store::compact_analytics`]), and every summary, top-CVEs and CVE-images answer
+    /// reads all those empty pages: 590 of them (4.6 MB) halved the throughput of those
+    /// answers on a 10k-image fleet (docs/benchmarks.md). So when a compaction found
+    /// nothing to fold and the tables hold more than [`SHRINK_PAGES`], a plain `VACUUM`
+    /// truncates them. Truncation is VACUUM's own, MVCC-safe one: it only removes pages no
+    /// snapshot can see rows in, and it takes its exclusive lock only when nobody holds
+    /// the tables, without queueing for it, so neither ingest nor readers ever wait on it.
+    /// It gives up after a few seconds of finding the tables in use (busy readers); the
+    /// next attempt is then [`SHRINK_RETRY`] later. Returns whether the tables shrank.
+    pub async fn shrink_quiet_deltas(&self) -> Result<bool, StoreError> {
+        let now = std::time::Instant::now();
+        if self
+            .inner
+            .shrink_deltas_after
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| now < t)
+        {
+            return Ok(false);
+        }
+        let before = self.delta_pages().await?;
+        if before <= SHRINK_PAGES {
+            return Ok(false);
+        }
+        sqlx::raw_sql("VACUUM fleet_cve_deltas, fleet_total_deltas, fleet_daily_deltas")
+            .execute(self.write_pool())
+            .await?;
+        let after = self.delta_pages().await?;
+        if after > SHRINK_PAGES {
+            *self
+                .inner
+                .shrink_deltas_after
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) =
+                Some(std::time::Instant::now() + SHRINK_RETRY);
+        }
+        Ok(after < before)
+    }
+
+    /// The pages the three delta tables occupy (PostgreSQL).
+    pub async fn delta_pages(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query(
+            "SELECT CAST(SUM(pg_relation_size(CAST(t AS regclass))) / CAST(current_setting('block_size') AS BIGINT) \
+             AS BIGINT) FROM unnest(ARRAY['fleet_cve_deltas', 'fleet_total_deltas', 'fleet_daily_deltas']) t",
+        )
+        .fetch_one(self.write_pool())
+        .await?
+        .get(0))
     }
 
     /// A read transaction: one snapshot for the several statements of an answer
@@ -1197,19 +1260,20 @@ impl Store {
     ) -> Result<Vec<FleetFinding>, StoreError> {
         if scope.to.is_none() && scope.image.is_none() && scope.from.is_none() {
             // The current fleet: one index range of one table, titles joined for the page.
-            // One statement, so no transaction.
-            let rows = sqlx::query(
+            // One statement, so no transaction. The page's bounds are written into the
+            // statement: with them as parameters PostgreSQL plans every execution anew (a
+            // generic plan has to assume a tenth of the table, so it never wins), and the
+            // planning cost more than running the query (docs/benchmarks.md).
+            let sql = format!(
                 "SELECT p.image_name, p.image_tag, p.scan_id, CAST(NULL AS BIGINT), p.vulnerability_id, p.pkg_name, \
                  p.pkg_version, p.fixed_version, p.severity, v.title FROM (SELECT image_name, image_tag, scan_id, \
                  vulnerability_id, pkg_name, pkg_version, fixed_version, severity FROM fleet_findings \
                  WHERE fixed_version IS NOT NULL ORDER BY severity DESC, vulnerability_id, image_name, image_tag, \
-                 pkg_name, pkg_version LIMIT $1 OFFSET $2) p LEFT JOIN vulnerabilities v ON v.id = p.vulnerability_id \
+                 pkg_name, pkg_version {}) p LEFT JOIN vulnerabilities v ON v.id = p.vulnerability_id \
                  ORDER BY p.severity DESC, p.vulnerability_id, p.image_name, p.image_tag, p.pkg_name, p.pkg_version",
-            )
-            .bind(limit + 1)
-            .bind(offset)
-            .fetch_all(self.read_pool())
-            .await?;
+                literal_page(limit + 1, offset)
+            );
+            let rows = sqlx::query(&sql).fetch_all(self.read_pool()).await?;
             return Ok(rows.iter().map(fleet_finding_titled).collect());
         }
         let mut tx = self.read_tx().await?;
@@ -1419,17 +1483,21 @@ async fn top_cves_compacted(
     if !deltas.is_empty() && !in_snapshot {
         return Ok(None);
     }
-    let mut fetch = limit + deltas.len() as i64 + 1;
+    // A power of two: the limit is written into the statement (see `literal_page`), and
+    // the number of pending deltas varies, so this keeps the distinct statements few.
+    // More candidates than needed change nothing below.
+    let mut fetch = ((limit + deltas.len() as i64 + 1).max(1) as u64).next_power_of_two() as i64;
     loop {
         let (filter, order) = match severity {
-            Some(_) => ("AND severity = $2", "images DESC, vulnerability_id"),
+            Some(_) => ("AND severity = $1", "images DESC, vulnerability_id"),
             None => ("", "images DESC, severity DESC, vulnerability_id"),
         };
         let sql = format!(
             "SELECT vulnerability_id, {COUNT_COLUMNS} FROM fleet_cves WHERE images > 0 {filter} \
-             ORDER BY {order} LIMIT $1"
+             ORDER BY {order} {}",
+            literal_page(fetch, 0)
         );
-        let mut q = sqlx::query(&sql).bind(fetch);
+        let mut q = sqlx::query(&sql);
         if let Some(s) = severity {
             q = q.bind(s.rank());
         }
@@ -1477,6 +1545,18 @@ async fn top_cves_compacted(
             return Ok(Some(all));
         }
         fetch *= 4;
+    }
+}
+
+/// `LIMIT n OFFSET m` as literals, for a statement PostgreSQL should plan once. With the
+/// bounds as parameters it cannot: a generic plan must assume LIMIT returns a tenth of the
+/// rows, costs far more than the plan for the actual bounds, and so PostgreSQL plans every
+/// execution anew. Both are integers the service computed, never text from a request.
+fn literal_page(limit: i64, offset: i64) -> String {
+    if offset > 0 {
+        format!("LIMIT {limit} OFFSET {offset}")
+    } else {
+        format!("LIMIT {limit}")
     }
 }
 

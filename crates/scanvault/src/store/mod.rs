@@ -185,6 +185,8 @@ struct Inner {
     url: String,
     /// Non-zero while a catalog sweep is due (store/catalog.rs); bumped by every mark.
     catalog_sweep_due: std::sync::atomic::AtomicU64,
+    /// No attempt to shrink the delta tables before this (PostgreSQL; store/analytics.rs).
+    shrink_deltas_after: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Store {
@@ -283,6 +285,7 @@ impl Store {
                 running_jobs: Default::default(),
                 url,
                 catalog_sweep_due: Default::default(),
+                shrink_deltas_after: Default::default(),
             }),
         })
     }

@@ -723,6 +723,81 @@ on_both_backends!(
     compaction_during_concurrent_ingest_on,
     compaction_during_concurrent_ingest
 );
+/// A burst of ingest grows the delta tables; the compactor empties them but their pages
+/// stay, and every summary, top-CVEs and CVE-images answer would read them all. Once a
+/// compaction finds nothing to fold (ingest quiet), the tables are truncated: their pages
+/// go, and every answer is the same as before. Ingest afterwards counts as it should.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_compaction_gives_the_delta_pages_back_postgres() {
+    use scanvault::store::analytics::SHRINK_PAGES;
+    let Some(app) = TestApp::try_new(Db::Postgres).await else {
+        return;
+    };
+    let report = |i: u32| {
+        let mut r =
+            Report::image(&format!("burst/app-{i}:1"), &digest(i)).at("2025-01-01T00:00:00Z");
+        for j in 0..100 {
+            r = r.vuln(
+                &format!("CVE-2025-{j:04}"),
+                "pkg",
+                "1.0",
+                "HIGH",
+                Some("1.1"),
+            );
+        }
+        r
+    };
+    for i in 1..=20 {
+        let r = app.post_scan("", report(i).bytes()).await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let folded = app.store.compact_analytics().await.unwrap();
+    assert!(
+        folded > 2000,
+        "one per-CVE delta row per CVE and report, and more: {folded}"
+    );
+    let burst = app.store.delta_pages().await.unwrap();
+    assert!(
+        burst > SHRINK_PAGES,
+        "2,000 per-CVE delta rows, folded, leave their pages: {burst}"
+    );
+    let uris = [
+        "/analytics/vulnerabilities/summary",
+        "/analytics/vulnerabilities/top-cves?limit=5",
+        "/analytics/vulnerabilities/cve/CVE-2025-0007/images",
+        "/analytics/vulnerabilities/fixable?limit=5",
+    ];
+    let mut before = vec![];
+    for uri in uris {
+        before.push(app.get_json(uri).await);
+    }
+    assert_eq!(before[0]["TotalScans"], 20);
+    assert_eq!(app.store.compact_analytics().await.unwrap(), 0);
+    assert_eq!(
+        app.store.delta_pages().await.unwrap(),
+        0,
+        "a quiet compaction truncates the emptied delta tables"
+    );
+    for (uri, was) in uris.iter().zip(&before) {
+        assert_eq!(&app.get_json(uri).await, was, "{uri}");
+    }
+    let r = app.post_scan("", report(21).bytes()).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let s = app.get_json(uris[0]).await;
+    assert_eq!(s["TotalScans"], 21);
+    assert_eq!(s["TotalVulnerabilities"], 2100);
+    assert_eq!(s["Fixable"], 2100);
+    app.store.compact_analytics().await.unwrap();
+    let c = app.get_json(uris[2]).await;
+    assert_eq!(c["ImageCount"], 21, "{c}");
+    app.finish().await;
+}
+
 on_both_backends!(
     analytics_parameters_are_validated_on,
     analytics_parameters_are_validated
