@@ -40,11 +40,14 @@ pub const DAY_US: i64 = 86_400_000_000;
 /// How often the background compactor folds deltas in.
 pub const COMPACTION_INTERVAL: Duration = Duration::from_secs(2);
 const CHUNK: usize = 400;
+/// Row counts the fixable listing's first page is fetched in (page sizes of 10, 20, 25,
+/// 50, 100, 200, 500 and 1,000, plus the row that tells whether more follow): a few
+/// statement texts, whatever page sizes clients ask for.
+const PAGE_FETCH: [i64; 8] = [11, 21, 26, 51, 101, 201, 501, 1001];
 /// Delta tables larger than this (in pages, 128 KiB at PostgreSQL's 8 KiB) are truncated
 /// once ingest is quiet ([`Store::shrink_quiet_deltas`]).
 pub const SHRINK_PAGES: i64 = 16;
-/// How long to wait before trying to shrink the delta tables again after readers kept
-/// them busy.
+/// The pause after an attempt to shrink the delta tables that failed or left one large.
 const SHRINK_RETRY: Duration = Duration::from_secs(60);
 
 /// What one ingest changed, handed to the analytics maintenance inside the ingest's
@@ -950,19 +953,17 @@ impl Store {
             folded += fold.run(&mut tx, backend).await?;
         }
         tx.commit().await?;
-        if folded == 0 && backend.is_postgres() {
-            self.shrink_quiet_deltas().await?;
-        }
         if folded > 0 && backend.is_postgres() {
             // The delta tables are emptied every few seconds: without this, readers scan
             // their dead rows until autovacuum's next visit (a minute or more). Without
             // truncation: the emptied pages are refilled within seconds, and truncating
             // needs an exclusive lock that ingests, inserting deltas all the time, never
             // leave free; VACUUM then retries for its full 5 s before giving up, which held
-            // up every compaction under steady ingest.
+            // up every compaction under steady ingest. `SKIP_LOCKED`: a table another
+            // VACUUM holds (autovacuum, another replica's shrink) waits for the next round.
             sqlx::raw_sql(
-                "VACUUM (TRUNCATE false) fleet_cve_deltas, fleet_total_deltas, fleet_daily_deltas, fleet_cves, \
-                 fleet_totals, fleet_daily",
+                "VACUUM (TRUNCATE false, SKIP_LOCKED) fleet_cve_deltas, fleet_total_deltas, fleet_daily_deltas, \
+                 fleet_cves, fleet_totals, fleet_daily",
             )
             .execute(self.write_pool())
             .await?;
@@ -971,57 +972,79 @@ impl Store {
     }
 
     /// Give the delta tables' emptied pages back to the file system once ingest has gone
-    /// quiet (PostgreSQL). A burst of ingest grows them: at a few hundred reports a second
-    /// they hold some 100,000 rows between two compactions. The compactor empties them, but
-    /// their pages stay (its `VACUUM` cannot truncate under ingest, see
+    /// quiet (PostgreSQL; [`compaction_loop`] starts it, beside the compaction, after a
+    /// round with nothing to fold). A burst of ingest grows the tables: at a few hundred
+    /// reports a second they hold some 100,000 rows between two compactions. The compactor
+    /// empties them, but their pages stay (its `VACUUM` cannot truncate under ingest, see
     /// [`Store::compact_analytics`]), and every summary, top-CVEs and CVE-images answer
-    /// reads all those empty pages: 590 of them (4.6 MB) halved the throughput of those
-    /// answers on a 10k-image fleet (docs/benchmarks.md). So when a compaction found
-    /// nothing to fold and the tables hold more than [`SHRINK_PAGES`], a plain `VACUUM`
-    /// truncates them. Truncation is VACUUM's own, MVCC-safe one: it only removes pages no
-    /// snapshot can see rows in, and it takes its exclusive lock only when nobody holds
-    /// the tables, without queueing for it, so neither ingest nor readers ever wait on it.
-    /// It gives up after a few seconds of finding the tables in use (busy readers); the
-    /// next attempt is then [`SHRINK_RETRY`] later. Returns whether the tables shrank.
+    /// reads all of them. After a burst of 1,000 typical reports, 1,100 empty pages halved
+    /// the throughput of summary and top-CVEs on a 10k-image fleet (docs/benchmarks.md).
+    ///
+    /// So the tables holding more than [`SHRINK_PAGES`] get a plain `VACUUM`, on a
+    /// connection of its own, which truncates them. VACUUM's truncation is MVCC-safe (it
+    /// only removes pages in which no snapshot can see a row; `TRUNCATE` is not). It never
+    /// queues for its exclusive lock: it retries while anyone holds the table, for up to
+    /// about 5 s per table, then gives up; once it holds the lock it lets go within some
+    /// 20 ms of anyone waiting. One attempt runs at a time; after one that failed or left a
+    /// table large (readers kept it busy), the next waits [`SHRINK_RETRY`]. Returns whether
+    /// the tables shrank.
     pub async fn shrink_quiet_deltas(&self) -> Result<bool, StoreError> {
-        let now = std::time::Instant::now();
-        if self
-            .inner
-            .shrink_deltas_after
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|t| now < t)
+        let large: Vec<String> = self
+            .delta_pages()
+            .await?
+            .into_iter()
+            .filter(|(_, pages)| *pages > SHRINK_PAGES)
+            .map(|(table, _)| table)
+            .collect();
+        if large.is_empty() {
+            return Ok(false);
+        }
         {
-            return Ok(false);
+            let now = std::time::Instant::now();
+            let mut next = self
+                .inner
+                .shrink_deltas_after
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if next.is_some_and(|t| now < t) {
+                return Ok(false);
+            }
+            *next = Some(now + SHRINK_RETRY);
         }
-        let before = self.delta_pages().await?;
-        if before <= SHRINK_PAGES {
-            return Ok(false);
-        }
-        sqlx::raw_sql("VACUUM fleet_cve_deltas, fleet_total_deltas, fleet_daily_deltas")
-            .execute(self.write_pool())
-            .await?;
+        let mut conn = self.maintenance_connection().await?;
+        let sql = format!("VACUUM {}", large.join(", "));
+        let done = sqlx::query(&sql).persistent(false).execute(&mut conn).await;
+        let _ = sqlx::Connection::close(conn).await;
+        done?;
         let after = self.delta_pages().await?;
-        if after > SHRINK_PAGES {
+        let shrank = large.iter().all(|t| {
+            after
+                .iter()
+                .any(|(a, pages)| a == t && *pages <= SHRINK_PAGES)
+        });
+        if shrank {
+            // The next burst's pages may go as soon as it is over.
             *self
                 .inner
                 .shrink_deltas_after
                 .lock()
-                .unwrap_or_else(|e| e.into_inner()) =
-                Some(std::time::Instant::now() + SHRINK_RETRY);
+                .unwrap_or_else(|e| e.into_inner()) = None;
         }
-        Ok(after < before)
+        Ok(shrank)
     }
 
-    /// The pages the three delta tables occupy (PostgreSQL).
-    pub async fn delta_pages(&self) -> Result<i64, StoreError> {
+    /// Each delta table with the pages it occupies (PostgreSQL).
+    pub async fn delta_pages(&self) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(sqlx::query(
-            "SELECT CAST(SUM(pg_relation_size(CAST(t AS regclass))) / CAST(current_setting('block_size') AS BIGINT) \
-             AS BIGINT) FROM unnest(ARRAY['fleet_cve_deltas', 'fleet_total_deltas', 'fleet_daily_deltas']) t",
+            "SELECT t, CAST(pg_relation_size(CAST(t AS regclass)) / CAST(current_setting('block_size') AS BIGINT) \
+             AS BIGINT) FROM unnest(ARRAY['fleet_cve_deltas', 'fleet_total_deltas', 'fleet_daily_deltas']) t \
+             ORDER BY t",
         )
-        .fetch_one(self.write_pool())
+        .fetch_all(self.read_pool())
         .await?
-        .get(0))
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
     }
 
     /// A read transaction: one snapshot for the several statements of an answer
@@ -1260,10 +1283,16 @@ impl Store {
     ) -> Result<Vec<FleetFinding>, StoreError> {
         if scope.to.is_none() && scope.image.is_none() && scope.from.is_none() {
             // The current fleet: one index range of one table, titles joined for the page.
-            // One statement, so no transaction. The page's bounds are written into the
-            // statement: with them as parameters PostgreSQL plans every execution anew (a
-            // generic plan has to assume a tenth of the table, so it never wins), and the
-            // planning cost more than running the query (docs/benchmarks.md).
+            // One statement, so no transaction. The first page's bounds are written into
+            // the statement, so that PostgreSQL plans it once (`literal_page`); the row
+            // count is rounded up to one of a few sizes, so that clients choosing their
+            // own page size cannot fill the connections' statement caches. Later pages
+            // are planned at each request, as every page was before (not cached).
+            let fetch = PAGE_FETCH
+                .iter()
+                .copied()
+                .find(|&n| n > limit)
+                .unwrap_or(limit + 1);
             let sql = format!(
                 "SELECT p.image_name, p.image_tag, p.scan_id, CAST(NULL AS BIGINT), p.vulnerability_id, p.pkg_name, \
                  p.pkg_version, p.fixed_version, p.severity, v.title FROM (SELECT image_name, image_tag, scan_id, \
@@ -1271,9 +1300,13 @@ impl Store {
                  WHERE fixed_version IS NOT NULL ORDER BY severity DESC, vulnerability_id, image_name, image_tag, \
                  pkg_name, pkg_version {}) p LEFT JOIN vulnerabilities v ON v.id = p.vulnerability_id \
                  ORDER BY p.severity DESC, p.vulnerability_id, p.image_name, p.image_tag, p.pkg_name, p.pkg_version",
-                literal_page(limit + 1, offset)
+                literal_page(fetch, offset)
             );
-            let rows = sqlx::query(&sql).fetch_all(self.read_pool()).await?;
+            let mut rows = sqlx::query(&sql)
+                .persistent(offset == 0)
+                .fetch_all(self.read_pool())
+                .await?;
+            rows.truncate((limit + 1) as usize);
             return Ok(rows.iter().map(fleet_finding_titled).collect());
         }
         let mut tx = self.read_tx().await?;
@@ -1549,9 +1582,10 @@ async fn top_cves_compacted(
 }
 
 /// `LIMIT n OFFSET m` as literals, for a statement PostgreSQL should plan once. With the
-/// bounds as parameters it cannot: a generic plan must assume LIMIT returns a tenth of the
-/// rows, costs far more than the plan for the actual bounds, and so PostgreSQL plans every
-/// execution anew. Both are integers the service computed, never text from a request.
+/// bounds as parameters it cannot: a generic plan must assume LIMIT keeps a tenth of the
+/// rows the query would return, so it looks far costlier than the plan for the actual
+/// bounds, and PostgreSQL plans every execution anew. Both are integers (validated ones,
+/// where they come from a request), never text.
 fn literal_page(limit: i64, offset: i64) -> String {
     if offset > 0 {
         format!("LIMIT {limit} OFFSET {offset}")
@@ -1585,11 +1619,26 @@ async fn attach_catalog(conn: &mut AnyConnection, cves: &mut [TopCve]) -> Result
     Ok(())
 }
 
-/// Fold analytics deltas in every [`COMPACTION_INTERVAL`] until `shutdown`.
+/// Fold analytics deltas in every [`COMPACTION_INTERVAL`] until `shutdown`. After a round
+/// with nothing to fold (PostgreSQL), [`Store::shrink_quiet_deltas`] runs beside the loop.
 pub async fn compaction_loop(store: Store, shutdown: tokio_util::sync::CancellationToken) {
     let mut every = crate::periodic::Every::new(COMPACTION_INTERVAL, &shutdown);
     while every.next().await {
         match store.compact_analytics().await {
+            Ok(0) if store.backend().is_postgres() => {
+                // Quiet: give emptied delta pages back, beside the compaction rounds (a
+                // busy table can keep the attempt going for seconds).
+                let store = store.clone();
+                tokio::spawn(async move {
+                    match store.shrink_quiet_deltas().await {
+                        Ok(true) => tracing::debug!("analytics delta tables truncated"),
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "truncating the analytics delta tables failed")
+                        }
+                    }
+                });
+            }
             Ok(n) => {
                 if n > 0 {
                     tracing::debug!(rows = n, "analytics deltas compacted");
