@@ -1287,11 +1287,13 @@ impl Store {
             // the statement, so that PostgreSQL plans it once (`literal_page`); the row
             // count is rounded up to one of a few sizes, so that clients choosing their
             // own page size cannot fill the connections' statement caches. Later pages
-            // are planned at each request, as every page was before (not cached).
+            // are planned at each request, as every page was before (not cached), so
+            // they fetch just the page and the row after it.
             let fetch = PAGE_FETCH
                 .iter()
                 .copied()
                 .find(|&n| n > limit)
+                .filter(|_| offset == 0)
                 .unwrap_or(limit + 1);
             let sql = format!(
                 "SELECT p.image_name, p.image_tag, p.scan_id, CAST(NULL AS BIGINT), p.vulnerability_id, p.pkg_name, \
