@@ -9,10 +9,15 @@
 //!   every change of a reference first upserts the row (a no-op update, which takes the row
 //!   lock on PostgreSQL), then reads the reference's scans in a fresh statement, so two
 //!   concurrent ingests of one reference serialise and the second sees the first.
+//!   Each reference also has a number (`id`), given when it joins the fleet.
 //! - `fleet_findings`: the findings of each reference's latest scan, replaced when the
-//!   reference moves to another scan or its scan's findings change. `cve/{id}/images` and
-//!   `fixable` page through its indexes. Rows of references that now point at the scan
-//!   being ingested are written from the report in hand; others are copied from `findings`.
+//!   reference moves to another scan or its scan's findings change. A row names its
+//!   reference by number: keys of (vulnerability, number) make the two listing indexes,
+//!   which take every finding of every ingest, less than half as large as keys with the
+//!   reference's name and tag. `cve/{id}/images` and `fixable` page through those indexes
+//!   and read the name, tag and scan of the page's references from `fleet_refs`. Rows of
+//!   references that now point at the scan being ingested are written from the report in
+//!   hand; others are copied from `findings`.
 //! - append-only deltas (`fleet_cve_deltas`, `fleet_total_deltas`, `fleet_daily_deltas`):
 //!   per-CVE and fleet-wide counts, and per-day changes of the fleet's counts (the events
 //!   of each reference's chain of scans: `+counts(scan)` on the day it was scanned,
@@ -441,59 +446,56 @@ fn ref_values(start: usize, n: usize) -> String {
         .join(", ")
 }
 
-const FINDING_DELTA_COLUMNS: &str = "image_name, image_tag, vulnerability_id, severity, \
+const FINDING_DELTA_COLUMNS: &str = "ref_id, vulnerability_id, severity, \
     CAST(CASE WHEN fixed_version IS NULL THEN 0 ELSE 1 END AS BIGINT)";
 
-/// Rows of `fleet_findings` removed or added, as (reference, vulnerability, severity, fixable).
-type DeltaRow = (RefKey, String, i64, i64);
+/// Rows of `fleet_findings` removed or added, as (reference number, vulnerability,
+/// severity, fixable).
+type DeltaRow = (i64, String, i64, i64);
 
 fn delta_rows(rows: Vec<AnyRow>) -> Vec<DeltaRow> {
     rows.into_iter()
         .map(|r| {
             (
-                (r.get::<String, _>(0), r.get::<String, _>(1)),
-                r.get::<String, _>(2),
+                r.get::<i64, _>(0),
+                r.get::<String, _>(1),
+                r.get::<i64, _>(2),
                 r.get::<i64, _>(3),
-                r.get::<i64, _>(4),
             )
         })
         .collect()
 }
 
-/// A reference as a row of a row set.
+/// A reference's number (`fleet_refs.id`) as a row of a row set.
 #[derive(serde::Serialize)]
-struct RefJson<'a> {
-    n: &'a str,
-    t: &'a str,
+struct RefId {
+    r: i64,
 }
 
-impl SetRow for RefJson<'_> {
+impl SetRow for RefId {
     fn write(&self, w: &mut ArrayWriter) {
-        w.put(self.n);
-        w.put(self.t);
+        w.put(&self.r);
     }
 }
 
-const REF_COLUMNS: &[Column] = &[("n", "TEXT"), ("t", "TEXT")];
+const REF_ID_COLUMNS: &[Column] = &[("r", "BIGINT")];
 
-/// A reference with one more value: the scan its current-fleet rows were copied from, or
-/// one vulnerability id its rows may hold.
+/// A reference's number with one more value: the scan its current-fleet rows were copied
+/// from, or one vulnerability id its rows may hold.
 #[derive(serde::Serialize)]
 struct RefWith<'a> {
-    n: &'a str,
-    t: &'a str,
+    r: i64,
     x: &'a str,
 }
 
 impl SetRow for RefWith<'_> {
     fn write(&self, w: &mut ArrayWriter) {
-        w.put(self.n);
-        w.put(self.t);
+        w.put(&self.r);
         w.put(self.x);
     }
 }
 
-const REF_WITH_COLUMNS: &[Column] = &[("n", "TEXT"), ("t", "TEXT"), ("x", "TEXT")];
+const REF_WITH_COLUMNS: &[Column] = &[("r", "BIGINT"), ("x", "TEXT")];
 
 /// The columns of a finding that `fleet_findings` keeps, as a row of a row set.
 #[derive(serde::Serialize)]
@@ -630,15 +632,19 @@ impl Store {
              (SELECT DISTINCT image_name, image_tag FROM scan_tags WHERE scan_id IN ({list})) t WHERE true \
              ORDER BY image_name, image_tag \
              ON CONFLICT (image_name, image_tag) DO UPDATE SET image_name = excluded.image_name \
-             RETURNING image_name, image_tag, scan_id, scanned_at"
+             RETURNING image_name, image_tag, scan_id, scanned_at, id"
         );
         let mut q = sqlx::query(&sql);
         for id in scan_ids {
             q = q.bind(id);
         }
         let mut stored: BTreeMap<RefKey, (Option<String>, Option<i64>)> = BTreeMap::new();
+        // Each reference's number, which its current-fleet rows carry.
+        let mut ids: HashMap<RefKey, i64> = HashMap::new();
         for r in q.fetch_all(&mut *conn).await? {
-            stored.insert((r.get(0), r.get(1)), (r.get(2), r.get(3)));
+            let key: RefKey = (r.get(0), r.get(1));
+            ids.insert(key.clone(), r.get(4));
+            stored.insert(key, (r.get(2), r.get(3)));
         }
         if stored.is_empty() {
             return Ok(());
@@ -680,6 +686,14 @@ impl Store {
         let mut ref_writes: Vec<(RefKey, Option<(String, i64)>)> = vec![];
         let mut totals: Counts = [0; 7];
         for (key, cur) in &current {
+            if !ids.contains_key(key) {
+                // A tag attached between the two statements above (a transaction that
+                // committed in between): not locked here, so start again.
+                return Err(StoreError::Conflict(format!(
+                    "reference {}:{} appeared during the change",
+                    key.0, key.1
+                )));
+            }
             let derived = other(key, cur);
             let (mut old, mut new) = if current_is_new {
                 (derived, cur.clone())
@@ -710,7 +724,7 @@ impl Store {
 
         // 4. Replace the findings of references that moved (old rows out, new rows in).
         // A reference's rows are a copy of its stored scan's findings, so they are found
-        // through the listing index by (vulnerability, name, tag): the vulnerability ids of
+        // through the listing index by (vulnerability, reference number): the vulnerability ids of
         // that scan's findings, plus those of the findings a changed scan has just lost. A
         // superset is harmless; no index by reference is kept for this (it cost ingest one
         // more B-tree insertion per finding).
@@ -719,19 +733,22 @@ impl Store {
             let backend = self.backend();
             let scans: Vec<RefWith> = clear
                 .iter()
-                .map(|((n, t), scan)| RefWith { n, t, x: scan })
+                .map(|(key, scan)| RefWith {
+                    r: ids[key],
+                    x: scan,
+                })
                 .collect();
             let mut lost: Vec<RefWith> = vec![];
             if let Some((changed, removed)) = changed_scan {
                 let vulns: BTreeSet<&str> = removed.iter().map(|(v, _, _)| v.as_str()).collect();
-                for ((n, t), _) in clear.iter().filter(|(_, scan)| scan == changed) {
-                    lost.extend(vulns.iter().map(|x| RefWith { n, t, x }));
+                for (key, _) in clear.iter().filter(|(_, scan)| scan == changed) {
+                    lost.extend(vulns.iter().map(|x| RefWith { r: ids[key], x }));
                 }
             }
             let lost_at = 1 + rowset::param_count(backend, REF_WITH_COLUMNS);
             let keys = format!(
-                "SELECT f.vulnerability_id AS v, r.n AS n, r.t AS t FROM {} JOIN findings f ON f.scan_id = r.x \
-                 UNION ALL SELECT l.x, l.n, l.t FROM {}",
+                "SELECT f.vulnerability_id AS v, r.r AS r FROM {} JOIN findings f ON f.scan_id = r.x \
+                 UNION ALL SELECT l.x, l.r FROM {}",
                 rowset::source(backend, 1, REF_WITH_COLUMNS, "r"),
                 rowset::source(backend, lost_at, REF_WITH_COLUMNS, "l")
             );
@@ -739,11 +756,11 @@ impl Store {
             // SQLite would scan the table for a row-value `IN`, so it is given the join).
             let rows = match backend {
                 Backend::Postgres => {
-                    format!("(vulnerability_id, image_name, image_tag) IN (SELECT v, n, t FROM ({keys}) k)")
+                    format!("(vulnerability_id, ref_id) IN (SELECT v, r FROM ({keys}) k)")
                 }
                 Backend::Sqlite => format!(
                     "rowid IN (SELECT ff.rowid FROM ({keys}) k CROSS JOIN fleet_findings ff \
-                     ON ff.vulnerability_id = k.v AND ff.image_name = k.n AND ff.image_tag = k.t)"
+                     ON ff.vulnerability_id = k.v AND ff.ref_id = k.r)"
                 ),
             };
             let sql = format!(
@@ -803,33 +820,31 @@ impl Store {
             .filter(|k| !gone_keys.contains(k))
             .partition(|k| known_refs.contains(*k));
         let mut added_rows: Vec<DeltaRow> = vec![];
-        if let Some((scan_id, findings)) =
-            known.filter(|k| !from_memory.is_empty() && !k.1.is_empty())
-        {
+        if let Some((_, findings)) = known.filter(|k| !from_memory.is_empty() && !k.1.is_empty()) {
             // From the caller's findings, not read back from `findings`: one statement for
             // every reference pointing at the scan.
-            let refs: Vec<RefJson> = from_memory.iter().map(|(n, t)| RefJson { n, t }).collect();
+            let refs: Vec<RefId> = from_memory.iter().map(|k| RefId { r: ids[*k] }).collect();
             let rows: Vec<FleetJson> = findings.iter().map(FleetJson::of).collect();
             let backend = self.backend();
-            let rows_at = 2 + rowset::param_count(backend, REF_COLUMNS);
+            let rows_at = 1 + rowset::param_count(backend, REF_ID_COLUMNS);
             let sql = format!(
-                "INSERT INTO fleet_findings (image_name, image_tag, vulnerability_id, pkg_name, pkg_version, scan_id, \
-                 fixed_version, severity) SELECT r.n, r.t, x.v, x.p, x.iv, $1, x.fv, x.sev FROM {} CROSS JOIN {}",
-                rowset::source(backend, 2, REF_COLUMNS, "r"),
+                "INSERT INTO fleet_findings (ref_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity) \
+                 SELECT r.r, x.v, x.p, x.iv, x.fv, x.sev FROM {} CROSS JOIN {}",
+                rowset::source(backend, 1, REF_ID_COLUMNS, "r"),
                 rowset::source(backend, rows_at, FLEET_COLUMNS, "x")
             );
-            let mut vals = vec![Val::S(scan_id.to_string())];
-            for p in rowset::params(backend, &refs, REF_COLUMNS)?
+            let mut vals = vec![];
+            for p in rowset::params(backend, &refs, REF_ID_COLUMNS)?
                 .into_iter()
                 .chain(rowset::params(backend, &rows, FLEET_COLUMNS)?)
             {
                 vals.push(Val::S(p));
             }
             writes.add(conn, sql, vals).await?;
-            for key in &from_memory {
+            for r in &refs {
                 added_rows.extend(findings.iter().map(|f| {
                     (
-                        (*key).clone(),
+                        r.r,
                         f.vulnerability_id.clone(),
                         f.severity.rank(),
                         i64::from(f.fixed_version.is_some()),
@@ -845,23 +860,22 @@ impl Store {
         }
         for chunk in read_back.chunks(CHUNK) {
             let sql = format!(
-                "INSERT INTO fleet_findings (image_name, image_tag, vulnerability_id, pkg_name, pkg_version, scan_id, \
-                 fixed_version, severity) \
-                 SELECT r.image_name, r.image_tag, f.vulnerability_id, f.pkg_name, f.pkg_version, f.scan_id, \
-                 f.fixed_version, f.severity FROM fleet_refs r JOIN findings f ON f.scan_id = r.scan_id \
-                 WHERE (r.image_name, r.image_tag) IN (VALUES {}) RETURNING {FINDING_DELTA_COLUMNS}",
-                ref_values(1, chunk.len()),
+                "INSERT INTO fleet_findings (ref_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity) \
+                 SELECT r.id, f.vulnerability_id, f.pkg_name, f.pkg_version, f.fixed_version, f.severity \
+                 FROM fleet_refs r JOIN findings f ON f.scan_id = r.scan_id \
+                 WHERE r.id IN ({}) RETURNING {FINDING_DELTA_COLUMNS}",
+                placeholders(1, chunk.len()),
             );
             let mut q = sqlx::query(&sql);
-            for (n, t) in chunk {
-                q = q.bind(n).bind(t);
+            for key in chunk {
+                q = q.bind(ids[*key]);
             }
             added_rows.extend(delta_rows(q.fetch_all(&mut *conn).await?));
         }
 
         // 5. Per-CVE and fleet-wide deltas from the rows that went and came.
         let mut cves: BTreeMap<String, Counts> = BTreeMap::new();
-        let mut presence: HashMap<(&RefKey, &str), i64> = HashMap::new();
+        let mut presence: HashMap<(i64, &str), i64> = HashMap::new();
         for (rows, sign) in [(&removed_rows, -1), (&added_rows, 1)] {
             for (key, vuln, sev, fixable) in rows.iter() {
                 let c = cves.entry(vuln.clone()).or_default();
@@ -869,7 +883,7 @@ impl Store {
                 c[FIXABLE] += sign * fixable;
                 totals[sev_index(*sev)] += sign;
                 totals[FIXABLE] += sign * fixable;
-                let p = presence.entry((key, vuln.as_str())).or_insert(0);
+                let p = presence.entry((*key, vuln.as_str())).or_insert(0);
                 // bit 1: present before, bit 2: present after
                 *p |= if sign < 0 { 1 } else { 2 };
             }
@@ -1237,8 +1251,9 @@ impl Store {
     }
 
     /// Image references whose latest scan has `vuln_id`, with the package found, by
-    /// image name, tag, package, version. Returns the page (up to `limit + 1` rows, so the
-    /// caller can tell whether more follow) and the number of affected references.
+    /// reference number (the order in which references joined the fleet), package,
+    /// version. Returns the page (up to `limit + 1` rows, so the caller can tell whether
+    /// more follow) and the number of affected references.
     pub async fn cve_images(
         &self,
         vuln_id: &str,
@@ -1248,22 +1263,25 @@ impl Store {
         // One statement: the page (with each reference's scan time) and the number of
         // affected references come from one snapshot, in one round trip. A row with NULL
         // page columns carries the count when the page is empty.
-        let rows = sqlx::query(
-            "SELECT p.image_name, p.image_tag, p.scan_id, s.scanned_at, p.vulnerability_id, p.pkg_name, \
+        // The reference's name, tag, scan and scan time come from `fleet_refs`, for the
+        // page's rows only (the current-fleet rows carry the reference's number).
+        let sql = format!(
+            "SELECT r.image_name, r.image_tag, r.scan_id, r.scanned_at, p.vulnerability_id, p.pkg_name, \
              p.pkg_version, p.fixed_version, p.severity, c.n FROM \
              (SELECT CAST(COALESCE(SUM(images), 0) AS BIGINT) AS n FROM (SELECT images FROM fleet_cves \
              WHERE vulnerability_id = $1 UNION ALL SELECT images FROM fleet_cve_deltas WHERE vulnerability_id = $1) x) c \
-             LEFT JOIN (SELECT image_name, image_tag, scan_id, vulnerability_id, pkg_name, pkg_version, fixed_version, \
-             severity FROM fleet_findings WHERE vulnerability_id = $1 \
-             ORDER BY image_name, image_tag, pkg_name, pkg_version LIMIT $2 OFFSET $3) p ON true \
-             LEFT JOIN scans s ON s.id = p.scan_id \
-             ORDER BY p.image_name, p.image_tag, p.pkg_name, p.pkg_version",
-        )
-        .bind(vuln_id)
-        .bind(limit + 1)
-        .bind(offset)
-        .fetch_all(self.read_pool())
-        .await?;
+             LEFT JOIN (SELECT ref_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity \
+             FROM fleet_findings WHERE vulnerability_id = $1 \
+             ORDER BY ref_id, pkg_name, pkg_version LIMIT $2 OFFSET $3) p ON true \
+             {} ORDER BY p.ref_id, p.pkg_name, p.pkg_version",
+            page_refs(self.backend(), true)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(vuln_id)
+            .bind(limit + 1)
+            .bind(offset)
+            .fetch_all(self.read_pool())
+            .await?;
         let images: i64 = rows.first().map(|r| r.get(9)).unwrap_or_default();
         let page: Vec<FleetFinding> = rows
             .iter()
@@ -1273,8 +1291,10 @@ impl Store {
         Ok((page, images))
     }
 
-    /// Fixable findings of the fleet, most severe first (then id, image, tag, package,
-    /// version), with catalog titles; up to `limit + 1` rows.
+    /// Fixable findings of the fleet, most severe first, then by vulnerability id, then by
+    /// reference (the current fleet: by reference number, the order in which references
+    /// joined the fleet; a question about the past or scoped to images: by image name and
+    /// tag), package, version; with catalog titles; up to `limit + 1` rows.
     pub async fn fixable_findings(
         &self,
         scope: &FleetScope,
@@ -1296,13 +1316,14 @@ impl Store {
                 .filter(|_| offset == 0)
                 .unwrap_or(limit + 1);
             let sql = format!(
-                "SELECT p.image_name, p.image_tag, p.scan_id, CAST(NULL AS BIGINT), p.vulnerability_id, p.pkg_name, \
-                 p.pkg_version, p.fixed_version, p.severity, v.title FROM (SELECT image_name, image_tag, scan_id, \
-                 vulnerability_id, pkg_name, pkg_version, fixed_version, severity FROM fleet_findings \
-                 WHERE fixed_version IS NOT NULL ORDER BY severity DESC, vulnerability_id, image_name, image_tag, \
-                 pkg_name, pkg_version {}) p LEFT JOIN vulnerabilities v ON v.id = p.vulnerability_id \
-                 ORDER BY p.severity DESC, p.vulnerability_id, p.image_name, p.image_tag, p.pkg_name, p.pkg_version",
-                literal_page(fetch, offset)
+                "SELECT r.image_name, r.image_tag, r.scan_id, CAST(NULL AS BIGINT), p.vulnerability_id, p.pkg_name, \
+                 p.pkg_version, p.fixed_version, p.severity, v.title FROM (SELECT ref_id, vulnerability_id, pkg_name, \
+                 pkg_version, fixed_version, severity FROM fleet_findings WHERE fixed_version IS NOT NULL \
+                 ORDER BY severity DESC, vulnerability_id, ref_id, pkg_name, pkg_version {}) p \
+                 {} LEFT JOIN vulnerabilities v ON v.id = p.vulnerability_id \
+                 ORDER BY p.severity DESC, p.vulnerability_id, p.ref_id, p.pkg_name, p.pkg_version",
+                literal_page(fetch, offset),
+                page_refs(self.backend(), false)
             );
             let mut rows = sqlx::query(&sql)
                 .persistent(offset == 0)
@@ -1593,6 +1614,22 @@ fn literal_page(limit: i64, offset: i64) -> String {
         format!("LIMIT {limit} OFFSET {offset}")
     } else {
         format!("LIMIT {limit}")
+    }
+}
+
+/// The join that gives the rows of a page (`p`, with `ref_id`) their reference's row of
+/// `fleet_refs` (`r`); `left` keeps a page row of no reference (an empty page's count row).
+/// PostgreSQL is made to look each one up by number (a lateral subquery with a `LIMIT`
+/// is not flattened into a join): for a page of 100 rows it otherwise preferred hashing
+/// the whole of `fleet_refs`, whose size grows with the fleet. SQLite looks them up anyway.
+fn page_refs(backend: Backend, left: bool) -> String {
+    let join = if left { "LEFT JOIN" } else { "JOIN" };
+    match backend {
+        Backend::Postgres => format!(
+            "{join} LATERAL (SELECT image_name, image_tag, scan_id, scanned_at FROM fleet_refs \
+             WHERE id = p.ref_id LIMIT 1) r ON true"
+        ),
+        Backend::Sqlite => format!("{join} fleet_refs r ON r.id = p.ref_id"),
     }
 }
 
