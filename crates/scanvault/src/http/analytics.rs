@@ -210,7 +210,8 @@ pub struct CveImagesResponse {
     pub offset: i64,
     /// Whether another page follows (added field).
     pub has_more: bool,
-    /// One item per (image reference, package, installed version), by image, tag, package.
+    /// One item per (image reference, package, installed version): references in the order
+    /// they joined the fleet, each reference's items by package and version.
     pub images: Vec<CveImageView>,
 }
 
@@ -253,7 +254,9 @@ pub struct FixableResponse {
     pub count: usize,
     /// Whether another page follows (added field).
     pub has_more: bool,
-    /// Fixable findings, most severe first, then by id, image, tag, package, version.
+    /// Fixable findings, most severe first, then by id, then by reference (in the order
+    /// references joined the fleet; by image name and tag when `image`, `from` or `to` is
+    /// given), package, version.
     pub fixable_items: Vec<FixableItemView>,
 }
 

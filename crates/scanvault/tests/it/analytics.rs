@@ -809,29 +809,8 @@ async fn quiet_compaction_gives_the_delta_pages_back_postgres() {
     let Some(app) = TestApp::try_new(Db::Postgres).await else {
         return;
     };
-    let report = |i: u32| {
-        let mut r =
-            Report::image(&format!("burst/app-{i}:1"), &digest(i)).at("2025-01-01T00:00:00Z");
-        for j in 0..100 {
-            r = r.vuln(
-                &format!("CVE-2025-{j:04}"),
-                "pkg",
-                "1.0",
-                "HIGH",
-                Some("1.1"),
-            );
-        }
-        r
-    };
-    for i in 1..=20 {
-        let r = app.post_scan("", report(i).bytes()).await;
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
-    }
+    let report = burst_report;
+    ingest_burst(&app).await;
     let folded = app.store.compact_analytics().await.unwrap();
     assert!(
         folded > 2000,
@@ -880,6 +859,70 @@ async fn quiet_compaction_gives_the_delta_pages_back_postgres() {
     app.store.compact_analytics().await.unwrap();
     let c = app.get_json(uris[2]).await;
     assert_eq!(c["ImageCount"], 21, "{c}");
+    app.finish().await;
+}
+
+/// Image `i` of a burst: 100 fixable HIGH findings, the same 100 CVEs in every image.
+fn burst_report(i: u32) -> Report {
+    let mut r = Report::image(&format!("burst/app-{i}:1"), &digest(i)).at("2025-01-01T00:00:00Z");
+    for j in 0..100 {
+        r = r.vuln(
+            &format!("CVE-2025-{j:04}"),
+            "pkg",
+            "1.0",
+            "HIGH",
+            Some("1.1"),
+        );
+    }
+    r
+}
+
+/// 20 new images: 2,000 per-CVE delta rows, more than [`SHRINK_PAGES`] of them.
+async fn ingest_burst(app: &TestApp) {
+    for i in 1..=20 {
+        let r = app.post_scan("", burst_report(i).bytes()).await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+}
+
+/// The background loop as the server runs it: it folds the burst's deltas, and in the first
+/// round after that with nothing to fold it starts the shrink, which truncates the tables
+/// the burst grew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compaction_loop_shrinks_the_deltas_once_ingest_is_quiet_postgres() {
+    use scanvault::store::analytics::{compaction_loop, SHRINK_PAGES};
+    let Some(app) = TestApp::try_new(Db::Postgres).await else {
+        return;
+    };
+    ingest_burst(&app).await;
+    let grown = app.store.delta_pages().await.unwrap();
+    assert!(
+        grown.iter().any(|(_, p)| *p > SHRINK_PAGES),
+        "the burst grew a delta table: {grown:?}"
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let looping = tokio::spawn(compaction_loop(app.store.clone(), stop.clone()));
+    // Two rounds (2 s apart) and the shrink: well within 30 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut now = app.store.delta_pages().await.unwrap();
+    while now.iter().any(|(_, p)| *p > SHRINK_PAGES) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        now = app.store.delta_pages().await.unwrap();
+    }
+    stop.cancel();
+    looping.await.unwrap();
+    assert!(
+        now.iter().all(|(_, p)| *p <= SHRINK_PAGES),
+        "the loop shrank the delta tables: {grown:?} -> {now:?}"
+    );
+    let s = app.get_json("/analytics/vulnerabilities/summary").await;
+    assert_eq!(s["TotalScans"], 20);
+    assert_eq!(s["TotalVulnerabilities"], 2000);
     app.finish().await;
 }
 
