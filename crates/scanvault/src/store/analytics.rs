@@ -638,14 +638,13 @@ impl Store {
         for id in scan_ids {
             q = q.bind(id);
         }
-        let mut stored: BTreeMap<RefKey, (Option<String>, Option<i64>)> = BTreeMap::new();
-        // Each reference's number, which its current-fleet rows carry.
-        let mut ids: HashMap<RefKey, i64> = HashMap::new();
+        // Each reference's stored scan and scan time, and its number (which its
+        // current-fleet rows carry).
+        let mut stored: BTreeMap<RefKey, (Option<String>, Option<i64>, i64)> = BTreeMap::new();
         for r in q.fetch_all(&mut *conn).await? {
-            let key: RefKey = (r.get(0), r.get(1));
-            ids.insert(key.clone(), r.get(4));
-            stored.insert(key, (r.get(2), r.get(3)));
+            stored.insert((r.get(0), r.get(1)), (r.get(2), r.get(3), r.get(4)));
         }
+        let id_of = |key: &RefKey| stored[key].2;
         if stored.is_empty() {
             return Ok(());
         }
@@ -686,14 +685,14 @@ impl Store {
         let mut ref_writes: Vec<(RefKey, Option<(String, i64)>)> = vec![];
         let mut totals: Counts = [0; 7];
         for (key, cur) in &current {
-            if !ids.contains_key(key) {
+            let Some((stored_scan, stored_at, _)) = stored.get(key).cloned() else {
                 // A tag attached between the two statements above (a transaction that
                 // committed in between): not locked here, so start again.
                 return Err(StoreError::Conflict(format!(
                     "reference {}:{} appeared during the change",
                     key.0, key.1
                 )));
-            }
+            };
             let derived = other(key, cur);
             let (mut old, mut new) = if current_is_new {
                 (derived, cur.clone())
@@ -704,7 +703,6 @@ impl Store {
             sort_chain(&mut new);
             chain_events(&old, &mut daily, -1);
             chain_events(&new, &mut daily, 1);
-            let (stored_scan, stored_at) = stored.get(key).cloned().unwrap_or_default();
             let tip = new.last().map(|c| (c.scan_id.clone(), c.scanned_at));
             let tip_id = tip.as_ref().map(|t| t.0.as_str());
             if stored_scan.as_deref() != tip_id || (changed_id.is_some() && tip_id == changed_id) {
@@ -724,17 +722,17 @@ impl Store {
 
         // 4. Replace the findings of references that moved (old rows out, new rows in).
         // A reference's rows are a copy of its stored scan's findings, so they are found
-        // through the listing index by (vulnerability, reference number): the vulnerability ids of
-        // that scan's findings, plus those of the findings a changed scan has just lost. A
-        // superset is harmless; no index by reference is kept for this (it cost ingest one
-        // more B-tree insertion per finding).
+        // through the listing index by (vulnerability, reference number): the vulnerability
+        // ids of that scan's findings, plus those of the findings a changed scan has just
+        // lost. A superset is harmless; no index by reference is kept for this (it cost
+        // ingest one more B-tree insertion per finding).
         let mut removed_rows: Vec<DeltaRow> = vec![];
         if !clear.is_empty() {
             let backend = self.backend();
             let scans: Vec<RefWith> = clear
                 .iter()
                 .map(|(key, scan)| RefWith {
-                    r: ids[key],
+                    r: id_of(key),
                     x: scan,
                 })
                 .collect();
@@ -742,7 +740,7 @@ impl Store {
             if let Some((changed, removed)) = changed_scan {
                 let vulns: BTreeSet<&str> = removed.iter().map(|(v, _, _)| v.as_str()).collect();
                 for (key, _) in clear.iter().filter(|(_, scan)| scan == changed) {
-                    lost.extend(vulns.iter().map(|x| RefWith { r: ids[key], x }));
+                    lost.extend(vulns.iter().map(|x| RefWith { r: id_of(key), x }));
                 }
             }
             let lost_at = 1 + rowset::param_count(backend, REF_WITH_COLUMNS);
@@ -823,7 +821,7 @@ impl Store {
         if let Some((_, findings)) = known.filter(|k| !from_memory.is_empty() && !k.1.is_empty()) {
             // From the caller's findings, not read back from `findings`: one statement for
             // every reference pointing at the scan.
-            let refs: Vec<RefId> = from_memory.iter().map(|k| RefId { r: ids[*k] }).collect();
+            let refs: Vec<RefId> = from_memory.iter().map(|k| RefId { r: id_of(k) }).collect();
             let rows: Vec<FleetJson> = findings.iter().map(FleetJson::of).collect();
             let backend = self.backend();
             let rows_at = 1 + rowset::param_count(backend, REF_ID_COLUMNS);
@@ -868,7 +866,7 @@ impl Store {
             );
             let mut q = sqlx::query(&sql);
             for key in chunk {
-                q = q.bind(ids[*key]);
+                q = q.bind(id_of(key));
             }
             added_rows.extend(delta_rows(q.fetch_all(&mut *conn).await?));
         }

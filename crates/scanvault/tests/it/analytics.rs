@@ -809,7 +809,6 @@ async fn quiet_compaction_gives_the_delta_pages_back_postgres() {
     let Some(app) = TestApp::try_new(Db::Postgres).await else {
         return;
     };
-    let report = burst_report;
     ingest_burst(&app).await;
     let folded = app.store.compact_analytics().await.unwrap();
     assert!(
@@ -850,7 +849,7 @@ async fn quiet_compaction_gives_the_delta_pages_back_postgres() {
     for (uri, was) in uris.iter().zip(&before) {
         assert_eq!(&app.get_json(uri).await, was, "{uri}");
     }
-    let r = app.post_scan("", report(21).bytes()).await;
+    let r = app.post_scan("", burst_report(21).bytes()).await;
     assert_eq!(r.status, StatusCode::CREATED);
     let s = app.get_json(uris[0]).await;
     assert_eq!(s["TotalScans"], 21);
