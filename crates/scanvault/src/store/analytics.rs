@@ -745,7 +745,7 @@ impl Store {
             }
             let lost_at = 1 + rowset::param_count(backend, REF_WITH_COLUMNS);
             let keys = format!(
-                "SELECT f.vulnerability_id AS v, r.r AS r FROM {} JOIN findings f ON f.scan_id = r.x \
+                "SELECT f.vulnerability_id AS v, r.r AS r FROM {} JOIN findings_brief f ON f.scan_id = r.x \
                  UNION ALL SELECT l.x, l.r FROM {}",
                 rowset::source(backend, 1, REF_WITH_COLUMNS, "r"),
                 rowset::source(backend, lost_at, REF_WITH_COLUMNS, "l")
@@ -860,7 +860,7 @@ impl Store {
             let sql = format!(
                 "INSERT INTO fleet_findings (ref_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity) \
                  SELECT r.id, f.vulnerability_id, f.pkg_name, f.pkg_version, f.fixed_version, f.severity \
-                 FROM fleet_refs r JOIN findings f ON f.scan_id = r.scan_id \
+                 FROM fleet_refs r JOIN findings_brief f ON f.scan_id = r.scan_id \
                  WHERE r.id IN ({}) RETURNING {FINDING_DELTA_COLUMNS}",
                 placeholders(1, chunk.len()),
             );
@@ -1136,7 +1136,7 @@ impl Store {
         let fleet = self.fleet_sql(scope, current, args);
         format!(
             "SELECT fl.image_name, fl.image_tag, fl.scan_id, fl.scanned_at, f.vulnerability_id, f.pkg_name, \
-             f.pkg_version, f.fixed_version, f.severity FROM ({fleet}) fl JOIN findings f ON f.scan_id = fl.scan_id"
+             f.pkg_version, f.fixed_version, f.severity FROM ({fleet}) fl JOIN findings_brief f ON f.scan_id = fl.scan_id"
         )
     }
 

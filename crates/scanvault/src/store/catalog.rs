@@ -29,14 +29,16 @@ impl Store {
     }
 
     /// Delete every catalog entry no finding references. Returns how many went. One
-    /// statement: on PostgreSQL the distinct ids of `findings` (one sequential pass,
-    /// hashed) anti-joined with the catalog; on SQLite `NOT IN` over a subquery, which
-    /// SQLite evaluates once into a temporary index.
+    /// statement: on PostgreSQL the distinct ids of the scans' vulnerability-id arrays (one
+    /// sequential pass over `scan_findings` that reads no other column, hashed)
+    /// anti-joined with the catalog; on SQLite `NOT IN` over a subquery, which SQLite
+    /// evaluates once into a temporary index.
     pub async fn sweep_catalog(&self) -> Result<u64, StoreError> {
         let sql = match self.backend() {
             Backend::Postgres => {
                 "DELETE FROM vulnerabilities v WHERE NOT EXISTS \
-                 (SELECT 1 FROM (SELECT DISTINCT vulnerability_id FROM findings) u WHERE u.vulnerability_id = v.id)"
+                 (SELECT 1 FROM (SELECT DISTINCT unnest(vulnerability_ids) AS id FROM scan_findings) u \
+                 WHERE u.id = v.id)"
             }
             Backend::Sqlite => {
                 "DELETE FROM vulnerabilities WHERE id NOT IN (SELECT vulnerability_id FROM findings)"

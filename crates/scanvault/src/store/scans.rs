@@ -336,15 +336,22 @@ impl Store {
                 .await?;
 
             // 4. Findings: everything for a new scan, the set difference for an update.
+            let all: Vec<&Finding> = new.report.findings.iter().collect();
             if is_new {
-                added_findings = new.report.findings.iter().collect();
-                insert_findings(conn, &mut writes, self.backend(), &scan_id, &added_findings)
-                    .await?;
+                write_findings(conn, &mut writes, self.backend(), &scan_id, &all, None).await?;
+                added_findings = all;
             } else {
                 let (to_add, to_remove) =
                     diff_findings(conn, &scan_id, &new.report.findings).await?;
-                delete_findings(conn, &scan_id, &to_remove).await?;
-                insert_findings(conn, &mut writes, self.backend(), &scan_id, &to_add).await?;
+                write_findings(
+                    conn,
+                    &mut writes,
+                    self.backend(),
+                    &scan_id,
+                    &all,
+                    Some((&to_add, &to_remove)),
+                )
+                .await?;
                 // Catalog entries only the removed findings referenced are left to the
                 // catalog sweep (store/catalog.rs). An unchanged re-ingest removes nothing
                 // and builds no set.
@@ -745,7 +752,10 @@ impl Store {
             // Findings go explicitly (PostgreSQL has no foreign key on them, see its
             // migrations). Catalog entries they alone referenced are left to the catalog
             // sweep (store/catalog.rs).
-            let findings = format!("DELETE FROM findings WHERE scan_id IN ({list})");
+            let findings = match self.backend() {
+                Backend::Postgres => format!("DELETE FROM scan_findings WHERE scan_id IN ({list})"),
+                Backend::Sqlite => format!("DELETE FROM findings WHERE scan_id IN ({list})"),
+            };
             execute_with_ids(conn, &findings, chunk).await?;
             let scans = format!("DELETE FROM scans WHERE id IN ({list})");
             deleted += execute_with_ids(conn, &scans, chunk).await?;
@@ -770,9 +780,13 @@ impl Store {
             .collect();
         let mut out = vec![];
         for t in tables {
-            let rows = sqlx::query(&format!("SELECT * FROM {t}"))
-                .fetch_all(self.read_pool())
-                .await?;
+            // PostgreSQL's arrays have no type in the `Any` driver: its rows are read as
+            // their text form, whole.
+            let sql = match self.backend() {
+                Backend::Sqlite => format!("SELECT * FROM {t}"),
+                Backend::Postgres => format!("SELECT CAST(t AS TEXT) FROM {t} t"),
+            };
+            let rows = sqlx::query(&sql).fetch_all(self.read_pool()).await?;
             let mut lines: Vec<String> = rows
                 .iter()
                 .map(|r| {
@@ -1042,23 +1056,76 @@ impl StoredFinding {
     }
 }
 
-async fn insert_findings(
+/// Store a scan's findings: `all` of them for a new scan (`diff` is `None`), or the change
+/// `diff` = (findings to add, keys to remove) that turns the stored ones into `all`.
+///
+/// - PostgreSQL keeps a scan's findings as one row of arrays (`scan_findings`, read as rows
+///   through the view `findings`): the row is written whole, and rewritten whole when a
+///   re-ingest changed anything.
+/// - SQLite keeps one row per finding: the removed keys go, the added findings come.
+async fn write_findings(
     conn: &mut AnyConnection,
     writes: &mut WriteBatch,
     backend: Backend,
     scan_id: &str,
-    findings: &[&Finding],
+    all: &[&Finding],
+    diff: Option<(&[&Finding], &[FindingKey])>,
 ) -> Result<(), StoreError> {
-    if findings.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<FindingJson> = findings.iter().map(|f| FindingJson::of(f)).collect();
-    let sql = format!(
-        "INSERT INTO findings (scan_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity, status, \
-         pkg_type, class, target, pkg_path, purl, cvss_score) SELECT $1, v, p, iv, fv, sev, st, pt, cl, tg, pp, pu, \
-         cv FROM {}",
-        rowset::source(backend, 2, FINDING_COLUMNS, "x")
-    );
+    let (sql, rows) = match backend {
+        Backend::Postgres => {
+            if diff.is_some_and(|(added, removed)| added.is_empty() && removed.is_empty()) {
+                return Ok(());
+            }
+            if all.is_empty() {
+                if diff.is_some() {
+                    let sql = "DELETE FROM scan_findings WHERE scan_id = $1".to_string();
+                    writes
+                        .add(conn, sql, vec![Val::S(scan_id.to_string())])
+                        .await?;
+                }
+                return Ok(());
+            }
+            let values = FINDING_COLUMNS
+                .iter()
+                .enumerate()
+                .map(|(i, (_, t))| format!("${}::{t}[]", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut sql = format!(
+                "INSERT INTO scan_findings ({SCAN_FINDINGS_COLUMNS}) VALUES ($1, {values})"
+            );
+            if diff.is_some() {
+                let set = SCAN_FINDINGS_COLUMNS
+                    .split(", ")
+                    .skip(1)
+                    .map(|c| format!("{c} = excluded.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                sql.push_str(&format!(" ON CONFLICT (scan_id) DO UPDATE SET {set}"));
+            }
+            (sql, all)
+        }
+        Backend::Sqlite => {
+            let added = match diff {
+                None => all,
+                Some((added, removed)) => {
+                    delete_findings(conn, scan_id, removed).await?;
+                    added
+                }
+            };
+            if added.is_empty() {
+                return Ok(());
+            }
+            let sql = format!(
+                "INSERT INTO findings (scan_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity, \
+                 status, pkg_type, class, target, pkg_path, purl, cvss_score) SELECT $1, v, p, iv, fv, sev, st, pt, \
+                 cl, tg, pp, pu, cv FROM {}",
+                rowset::source(backend, 2, FINDING_COLUMNS, "x")
+            );
+            (sql, added)
+        }
+    };
+    let rows: Vec<FindingJson> = rows.iter().map(|f| FindingJson::of(f)).collect();
     let mut vals = vec![Val::S(scan_id.to_string())];
     vals.extend(
         rowset::params(backend, &rows, FINDING_COLUMNS)?
@@ -1067,6 +1134,11 @@ async fn insert_findings(
     );
     writes.add(conn, sql, vals).await
 }
+
+/// The columns of `scan_findings` (PostgreSQL), in the order of [`FINDING_COLUMNS`].
+const SCAN_FINDINGS_COLUMNS: &str =
+    "scan_id, vulnerability_ids, pkg_names, pkg_versions, fixed_versions, \
+     severities, statuses, pkg_types, classes, targets, pkg_paths, purls, cvss_scores";
 
 /// The columns of [`FindingJson`], in order.
 const FINDING_COLUMNS: &[Column] = &[
@@ -1084,7 +1156,7 @@ const FINDING_COLUMNS: &[Column] = &[
     ("cv", "DOUBLE PRECISION"),
 ];
 
-/// A finding as a row of [`insert_findings`]' row set.
+/// A finding as a row of [`write_findings`]' row set.
 #[derive(serde::Serialize)]
 struct FindingJson<'a> {
     v: &'a str,
@@ -1233,7 +1305,7 @@ async fn execute_with_ids(
     Ok(q.execute(&mut *conn).await?.rows_affected())
 }
 
-/// Delete findings by key.
+/// Delete findings by key (SQLite, whose findings are rows).
 async fn delete_findings(
     conn: &mut AnyConnection,
     scan_id: &str,

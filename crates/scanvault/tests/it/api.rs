@@ -72,6 +72,24 @@ async fn ingest_creates_then_updates_in_place(app: &TestApp) {
     assert_eq!(app.post_scan("", r3.bytes()).await.status, StatusCode::OK);
     assert!(!app.store.catalog_sweep_due());
     assert_eq!(catalog(app.fingerprint().await), 3);
+
+    // Everything fixed: the scan keeps no finding, and the sweep forgets the whole catalog.
+    let id = s2["ID"].as_str().unwrap();
+    let clean = Report::image("nginx:1.25", &digest(1)).at("2025-01-04T00:00:00Z");
+    let r = app.post_scan("", clean.bytes()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["VulnHigh"], 0);
+    assert!(findings(app, id).await.is_empty());
+    assert_eq!(app.store.sweep_catalog_if_due().await.unwrap(), 3);
+    // A finding again after none.
+    let again = Report::image("nginx:1.25", &digest(1))
+        .at("2025-01-05T00:00:00Z")
+        .vuln("CVE-5", "bash", "5.2", "MEDIUM", None);
+    assert_eq!(
+        app.post_scan("", again.bytes()).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(findings(app, id).await, vec!["CVE-5"]);
 }
 
 async fn findings(app: &TestApp, id: &str) -> Vec<String> {
