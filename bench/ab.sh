@@ -12,7 +12,11 @@
 #
 # Env: BIN (default target/release/scanvault: set it to another build to compare code),
 #      FILE (default $WORK/typical3k.ndjson: `gen_fleet.py --images 3000 --first-image 50000
-#      --ndjson`), CLIENTS (8), TEMPLATE, ADMIN_URL, WORK, PORT.
+#      --ndjson`), CLIENTS (8), TEMPLATE, ADMIN_URL, WORK, PORT,
+#      MODE (`ingest`, the default: every report as a new image; `load`: reports keep their
+#      images, so a file with several scans per image, such as `gen_fleet.py --images 1000
+#      --scans-per-image 3 --first-image 70000 --ndjson`, also measures re-scans moving
+#      their references to newer scans).
 # Run it on a quiet machine and alternate the variants: runs of the same code differ by a
 # few percent on a quiet machine, and by up to a third on a noisy one (docs/benchmarks.md).
 set -euo pipefail
@@ -45,8 +49,13 @@ sleep 3   # start-up work (migrations check, pool warm-up) stays out of the CPU 
 busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }   # user nice system irq softirq
 own() { awk '{print $14 + $15}' "/proc/$1/stat"; }                      # utime + stime
 s0=$(own $SERVER); t0=$(busy)
+case ${MODE:-ingest} in
+  ingest) POST=(ingest --prefix "ab-$LABEL-$$") ;;
+  load) POST=(load) ;;
+  *) echo "MODE is ingest or load" >&2; exit 2 ;;
+esac
 /usr/bin/time -f '%U %S' -o "$WORK/ab-$LABEL.client" \
-  "$BENCH" ingest --url "http://127.0.0.1:$PORT" --file "$FILE" --clients "$CLIENTS" --prefix "ab-$LABEL-$$"
+  "$BENCH" "${POST[@]}" --url "http://127.0.0.1:$PORT" --file "$FILE" --clients "$CLIENTS"
 s1=$(own $SERVER); t1=$(busy)
 n=$(grep -c . "$FILE")
 read -r cu cs < "$WORK/ab-$LABEL.client"
