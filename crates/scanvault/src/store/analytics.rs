@@ -725,7 +725,9 @@ impl Store {
         // through the listing index by (vulnerability, reference number): the vulnerability
         // ids of that scan's findings, plus those of the findings a changed scan has just
         // lost. A superset is harmless; no index by reference is kept for this (it cost
-        // ingest one more B-tree insertion per finding).
+        // ingest one more B-tree insertion per finding). On PostgreSQL the index leads with
+        // the listing key (`LISTING_KEY`): a stored finding gives its own, and a lost one,
+        // whose severity and fix are not at hand, is probed under all six.
         let mut removed_rows: Vec<DeltaRow> = vec![];
         if !clear.is_empty() {
             let backend = self.backend();
@@ -744,21 +746,22 @@ impl Store {
                 }
             }
             let lost_at = 1 + rowset::param_count(backend, REF_WITH_COLUMNS);
-            let keys = format!(
-                "SELECT f.vulnerability_id AS v, r.r AS r FROM {} JOIN findings_brief f ON f.scan_id = r.x \
-                 UNION ALL SELECT l.x, l.r FROM {}",
-                rowset::source(backend, 1, REF_WITH_COLUMNS, "r"),
-                rowset::source(backend, lost_at, REF_WITH_COLUMNS, "l")
-            );
+            let stored = rowset::source(backend, 1, REF_WITH_COLUMNS, "r");
+            let lost_set = rowset::source(backend, lost_at, REF_WITH_COLUMNS, "l");
             // Both probe the index once per key (PostgreSQL plans the semi-join that way;
             // SQLite would scan the table for a row-value `IN`, so it is given the join).
             let rows = match backend {
-                Backend::Postgres => {
-                    format!("(vulnerability_id, ref_id) IN (SELECT v, r FROM ({keys}) k)")
-                }
+                Backend::Postgres => format!(
+                    "({LISTING_KEY}, vulnerability_id, ref_id) IN (SELECT k, v, r FROM (\
+                     SELECT {} AS k, f.vulnerability_id AS v, r.r AS r FROM {stored} \
+                     JOIN findings_brief f ON f.scan_id = r.x UNION ALL SELECT s.k, l.x, l.r FROM {lost_set} \
+                     CROSS JOIN (VALUES (-1), (0), (1), (2), (3), (4)) AS s(k)) k)",
+                    listing_key("f.")
+                ),
                 Backend::Sqlite => format!(
-                    "rowid IN (SELECT ff.rowid FROM ({keys}) k CROSS JOIN fleet_findings ff \
-                     ON ff.vulnerability_id = k.v AND ff.ref_id = k.r)"
+                    "rowid IN (SELECT ff.rowid FROM (SELECT f.vulnerability_id AS v, r.r AS r FROM {stored} \
+                     JOIN findings_brief f ON f.scan_id = r.x UNION ALL SELECT l.x, l.r FROM {lost_set}) k \
+                     CROSS JOIN fleet_findings ff ON ff.vulnerability_id = k.v AND ff.ref_id = k.r)"
                 ),
             };
             let sql = format!(
@@ -1263,14 +1266,26 @@ impl Store {
         // page columns carries the count when the page is empty.
         // The reference's name, tag, scan and scan time come from `fleet_refs`, for the
         // page's rows only (the current-fleet rows carry the reference's number).
+        // On PostgreSQL the CVE's rows are six ranges of the listing index, one per listing
+        // key; each is read in reference order only as far as the page reaches, and the
+        // six are merged.
+        const ROWS: &str =
+            "SELECT ref_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity \
+             FROM fleet_findings WHERE vulnerability_id = $1";
+        const ORDER: &str = "ORDER BY ref_id, pkg_name, pkg_version";
+        let cve_rows = match self.backend() {
+            Backend::Postgres => (-1..=4)
+                .map(|k| format!("({ROWS} AND {LISTING_KEY} = {k} {ORDER} LIMIT $2 + $3)"))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL "),
+            Backend::Sqlite => ROWS.to_string(),
+        };
         let sql = format!(
             "SELECT r.image_name, r.image_tag, r.scan_id, r.scanned_at, p.vulnerability_id, p.pkg_name, \
              p.pkg_version, p.fixed_version, p.severity, c.n FROM \
              (SELECT CAST(COALESCE(SUM(images), 0) AS BIGINT) AS n FROM (SELECT images FROM fleet_cves \
              WHERE vulnerability_id = $1 UNION ALL SELECT images FROM fleet_cve_deltas WHERE vulnerability_id = $1) x) c \
-             LEFT JOIN (SELECT ref_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity \
-             FROM fleet_findings WHERE vulnerability_id = $1 \
-             ORDER BY ref_id, pkg_name, pkg_version LIMIT $2 OFFSET $3) p ON true \
+             LEFT JOIN (SELECT * FROM ({cve_rows}) u {ORDER} LIMIT $2 OFFSET $3) p ON true \
              {} ORDER BY p.ref_id, p.pkg_name, p.pkg_version",
             page_refs(self.backend(), true)
         );
@@ -1313,11 +1328,17 @@ impl Store {
                 .find(|&n| n > limit)
                 .filter(|_| offset == 0)
                 .unwrap_or(limit + 1);
+            // PostgreSQL: the listing key of a fixable row is its severity (store/analytics.rs,
+            // `LISTING_KEY`), and the index's range >= 0 holds them in this order.
+            let (fixable, by_severity) = match self.backend() {
+                Backend::Postgres => (format!("{LISTING_KEY} >= 0"), LISTING_KEY),
+                Backend::Sqlite => ("fixed_version IS NOT NULL".to_string(), "severity"),
+            };
             let sql = format!(
                 "SELECT r.image_name, r.image_tag, r.scan_id, CAST(NULL AS BIGINT), p.vulnerability_id, p.pkg_name, \
                  p.pkg_version, p.fixed_version, p.severity, v.title FROM (SELECT ref_id, vulnerability_id, pkg_name, \
-                 pkg_version, fixed_version, severity FROM fleet_findings WHERE fixed_version IS NOT NULL \
-                 ORDER BY severity DESC, vulnerability_id, ref_id, pkg_name, pkg_version {}) p \
+                 pkg_version, fixed_version, severity FROM fleet_findings WHERE {fixable} \
+                 ORDER BY {by_severity} DESC, vulnerability_id, ref_id, pkg_name, pkg_version {}) p \
                  {} LEFT JOIN vulnerabilities v ON v.id = p.vulnerability_id \
                  ORDER BY p.severity DESC, p.vulnerability_id, p.ref_id, p.pkg_name, p.pkg_version",
                 literal_page(fetch, offset),
@@ -1620,6 +1641,16 @@ fn literal_page(limit: i64, offset: i64) -> String {
 /// PostgreSQL is made to look each one up by number (a lateral subquery with a `LIMIT`
 /// is not flattened into a join): for a page of 100 rows it otherwise preferred hashing
 /// the whole of `fleet_refs`, whose size grows with the fleet. SQLite looks them up anyway.
+/// PostgreSQL's one listing index of `fleet_findings` leads with this key: the severity of a
+/// fixable finding (0 to 4), -1 for a finding without a fix (migration
+/// `20261207000002`). Queries must spell it as the index does for PostgreSQL to use it.
+const LISTING_KEY: &str = "(CASE WHEN fixed_version IS NULL THEN -1 ELSE severity END)";
+
+/// [`LISTING_KEY`] of the row whose columns carry `prefix` (`"f."`).
+fn listing_key(prefix: &str) -> String {
+    format!("(CASE WHEN {prefix}fixed_version IS NULL THEN -1 ELSE {prefix}severity END)")
+}
+
 fn page_refs(backend: Backend, left: bool) -> String {
     let join = if left { "LEFT JOIN" } else { "JOIN" };
     match backend {
@@ -1683,5 +1714,19 @@ pub async fn compaction_loop(store: Store, shutdown: tokio_util::sync::Cancellat
             }
             Err(e) => tracing::warn!(error = %e, "analytics compaction failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{listing_key, LISTING_KEY};
+
+    #[test]
+    fn the_listing_key_is_spelled_alike_with_and_without_a_prefix() {
+        assert_eq!(listing_key(""), LISTING_KEY);
+        assert_eq!(
+            listing_key("f."),
+            "(CASE WHEN f.fixed_version IS NULL THEN -1 ELSE f.severity END)"
+        );
     }
 }
