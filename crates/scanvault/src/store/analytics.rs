@@ -12,12 +12,14 @@
 //!   Each reference also has a number (`id`), given when it joins the fleet.
 //! - `fleet_findings`: the findings of each reference's latest scan, replaced when the
 //!   reference moves to another scan or its scan's findings change. A row names its
-//!   reference by number: keys of (vulnerability, number) make the two listing indexes,
-//!   which take every finding of every ingest, less than half as large as keys with the
-//!   reference's name and tag. `cve/{id}/images` and `fixable` page through those indexes
-//!   and read the name, tag and scan of the page's references from `fleet_refs`. Rows of
+//!   reference by number, which keeps the listing index keys, taken by every finding of
+//!   every ingest, short. On PostgreSQL one index serves both listings: it leads with
+//!   [`LISTING_KEY`] (the severity of a fixable finding, -1 without a fix), then
+//!   (vulnerability, number). `fixable` pages through its range >= 0; `cve/{id}/images`
+//!   merges the CVE's six ranges in reference order. SQLite keeps one index per listing.
+//!   Both read the name, tag and scan of the page's references from `fleet_refs`. Rows of
 //!   references that now point at the scan being ingested are written from the report in
-//!   hand; others are copied from `findings`.
+//!   hand; others are copied from `findings_brief`.
 //! - append-only deltas (`fleet_cve_deltas`, `fleet_total_deltas`, `fleet_daily_deltas`):
 //!   per-CVE and fleet-wide counts, and per-day changes of the fleet's counts (the events
 //!   of each reference's chain of scans: `+counts(scan)` on the day it was scanned,
