@@ -1330,8 +1330,8 @@ impl Store {
                 .find(|&n| n > limit)
                 .filter(|_| offset == 0)
                 .unwrap_or(limit + 1);
-            // PostgreSQL: the listing key of a fixable row is its severity (store/analytics.rs,
-            // `LISTING_KEY`), and the index's range >= 0 holds them in this order.
+            // PostgreSQL: the listing key ([`LISTING_KEY`]) of a fixable row is its severity,
+            // and the index's range of keys >= 0 holds those rows in this order.
             let (fixable, by_severity) = match self.backend() {
                 Backend::Postgres => (format!("{LISTING_KEY} >= 0"), LISTING_KEY),
                 Backend::Sqlite => ("fixed_version IS NOT NULL".to_string(), "severity"),
@@ -1638,11 +1638,6 @@ fn literal_page(limit: i64, offset: i64) -> String {
     }
 }
 
-/// The join that gives the rows of a page (`p`, with `ref_id`) their reference's row of
-/// `fleet_refs` (`r`); `left` keeps a page row of no reference (an empty page's count row).
-/// PostgreSQL is made to look each one up by number (a lateral subquery with a `LIMIT`
-/// is not flattened into a join): for a page of 100 rows it otherwise preferred hashing
-/// the whole of `fleet_refs`, whose size grows with the fleet. SQLite looks them up anyway.
 /// PostgreSQL's one listing index of `fleet_findings` leads with this key: the severity of a
 /// fixable finding (0 to 4), -1 for a finding without a fix (migration
 /// `20261207000002`). Queries must spell it as the index does for PostgreSQL to use it.
@@ -1653,6 +1648,11 @@ fn listing_key(prefix: &str) -> String {
     format!("(CASE WHEN {prefix}fixed_version IS NULL THEN -1 ELSE {prefix}severity END)")
 }
 
+/// The join that gives the rows of a page (`p`, with `ref_id`) their reference's row of
+/// `fleet_refs` (`r`); `left` keeps a page row of no reference (an empty page's count row).
+/// PostgreSQL is made to look each one up by number (a lateral subquery with a `LIMIT`
+/// is not flattened into a join): for a page of 100 rows it otherwise preferred hashing
+/// the whole of `fleet_refs`, whose size grows with the fleet. SQLite looks them up anyway.
 fn page_refs(backend: Backend, left: bool) -> String {
     let join = if left { "LEFT JOIN" } else { "JOIN" };
     match backend {
