@@ -13,9 +13,9 @@
 //! - `fleet_findings`: the findings of each reference's latest scan, replaced when the
 //!   reference moves to another scan or its scan's findings change. A row names its
 //!   reference by number, which keeps the listing index keys, taken by every finding of
-//!   every ingest, short. On PostgreSQL one index serves both listings: it leads with
-//!   [`LISTING_KEY`] (the severity of a fixable finding, -1 without a fix), then
-//!   (vulnerability, number). `fixable` pages through its range >= 0; `cve/{id}/images`
+//!   every ingest, short. On PostgreSQL one index serves both listings: it leads with the
+//!   listing key ([`listing_key`]: the severity of a fixable finding, -1 without a fix),
+//!   then (vulnerability, number). `fixable` pages through its range >= 0; `cve/{id}/images`
 //!   merges the CVE's six ranges in reference order. SQLite keeps one index per listing.
 //!   Both read the name, tag and scan of the page's references from `fleet_refs`. Rows of
 //!   references that now point at the scan being ingested are written from the report in
@@ -728,7 +728,7 @@ impl Store {
         // ids of that scan's findings, plus those of the findings a changed scan has just
         // lost. A superset is harmless; no index by reference is kept for this (it cost
         // ingest one more B-tree insertion per finding). On PostgreSQL the index leads with
-        // the listing key (`LISTING_KEY`): a stored finding gives its own, and a lost one,
+        // the listing key ([`listing_key`]): a stored finding gives its own, and a lost one,
         // whose severity and fix are not at hand, is probed under all six.
         let mut removed_rows: Vec<DeltaRow> = vec![];
         if !clear.is_empty() {
@@ -748,20 +748,21 @@ impl Store {
                 }
             }
             let lost_at = 1 + rowset::param_count(backend, REF_WITH_COLUMNS);
-            let stored = rowset::source(backend, 1, REF_WITH_COLUMNS, "r");
+            let scans_set = rowset::source(backend, 1, REF_WITH_COLUMNS, "r");
             let lost_set = rowset::source(backend, lost_at, REF_WITH_COLUMNS, "l");
             // Both probe the index once per key (PostgreSQL plans the semi-join that way;
             // SQLite would scan the table for a row-value `IN`, so it is given the join).
             let rows = match backend {
                 Backend::Postgres => format!(
-                    "({LISTING_KEY}, vulnerability_id, ref_id) IN (SELECT k, v, r FROM (\
-                     SELECT {} AS k, f.vulnerability_id AS v, r.r AS r FROM {stored} \
+                    "({}, vulnerability_id, ref_id) IN (SELECT k, v, r FROM (\
+                     SELECT {} AS k, f.vulnerability_id AS v, r.r AS r FROM {scans_set} \
                      JOIN findings_brief f ON f.scan_id = r.x UNION ALL SELECT s.k, l.x, l.r FROM {lost_set} \
                      CROSS JOIN (VALUES (-1), (0), (1), (2), (3), (4)) AS s(k)) k)",
+                    listing_key(""),
                     listing_key("f.")
                 ),
                 Backend::Sqlite => format!(
-                    "rowid IN (SELECT ff.rowid FROM (SELECT f.vulnerability_id AS v, r.r AS r FROM {stored} \
+                    "rowid IN (SELECT ff.rowid FROM (SELECT f.vulnerability_id AS v, r.r AS r FROM {scans_set} \
                      JOIN findings_brief f ON f.scan_id = r.x UNION ALL SELECT l.x, l.r FROM {lost_set}) k \
                      CROSS JOIN fleet_findings ff ON ff.vulnerability_id = k.v AND ff.ref_id = k.r)"
                 ),
@@ -1276,10 +1277,13 @@ impl Store {
              FROM fleet_findings WHERE vulnerability_id = $1";
         const ORDER: &str = "ORDER BY ref_id, pkg_name, pkg_version";
         let cve_rows = match self.backend() {
-            Backend::Postgres => (-1..=4)
-                .map(|k| format!("({ROWS} AND {LISTING_KEY} = {k} {ORDER} LIMIT $2 + $3)"))
-                .collect::<Vec<_>>()
-                .join(" UNION ALL "),
+            Backend::Postgres => {
+                let key = listing_key("");
+                (-1..=4)
+                    .map(|k| format!("({ROWS} AND {key} = {k} {ORDER} LIMIT $2 + $3)"))
+                    .collect::<Vec<_>>()
+                    .join(" UNION ALL ")
+            }
             Backend::Sqlite => ROWS.to_string(),
         };
         let sql = format!(
@@ -1330,11 +1334,17 @@ impl Store {
                 .find(|&n| n > limit)
                 .filter(|_| offset == 0)
                 .unwrap_or(limit + 1);
-            // PostgreSQL: the listing key ([`LISTING_KEY`]) of a fixable row is its severity,
+            // PostgreSQL: the listing key ([`listing_key`]) of a fixable row is its severity,
             // and the index's range of keys >= 0 holds those rows in this order.
             let (fixable, by_severity) = match self.backend() {
-                Backend::Postgres => (format!("{LISTING_KEY} >= 0"), LISTING_KEY),
-                Backend::Sqlite => ("fixed_version IS NOT NULL".to_string(), "severity"),
+                Backend::Postgres => {
+                    let key = listing_key("");
+                    (format!("{key} >= 0"), key)
+                }
+                Backend::Sqlite => (
+                    "fixed_version IS NOT NULL".to_string(),
+                    "severity".to_string(),
+                ),
             };
             let sql = format!(
                 "SELECT r.image_name, r.image_tag, r.scan_id, CAST(NULL AS BIGINT), p.vulnerability_id, p.pkg_name, \
@@ -1638,12 +1648,10 @@ fn literal_page(limit: i64, offset: i64) -> String {
     }
 }
 
-/// PostgreSQL's one listing index of `fleet_findings` leads with this key: the severity of a
-/// fixable finding (0 to 4), -1 for a finding without a fix (migration
-/// `20261207000002`). Queries must spell it as the index does for PostgreSQL to use it.
-const LISTING_KEY: &str = "(CASE WHEN fixed_version IS NULL THEN -1 ELSE severity END)";
-
-/// [`LISTING_KEY`] of the row whose columns carry `prefix` (`"f."`).
+/// The key PostgreSQL's one listing index of `fleet_findings` leads with, for the row whose
+/// columns carry `prefix` (`""`, or `"f."`): the severity of a fixable finding (0 to 4), -1
+/// for a finding without a fix (migration `20261207000002`). Queries must spell it as the
+/// index does for PostgreSQL to use it.
 fn listing_key(prefix: &str) -> String {
     format!("(CASE WHEN {prefix}fixed_version IS NULL THEN -1 ELSE {prefix}severity END)")
 }
@@ -1721,11 +1729,15 @@ pub async fn compaction_loop(store: Store, shutdown: tokio_util::sync::Cancellat
 
 #[cfg(test)]
 mod tests {
-    use super::{listing_key, LISTING_KEY};
+    use super::listing_key;
 
     #[test]
-    fn the_listing_key_is_spelled_alike_with_and_without_a_prefix() {
-        assert_eq!(listing_key(""), LISTING_KEY);
+    fn the_listing_key_is_spelled_as_the_index_and_takes_a_prefix() {
+        // As migration 20261207000002 writes the index's expression.
+        assert_eq!(
+            listing_key(""),
+            "(CASE WHEN fixed_version IS NULL THEN -1 ELSE severity END)"
+        );
         assert_eq!(
             listing_key("f."),
             "(CASE WHEN f.fixed_version IS NULL THEN -1 ELSE f.severity END)"

@@ -1071,11 +1071,11 @@ async fn write_findings(
     all: &[&Finding],
     diff: Option<(&[&Finding], &[FindingKey])>,
 ) -> Result<(), StoreError> {
+    if diff.is_some_and(|(added, removed)| added.is_empty() && removed.is_empty()) {
+        return Ok(());
+    }
     let (sql, rows) = match backend {
         Backend::Postgres => {
-            if diff.is_some_and(|(added, removed)| added.is_empty() && removed.is_empty()) {
-                return Ok(());
-            }
             if all.is_empty() {
                 if diff.is_some() {
                     let sql = "DELETE FROM scan_findings WHERE scan_id = $1".to_string();
