@@ -106,6 +106,17 @@ fn max_severity(c: &Counts) -> i64 {
     (0..=4).rev().find(|r| c[sev_index(*r)] > 0).unwrap_or(0)
 }
 
+/// [`max_severity`] in SQL, over the count columns as `col` spells them.
+fn max_severity_sql(col: &dyn Fn(&str) -> String) -> String {
+    format!(
+        "CASE WHEN {} > 0 THEN 4 WHEN {} > 0 THEN 3 WHEN {} > 0 THEN 2 WHEN {} > 0 THEN 1 ELSE 0 END",
+        col("n_critical"),
+        col("n_high"),
+        col("n_medium"),
+        col("n_low")
+    )
+}
+
 const COUNT_COLUMNS: &str = "images, fixable, n_critical, n_high, n_medium, n_low, n_unknown";
 
 fn counts_at(row: &AnyRow, start: usize) -> Counts {
@@ -210,20 +221,14 @@ impl Fold {
             .map(|c| format!("{c} = {target}.{c} + excluded.{c}"))
             .collect();
         let (sev_col, sev_val) = if self.severity {
-            let of = |sum: &dyn Fn(&str) -> String| {
-                format!(
-                    "CASE WHEN {} > 0 THEN 4 WHEN {} > 0 THEN 3 WHEN {} > 0 THEN 2 WHEN {} > 0 THEN 1 ELSE 0 END",
-                    sum("n_critical"),
-                    sum("n_high"),
-                    sum("n_medium"),
-                    sum("n_low")
-                )
-            };
             set.push(format!(
                 "severity = {}",
-                of(&|c| format!("{target}.{c} + excluded.{c}"))
+                max_severity_sql(&|c| format!("{target}.{c} + excluded.{c}"))
             ));
-            (", severity", format!(", {}", of(&|c| c.to_string())))
+            (
+                ", severity",
+                format!(", {}", max_severity_sql(&|c| c.to_string())),
+            )
         } else {
             ("", String::new())
         };
@@ -1553,38 +1558,28 @@ async fn top_cves_compacted(
     if limit <= 0 {
         return Ok(Some(vec![]));
     }
-    let mut deltas: HashMap<String, Counts> = HashMap::new();
-    let rows = sqlx::query(&format!(
-        "SELECT vulnerability_id, {} FROM fleet_cve_deltas GROUP BY vulnerability_id",
-        COUNT_COLUMNS
-            .split(", ")
-            .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))
-    .fetch_all(&mut *conn)
-    .await?;
-    for r in &rows {
-        deltas.insert(r.get(0), counts_at(r, 1));
-    }
-    if !deltas.is_empty() && !in_snapshot {
+    // Whether anything is pending: one row tells.
+    let pending = sqlx::query("SELECT 1 FROM fleet_cve_deltas LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
+    if pending && !in_snapshot {
         return Ok(None);
     }
-    // A power of two: the limit is written into the statement (see `literal_page`), and
-    // the number of pending deltas varies, so this keeps the distinct statements few.
-    // More candidates than needed change nothing below.
-    let mut fetch = ((limit + deltas.len() as i64 + 1).max(1) as u64).next_power_of_two() as i64;
+    let (filter, order) = match severity {
+        Some(_) => ("AND severity = $1", "images DESC, vulnerability_id"),
+        None => ("", "images DESC, severity DESC, vulnerability_id"),
+    };
+    // A power of two: the row count is written into the statement (see `literal_page`), so
+    // this keeps the distinct statements few. More candidates than needed change nothing.
+    let mut fetch = ((limit + 1) as u64).next_power_of_two() as i64;
     loop {
-        let (filter, order) = match severity {
-            Some(_) => ("AND severity = $1", "images DESC, vulnerability_id"),
-            None => ("", "images DESC, severity DESC, vulnerability_id"),
-        };
-        let sql = format!(
+        let ranked_sql = format!(
             "SELECT vulnerability_id, {COUNT_COLUMNS} FROM fleet_cves WHERE images > 0 {filter} \
              ORDER BY {order} {}",
             literal_page(fetch, 0)
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query(&ranked_sql);
         if let Some(s) = severity {
             q = q.bind(s.rank());
         }
@@ -1593,30 +1588,49 @@ async fn top_cves_compacted(
         let cutoff = ranked
             .last()
             .map(|r| top_cve_of(r.get(0), &counts_at(r, 1)));
-        let mut cands: HashMap<String, Counts> = HashMap::new();
-        for r in &ranked {
-            cands.insert(r.get(0), counts_at(r, 1));
-        }
-        let missing: Vec<&String> = deltas.keys().filter(|k| !cands.contains_key(*k)).collect();
-        for chunk in missing.chunks(CHUNK) {
+        let rows = if pending {
+            // The candidates are the ranked rows and every CVE with a pending delta, each
+            // with its exact counts (compacted + pending). The database merges and ranks
+            // them and returns the first `limit`: under steady ingest nearly every CVE has
+            // a delta, and shipping them all to be merged here took a quarter of a second.
+            let exact = |c: &str| format!("COALESCE(f.{c}, 0) + COALESCE(d.{c}, 0) AS {c}");
             let sql = format!(
-                "SELECT vulnerability_id, {COUNT_COLUMNS} FROM fleet_cves WHERE vulnerability_id IN ({})",
-                placeholders(1, chunk.len())
+                "WITH d AS (SELECT vulnerability_id, {sums} FROM fleet_cve_deltas GROUP BY vulnerability_id), \
+                 c AS (SELECT vulnerability_id FROM ({ranked_sql}) t UNION SELECT vulnerability_id FROM d), \
+                 x AS (SELECT c.vulnerability_id, {exact} FROM c \
+                 LEFT JOIN fleet_cves f ON f.vulnerability_id = c.vulnerability_id \
+                 LEFT JOIN d ON d.vulnerability_id = c.vulnerability_id) \
+                 SELECT vulnerability_id, {COUNT_COLUMNS} FROM x WHERE images > 0 {exact_filter} \
+                 ORDER BY images DESC, {sev} DESC, vulnerability_id {}",
+                literal_page(limit, 0),
+                sums = COUNT_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                exact = COUNT_COLUMNS
+                    .split(", ")
+                    .map(exact)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                exact_filter = if severity.is_some() {
+                    format!("AND {} = $1", max_severity_sql(&|c| c.to_string()))
+                } else {
+                    String::new()
+                },
+                sev = max_severity_sql(&|c| c.to_string()),
             );
             let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(id.as_str());
+            if let Some(s) = severity {
+                q = q.bind(s.rank());
             }
-            for r in q.fetch_all(&mut *conn).await? {
-                cands.insert(r.get(0), counts_at(&r, 1));
-            }
-        }
-        for (id, d) in &deltas {
-            add(cands.entry(id.clone()).or_default(), d, 1);
-        }
-        let mut all: Vec<TopCve> = cands
-            .into_iter()
-            .map(|(id, c)| top_cve_of(id, &c))
+            q.fetch_all(&mut *conn).await?
+        } else {
+            ranked
+        };
+        let mut all: Vec<TopCve> = rows
+            .iter()
+            .map(|r| top_cve_of(r.get(0), &counts_at(r, 1)))
             .filter(|c| c.images > 0 && severity.is_none_or(|s| c.severity == s.rank()))
             .collect();
         all.sort_by_key(sort_key);
