@@ -786,6 +786,66 @@ async fn analytics_parameters_are_validated(app: &TestApp) {
     assert_eq!(f["FixableItems"], json!([]));
 }
 
+/// Top CVEs while pending deltas take the leaders out of the ranking: the ranked rows read
+/// first are not enough, and the answer comes from further down the compacted ranking.
+async fn top_cves_when_pending_deltas_sink_the_leaders(app: &TestApp) {
+    let post = |r: Report| async move {
+        let resp = app.post_scan("", r.bytes()).await;
+        assert_eq!(
+            resp.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&resp.body)
+        );
+    };
+    // Compacted ranking: CVE-2025-0001 in 3 images, -0002 in 2, -0003 in 1.
+    for (i, cves) in [
+        (1, &["CVE-2025-0001", "CVE-2025-0002"][..]),
+        (2, &["CVE-2025-0001", "CVE-2025-0002"][..]),
+        (3, &["CVE-2025-0001"][..]),
+        (4, &["CVE-2025-0003"][..]),
+    ] {
+        let mut r =
+            Report::image(&format!("sink/app-{i}:1"), &digest(500 + i)).at("2025-01-01T00:00:00Z");
+        for c in cves {
+            r = r.vuln(c, "pkg", "1.0", "HIGH", None);
+        }
+        post(r).await;
+    }
+    app.store.compact_analytics().await.unwrap();
+    // Newer builds of the first three images have no findings: the first two CVEs are down
+    // to no image, in deltas not folded yet.
+    for i in 1..=3 {
+        post(
+            Report::image(&format!("sink/app-{i}:1"), &digest(600 + i)).at("2025-01-02T00:00:00Z"),
+        )
+        .await;
+    }
+    let only_the_third = |t: &Value, ctx: &str| {
+        let ids: Vec<&str> = t["CVEs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["CVEID"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["CVE-2025-0003"], "{ctx}: {t}");
+        assert_eq!(t["CVEs"][0]["ImageCount"], 1, "{ctx}");
+    };
+    for round in ["pending", "compacted"] {
+        for q in ["limit=1", "severity=high&limit=1", "limit=10"] {
+            let t = app
+                .get_json(&format!("/analytics/vulnerabilities/top-cves?{q}"))
+                .await;
+            only_the_third(&t, &format!("{round}, {q}"));
+        }
+        app.store.compact_analytics().await.unwrap();
+    }
+}
+
+on_both_backends!(
+    top_cves_when_pending_deltas_sink_the_leaders_on,
+    top_cves_when_pending_deltas_sink_the_leaders
+);
 on_both_backends!(
     analytics_agree_with_a_recomputation,
     analytics_agree_with_a_recomputation_from_the_reports
