@@ -119,6 +119,16 @@ fn max_severity_sql(col: &dyn Fn(&str) -> String) -> String {
 
 const COUNT_COLUMNS: &str = "images, fixable, n_critical, n_high, n_medium, n_low, n_unknown";
 
+/// The sum of each count column, under the column's name: `CAST(SUM(images) AS BIGINT) AS
+/// images, …`.
+fn count_sums() -> String {
+    COUNT_COLUMNS
+        .split(", ")
+        .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn counts_at(row: &AnyRow, start: usize) -> Counts {
     let mut c = [0; 7];
     for (i, v) in c.iter_mut().enumerate() {
@@ -206,11 +216,7 @@ impl Fold {
         };
         let key_col = self.key.unwrap_or("id");
         let source = if backend.is_postgres() { "d" } else { deltas };
-        let sums = cols
-            .iter()
-            .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let sums = count_sums();
         let nonzero = cols
             .iter()
             .map(|c| format!("{c} <> 0"))
@@ -1413,11 +1419,7 @@ impl Store {
                 let sql = format!(
                     "SELECT day, {} FROM (SELECT day, {COUNT_COLUMNS} FROM fleet_daily WHERE day < $1 \
                      UNION ALL SELECT day, {COUNT_COLUMNS} FROM fleet_daily_deltas WHERE day < $1) x GROUP BY day",
-                    COUNT_COLUMNS
-                        .split(", ")
-                        .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    count_sums()
                 );
                 for r in sqlx::query(&sql)
                     .bind(end_day)
@@ -1594,6 +1596,7 @@ async fn top_cves_compacted(
             // them and returns the first `limit`: under steady ingest nearly every CVE has
             // a delta, and shipping them all to be merged here took a quarter of a second.
             let exact = |c: &str| format!("COALESCE(f.{c}, 0) + COALESCE(d.{c}, 0) AS {c}");
+            let sev = max_severity_sql(&|c| c.to_string());
             let sql = format!(
                 "WITH d AS (SELECT vulnerability_id, {sums} FROM fleet_cve_deltas GROUP BY vulnerability_id), \
                  c AS (SELECT vulnerability_id FROM ({ranked_sql}) t UNION SELECT vulnerability_id FROM d), \
@@ -1603,22 +1606,17 @@ async fn top_cves_compacted(
                  SELECT vulnerability_id, {COUNT_COLUMNS} FROM x WHERE images > 0 {exact_filter} \
                  ORDER BY images DESC, {sev} DESC, vulnerability_id {}",
                 literal_page(limit, 0),
-                sums = COUNT_COLUMNS
-                    .split(", ")
-                    .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                sums = count_sums(),
                 exact = COUNT_COLUMNS
                     .split(", ")
                     .map(exact)
                     .collect::<Vec<_>>()
                     .join(", "),
                 exact_filter = if severity.is_some() {
-                    format!("AND {} = $1", max_severity_sql(&|c| c.to_string()))
+                    format!("AND {sev} = $1")
                 } else {
                     String::new()
                 },
-                sev = max_severity_sql(&|c| c.to_string()),
             );
             let mut q = sqlx::query(&sql);
             if let Some(s) = severity {
