@@ -5,6 +5,7 @@
 //! cargo run --release -p scanvault --example bench -- ingest --url URL --file typical.ndjson [--clients 8] [--prefix p]
 //! cargo run --release -p scanvault --example bench -- single --url URL --file big.ndjson [--repeat 10]
 //! cargo run --release -p scanvault --example bench -- query  --url URL [--clients 16] [--seconds 10] [--to RFC3339]
+//! cargo run --release -p scanvault --example bench -- mixed  --url URL --file typical.ndjson [--clients 8] [--readers 4] [--prefix p]
 //! cargo run --release -p scanvault --example bench -- parse  --file typical.ndjson [--rounds 5]
 //! ```
 //!
@@ -13,7 +14,9 @@
 //! stores every report under a fresh image name (`?image=<prefix>-<n>`), so it measures the
 //! ingest path only. `single` posts the first report sequentially under fresh names and
 //! prints each latency. `query` drives each analytics endpoint in turn with concurrent
-//! clients for a fixed time. `parse` runs the report parser alone over every report of the
+//! clients for a fixed time. `mixed` runs `ingest` while `--readers` clients request the
+//! five analytics endpoints in turn until the last report is stored, and prints the
+//! latencies of both. `parse` runs the report parser alone over every report of the
 //! file, in one thread, `--rounds` times (no server; with the system allocator, where the
 //! service uses mimalloc). Every command prints throughput and p50/p95/p99.
 
@@ -129,6 +132,23 @@ async fn run_posts(
     report(label, lat, start.elapsed(), errors);
 }
 
+/// Feeds `run_posts` every body under a fresh image name, `<prefix>-<n>`.
+fn fresh_images(
+    bodies: Vec<Vec<u8>>,
+    prefix: String,
+) -> impl FnOnce(tokio::sync::mpsc::Sender<Post>) + Send + 'static {
+    move |tx| {
+        for (i, b) in bodies.into_iter().enumerate() {
+            if tx
+                .blocking_send((format!("?image={prefix}-{i}"), b))
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+}
+
 fn read_lines(path: &str) -> Box<dyn BufRead + Send> {
     if path == "-" {
         Box::new(std::io::BufReader::with_capacity(1 << 20, std::io::stdin()))
@@ -203,6 +223,59 @@ async fn query_endpoint(
     report(label, lat, start.elapsed(), errors);
 }
 
+/// The five analytics requests the benchmark times, each with the URIs it cycles through
+/// (`cve images` asks for each of the 20 most widespread CVEs in turn). `--to` (RFC 3339)
+/// ends the 90-day trend.
+async fn analytics_uris(
+    client: &reqwest::Client,
+    url: &str,
+    args: &[String],
+) -> Vec<(&'static str, Vec<String>)> {
+    let to = arg(args, "--to").unwrap_or_else(|| "2025-02-15T00:00:00Z".into());
+    let to_t = chrono::DateTime::parse_from_rfc3339(&to).expect("--to RFC 3339");
+    let from = (to_t - chrono::Duration::days(90)).to_rfc3339();
+    let a = format!("{url}/analytics/vulnerabilities");
+    let top: serde_json::Value = client
+        .get(format!("{a}/top-cves?limit=20"))
+        .send()
+        .await
+        .expect("top-cves")
+        .json()
+        .await
+        .expect("json");
+    let ids: Vec<String> = top["CVEs"]
+        .as_array()
+        .expect("CVEs")
+        .iter()
+        .map(|c| c["CVEID"].as_str().unwrap().to_string())
+        .collect();
+    println!(
+        "most widespread CVE {} in {} images",
+        ids.first().cloned().unwrap_or_default(),
+        top["CVEs"][0]["ImageCount"]
+    );
+    let enc = |s: &str| s.replace(':', "%3A").replace('+', "%2B");
+    vec![
+        ("summary", vec![format!("{a}/summary")]),
+        ("top-cves limit=20", vec![format!("{a}/top-cves?limit=20")]),
+        (
+            "cve images limit=100",
+            ids.iter()
+                .map(|id| format!("{a}/cve/{id}/images?limit=100"))
+                .collect(),
+        ),
+        ("fixable limit=100", vec![format!("{a}/fixable?limit=100")]),
+        (
+            "trends day 90 days",
+            vec![format!(
+                "{a}/trends?interval=day&from={}&to={}",
+                enc(&from),
+                enc(&to)
+            )],
+        ),
+    ]
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -254,16 +327,12 @@ async fn main() {
                 bodies.len(),
                 findings as f64 / bodies.len().max(1) as f64
             );
-            run_posts(&url, clients, "ingest POST /scans", move |tx| {
-                for (i, b) in bodies.into_iter().enumerate() {
-                    if tx
-                        .blocking_send((format!("?image={prefix}-{i}"), b))
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            })
+            run_posts(
+                &url,
+                clients,
+                "ingest POST /scans",
+                fresh_images(bodies, prefix),
+            )
             .await;
         }
         "single" => {
@@ -327,52 +396,9 @@ async fn main() {
         "query" => {
             let clients = num(&args, "--clients", 16) as usize;
             let seconds = num(&args, "--seconds", 10);
-            let to = arg(&args, "--to").unwrap_or_else(|| "2025-02-15T00:00:00Z".into());
-            let to_t = chrono::DateTime::parse_from_rfc3339(&to).expect("--to RFC 3339");
-            let from = (to_t - chrono::Duration::days(90)).to_rfc3339();
             let client = reqwest::Client::new();
-            let a = format!("{url}/analytics/vulnerabilities");
-            let top: serde_json::Value = client
-                .get(format!("{a}/top-cves?limit=20"))
-                .send()
-                .await
-                .expect("top-cves")
-                .json()
-                .await
-                .expect("json");
-            let ids: Vec<String> = top["CVEs"]
-                .as_array()
-                .expect("CVEs")
-                .iter()
-                .map(|c| c["CVEID"].as_str().unwrap().to_string())
-                .collect();
-            println!(
-                "{} clients, {} s per endpoint; most widespread CVE {} in {} images",
-                clients,
-                seconds,
-                ids.first().cloned().unwrap_or_default(),
-                top["CVEs"][0]["ImageCount"]
-            );
-            let enc = |s: &str| s.replace(':', "%3A").replace('+', "%2B");
-            let endpoints: Vec<(&str, Vec<String>)> = vec![
-                ("summary", vec![format!("{a}/summary")]),
-                ("top-cves limit=20", vec![format!("{a}/top-cves?limit=20")]),
-                (
-                    "cve images limit=100",
-                    ids.iter()
-                        .map(|id| format!("{a}/cve/{id}/images?limit=100"))
-                        .collect(),
-                ),
-                ("fixable limit=100", vec![format!("{a}/fixable?limit=100")]),
-                (
-                    "trends day 90 days",
-                    vec![format!(
-                        "{a}/trends?interval=day&from={}&to={}",
-                        enc(&from),
-                        enc(&to)
-                    )],
-                ),
-            ];
+            let endpoints = analytics_uris(&client, &url, &args).await;
+            println!("{clients} clients, {seconds} s per endpoint");
             let only = arg(&args, "--only");
             for (label, uris) in endpoints {
                 if only.as_deref().is_some_and(|o| !label.starts_with(o)) {
@@ -381,9 +407,66 @@ async fn main() {
                 query_endpoint(&client, label, uris, clients, seconds).await;
             }
         }
+        "mixed" => {
+            let file = arg(&args, "--file").expect("--file");
+            let clients = num(&args, "--clients", 8) as usize;
+            let readers = num(&args, "--readers", 4) as usize;
+            let prefix = arg(&args, "--prefix").unwrap_or_else(|| "bench-mixed".into());
+            let client = reqwest::Client::new();
+            let endpoints = Arc::new(analytics_uris(&client, &url, &args).await);
+            let bodies = read_reports(&file);
+            println!(
+                "{} reports with {clients} clients, while {readers} clients read the five endpoints in turn",
+                bodies.len()
+            );
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let mut tasks = vec![];
+            for c in 0..readers {
+                let (client, endpoints, stop) = (client.clone(), endpoints.clone(), stop.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut lat: Vec<(Vec<Duration>, usize)> = vec![(vec![], 0); endpoints.len()];
+                    let mut i = c;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let e = i % endpoints.len();
+                        let uris = &endpoints[e].1;
+                        let uri = &uris[(i / endpoints.len()) % uris.len()];
+                        i += 1;
+                        let t = Instant::now();
+                        match client.get(uri).send().await {
+                            Ok(r) if r.status().is_success() => {
+                                let _ = r.bytes().await;
+                                lat[e].0.push(t.elapsed());
+                            }
+                            _ => lat[e].1 += 1,
+                        }
+                    }
+                    lat
+                }));
+            }
+            let start = Instant::now();
+            run_posts(
+                &url,
+                clients,
+                "ingest POST /scans",
+                fresh_images(bodies, prefix),
+            )
+            .await;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let wall = start.elapsed();
+            let mut all: Vec<(Vec<Duration>, usize)> = vec![(vec![], 0); endpoints.len()];
+            for t in tasks {
+                for (sum, (l, e)) in all.iter_mut().zip(t.await.unwrap()) {
+                    sum.0.extend(l);
+                    sum.1 += e;
+                }
+            }
+            for ((label, _), (lat, errors)) in endpoints.iter().zip(all) {
+                report(label, lat, wall, errors);
+            }
+        }
         _ => {
             eprintln!(
-                "usage: bench load|ingest|single|query --url URL [options]; see the file's docs"
+                "usage: bench load|ingest|single|query|mixed|parse [options]; see the file's docs"
             );
             std::process::exit(2);
         }
