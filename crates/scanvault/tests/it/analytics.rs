@@ -966,7 +966,7 @@ async fn the_compaction_loop_shrinks_the_deltas_once_ingest_is_quiet_postgres() 
     );
     let stop = tokio_util::sync::CancellationToken::new();
     let looping = tokio::spawn(compaction_loop(app.store.clone(), stop.clone()));
-    // Two rounds (2 s apart) and the shrink: well within 30 s.
+    // Two rounds (COMPACTION_INTERVAL apart) and the shrink: well within 30 s.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut now = app.store.delta_pages().await.unwrap();
     while now.iter().any(|(_, p)| *p > SHRINK_PAGES) && std::time::Instant::now() < deadline {
