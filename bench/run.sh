@@ -3,7 +3,8 @@
 #   bench/run.sh postgres 10000     # or: bench/run.sh sqlite 10000
 # Builds release binaries, starts `scanvault serve` on a fresh database, streams a fleet from
 # gen_fleet.py through POST /scans, then measures the analytics endpoints, ingest
-# throughput of typical reports (8 clients) and the latency of a 2,000-finding report.
+# throughput of typical reports (8 clients), the latency of a 2,000-finding report, and the
+# analytics again while reports arrive (`bench mixed`).
 set -euo pipefail
 BACKEND=${1:-postgres}
 IMAGES=${2:-10000}
@@ -40,6 +41,7 @@ trap 'kill $SERVER 2>/dev/null || true' EXIT
 start_server "$WORK/server-$BACKEND.log"
 URL=http://127.0.0.1:$PORT
 [ -f "$WORK/typical.ndjson" ] || gen --images 1000 --first-image 50000 --ndjson "$WORK/typical.ndjson"
+[ -f "$WORK/typical3k.ndjson" ] || gen --images 3000 --first-image 50000 --ndjson "$WORK/typical3k.ndjson"
 [ -f "$WORK/big2000.ndjson" ] || gen --images 1 --first-image 90000 --vulns 2000 --ndjson "$WORK/big2000.ndjson"
 echo "== load $IMAGES images x $SCANS scans ($BACKEND)"
 FLEET=$WORK/fleet-$IMAGES-$SCANS.ndjson
@@ -81,6 +83,11 @@ measure() {   # $1: a label for this point (fresh image names for the ingest pha
   stats_reset
   "$BENCH" single --url "$URL" --file "$WORK/big2000.ndjson" --repeat 10 --prefix "big-$1"
   stats_print
+  # Reads while reports arrive: the compactor folds deltas every 2 s, so the reads here
+  # include the pending deltas that steady ingest leaves (informational, no target).
+  echo "== analytics while typical reports are ingested ($BACKEND, 8 writers, 4 readers, $1)"
+  "$BENCH" mixed --url "$URL" --file "$WORK/typical3k.ndjson" --clients 8 --readers 4 \
+    --prefix "mixed-$1" --to 2025-02-15T00:00:00Z
   # The analytics again, as a deployment sees them after a burst of ingest: no VACUUM
   # first, only a few quiet seconds (the compactor's; the delta tables the burst grew are
   # read by summary, top-cves and cve images).
