@@ -132,12 +132,9 @@ async fn run_posts(
     report(label, lat, start.elapsed(), errors);
 }
 
-/// Feeds `run_posts` every body under a fresh image name, `<prefix>-<n>`.
-fn fresh_images(
-    bodies: Vec<Vec<u8>>,
-    prefix: String,
-) -> impl FnOnce(tokio::sync::mpsc::Sender<Post>) + Send + 'static {
-    move |tx| {
+/// Posts every body under a fresh image name, `<prefix>-<n>`, and prints the report.
+async fn ingest_fresh(url: &str, clients: usize, bodies: Vec<Vec<u8>>, prefix: String) {
+    run_posts(url, clients, "ingest POST /scans", move |tx| {
         for (i, b) in bodies.into_iter().enumerate() {
             if tx
                 .blocking_send((format!("?image={prefix}-{i}"), b))
@@ -146,7 +143,8 @@ fn fresh_images(
                 break;
             }
         }
-    }
+    })
+    .await;
 }
 
 fn read_lines(path: &str) -> Box<dyn BufRead + Send> {
@@ -327,13 +325,7 @@ async fn main() {
                 bodies.len(),
                 findings as f64 / bodies.len().max(1) as f64
             );
-            run_posts(
-                &url,
-                clients,
-                "ingest POST /scans",
-                fresh_images(bodies, prefix),
-            )
-            .await;
+            ingest_fresh(&url, clients, bodies, prefix).await;
         }
         "single" => {
             let file = arg(&args, "--file").expect("--file");
@@ -444,13 +436,7 @@ async fn main() {
                 }));
             }
             let start = Instant::now();
-            run_posts(
-                &url,
-                clients,
-                "ingest POST /scans",
-                fresh_images(bodies, prefix),
-            )
-            .await;
+            ingest_fresh(&url, clients, bodies, prefix).await;
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let wall = start.elapsed();
             let mut all: Vec<(Vec<Duration>, usize)> = vec![(vec![], 0); endpoints.len()];
