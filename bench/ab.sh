@@ -16,7 +16,9 @@
 #      MODE (`ingest`, the default: every report as a new image; `load`: reports keep their
 #      images, so a file with several scans per image, such as `gen_fleet.py --images 1000
 #      --scans-per-image 3 --first-image 70000 --ndjson`, also measures re-scans moving
-#      their references to newer scans).
+#      their references to newer scans; `mixed`: as `ingest`, while READERS (4) clients
+#      request the five analytics endpoints in turn, whose latencies it prints too; the CPU
+#      per report then includes the reads).
 # Run it on a quiet machine and alternate the variants: runs of the same code differ by a
 # few percent on a quiet machine, and by up to a third on a noisy one (docs/benchmarks.md).
 set -euo pipefail
@@ -52,7 +54,8 @@ s0=$(own $SERVER); t0=$(busy)
 case ${MODE:-ingest} in
   ingest) POST=(ingest --prefix "ab-$LABEL-$$") ;;
   load) POST=(load) ;;
-  *) echo "MODE is ingest or load" >&2; exit 2 ;;
+  mixed) POST=(mixed --prefix "ab-$LABEL-$$" --readers "${READERS:-4}" --to 2025-02-15T00:00:00Z) ;;
+  *) echo "MODE is ingest, load or mixed" >&2; exit 2 ;;
 esac
 /usr/bin/time -f '%U %S' -o "$WORK/ab-$LABEL.client" \
   "$BENCH" "${POST[@]}" --url "http://127.0.0.1:$PORT" --file "$FILE" --clients "$CLIENTS"
