@@ -188,25 +188,7 @@ async fn query_endpoint(
             while Instant::now() < deadline {
                 let uri = &uris[i % uris.len()];
                 i += 1;
-                let t = Instant::now();
-                match client.get(uri).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        lat.push(t.elapsed());
-                    }
-                    Ok(r) => {
-                        errors += 1;
-                        if errors <= 2 {
-                            eprintln!("GET {uri}: {}", r.status());
-                        }
-                    }
-                    Err(e) => {
-                        errors += 1;
-                        if errors <= 2 {
-                            eprintln!("GET {uri}: {e}");
-                        }
-                    }
-                }
+                timed_get(&client, uri, &mut lat, &mut errors).await;
             }
             (lat, errors)
         }));
@@ -219,6 +201,30 @@ async fn query_endpoint(
         errors += e;
     }
     report(label, lat, start.elapsed(), errors);
+}
+
+/// One GET: its latency goes to `lat` when it succeeds; otherwise it counts in `errors`
+/// (the first two are printed).
+async fn timed_get(
+    client: &reqwest::Client,
+    uri: &str,
+    lat: &mut Vec<Duration>,
+    errors: &mut usize,
+) {
+    let t = Instant::now();
+    let failure = match client.get(uri).send().await {
+        Ok(r) if r.status().is_success() => {
+            let _ = r.bytes().await;
+            lat.push(t.elapsed());
+            return;
+        }
+        Ok(r) => r.status().to_string(),
+        Err(e) => e.to_string(),
+    };
+    *errors += 1;
+    if *errors <= 2 {
+        eprintln!("GET {uri}: {failure}");
+    }
 }
 
 /// The five analytics requests the benchmark times, each with the URIs it cycles through
@@ -423,14 +429,8 @@ async fn main() {
                         let uris = &endpoints[e].1;
                         let uri = &uris[(i / endpoints.len()) % uris.len()];
                         i += 1;
-                        let t = Instant::now();
-                        match client.get(uri).send().await {
-                            Ok(r) if r.status().is_success() => {
-                                let _ = r.bytes().await;
-                                lat[e].0.push(t.elapsed());
-                            }
-                            _ => lat[e].1 += 1,
-                        }
+                        let (l, errors) = &mut lat[e];
+                        timed_get(&client, uri, l, errors).await;
                     }
                     lat
                 }));

@@ -1623,17 +1623,12 @@ async fn top_cves_compacted(
                 "WITH d AS (SELECT vulnerability_id, {sums} FROM fleet_cve_deltas GROUP BY vulnerability_id), \
                  x AS (SELECT d.vulnerability_id, {exact} FROM d \
                  LEFT JOIN fleet_cves f ON f.vulnerability_id = d.vulnerability_id \
-                 UNION ALL SELECT t.vulnerability_id, {ranked_cols} FROM ({ranked_sql}) t \
+                 UNION ALL SELECT vulnerability_id, {COUNT_COLUMNS} FROM ({ranked_sql}) t \
                  WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.vulnerability_id = t.vulnerability_id)) \
                  SELECT vulnerability_id, {COUNT_COLUMNS} FROM x WHERE images > 0 {exact_filter} \
                  ORDER BY images DESC, {sev} DESC, vulnerability_id {}",
                 literal_page(limit, 0),
                 sums = count_sums(backend),
-                ranked_cols = COUNT_COLUMNS
-                    .split(", ")
-                    .map(|c| format!("t.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
                 exact = COUNT_COLUMNS
                     .split(", ")
                     .map(exact)
