@@ -47,6 +47,9 @@ trap 'kill $SERVER 2>/dev/null || true; psql "$ADMIN_URL" -qc "DROP DATABASE IF 
 DATABASE_URL=$URL
 export DATABASE_URL
 start_server "$WORK/ab-$LABEL.log"
+# What autovacuum would do after the server's migrations (which may add tables or rewrite
+# rows) before the measurement: the same for every variant.
+psql "$URL" -qc "VACUUM ANALYZE"
 sleep 3   # start-up work (migrations check, pool warm-up) stays out of the CPU counters
 busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }   # user nice system irq softirq
 own() { awk '{print $14 + $15}' "/proc/$1/stat"; }                      # utime + stime

@@ -65,9 +65,9 @@ stats_print() {
         FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' ORDER BY total_exec_time DESC LIMIT 12"
 }
 measure() {   # $1: a label for this point (fresh image names for the ingest phases)
-  # Catch up on maintenance first: right after a load the service's upkeep vacuums and
-  # analyses the new rows for a minute or more, which would be measured with the phases
-  # below (and made runs unrepeatable). SETTLE=0 measures straight away.
+  # Catch up on maintenance first, as autovacuum would (this machine's PostgreSQL may run
+  # without it, and right after a load autovacuum would be busy for a minute or more, which
+  # would be measured with the phases below). SETTLE=0 measures straight away.
   if [ "$BACKEND" = postgres ] && [ "${SETTLE:-1}" = 1 ]; then
     echo "== VACUUM ANALYZE after the load"
     psql "$DATABASE_URL" -qc "VACUUM ANALYZE"

@@ -276,3 +276,101 @@ impl ParsedReport {
         m
     }
 }
+
+impl Finding {
+    /// Whether `other` stores the same: every stored attribute equal (the title lives in the
+    /// catalog, not on the finding).
+    pub fn stores_same(&self, other: &Finding) -> bool {
+        self.key() == other.key()
+            && self.fixed_version == other.fixed_version
+            && self.severity == other.severity
+            && self.status == other.status
+            && self.pkg_type == other.pkg_type
+            && self.class == other.class
+            && self.target == other.target
+            && self.pkg_path == other.pkg_path
+            && self.purl == other.purl
+            && self.cvss_score == other.cvss_score
+    }
+}
+
+/// How one set of findings differs from another, by key `(vulnerability, package, version)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FindingChanges {
+    /// Keys only the new set has.
+    pub added: usize,
+    /// Keys only the old set has.
+    pub removed: usize,
+    /// Keys both have, stored differently (a fix appeared, the severity changed, …).
+    pub changed: usize,
+}
+
+impl FindingChanges {
+    /// The difference from `old` to `new` (each a set: one finding per key).
+    pub fn between(old: &[Finding], new: &[Finding]) -> FindingChanges {
+        let old_by_key: std::collections::HashMap<(&str, &str, &str), &Finding> =
+            old.iter().map(|f| (f.key(), f)).collect();
+        let mut c = FindingChanges::default();
+        let mut matched = 0;
+        for f in new {
+            match old_by_key.get(&f.key()) {
+                Some(o) => {
+                    matched += 1;
+                    if !o.stores_same(f) {
+                        c.changed += 1;
+                    }
+                }
+                None => c.added += 1,
+            }
+        }
+        c.removed = old_by_key.len() - matched;
+        c
+    }
+
+    /// The two sets store the same findings.
+    pub fn is_empty(&self) -> bool {
+        self.added == 0 && self.removed == 0 && self.changed == 0
+    }
+}
+
+#[cfg(test)]
+mod changes_tests {
+    use super::*;
+
+    fn f(v: &str, fixed: Option<&str>) -> Finding {
+        Finding {
+            vulnerability_id: v.into(),
+            pkg_name: "p".into(),
+            installed_version: "1".into(),
+            fixed_version: fixed.map(Into::into),
+            severity: Severity::High,
+            status: None,
+            pkg_type: None,
+            class: None,
+            target: None,
+            pkg_path: None,
+            purl: None,
+            title: None,
+            cvss_score: None,
+        }
+    }
+
+    #[test]
+    fn changes_are_counted_by_key_and_stored_attributes() {
+        let old = [f("A", None), f("B", None), f("C", None)];
+        let mut titled = f("A", None);
+        titled.title = Some("a title is not stored on the finding".into());
+        let new = [titled, f("B", Some("2")), f("D", None)];
+        let c = FindingChanges::between(&old, &new);
+        assert_eq!(
+            c,
+            FindingChanges {
+                added: 1,
+                removed: 1,
+                changed: 1
+            }
+        );
+        assert!(FindingChanges::between(&old, &old).is_empty());
+        assert_eq!(FindingChanges::between(&[], &old).added, 3);
+    }
+}

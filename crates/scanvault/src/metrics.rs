@@ -31,7 +31,7 @@ pub fn install() -> PrometheusHandle {
 
 /// Gauges computed at scrape time (queue depth, jobs by state, …).
 pub async fn refresh_gauges(store: &Store) {
-    match store.job_gauges(chrono::Utc::now()).await {
+    match store.jobs().gauges(chrono::Utc::now()).await {
         Ok(g) => {
             for (status, n) in g.by_status {
                 metrics::gauge!("scanvault_scan_jobs", "status" => status).set(n as f64);

@@ -15,11 +15,12 @@ use tower::ServiceExt;
 use crate::cli::{ApikeyCommand, IngestArgs};
 use crate::config::{DbConfig, Role, ServeConfig};
 use crate::http::{self, AppState, HttpSettings};
-use crate::ingest::{build_new_scan, IngestOverrides, IngestSettings};
+use crate::ingest::{IngestOverrides, IngestSettings};
 use crate::periodic::Every;
-use crate::store::retention::RetentionPolicy;
+use crate::store::admin::{apply_retention, RetentionPolicy};
 use crate::store::scans::ScanSource;
 use crate::store::Store;
+use crate::worker::Signals;
 
 /// `scanvault migrate`.
 pub async fn migrate(db: DbConfig) -> anyhow::Result<()> {
@@ -63,7 +64,8 @@ pub async fn apikey(cmd: ApikeyCommand) -> anyhow::Result<()> {
                 anyhow::bail!("--expires is in the past");
             }
             let (row, key) = store
-                .create_api_key(NewKey {
+                .keys()
+                .create(NewKey {
                     name: name.clone(),
                     role,
                     expires_at,
@@ -84,7 +86,7 @@ pub async fn apikey(cmd: ApikeyCommand) -> anyhow::Result<()> {
         }
         ApikeyCommand::List { .. } => {
             println!("ID\tROLE\tACTIVE\tCREATED\tEXPIRES\tREVOKED\tNAME");
-            for k in store.list_api_keys().await? {
+            for k in store.keys().list().await? {
                 let t = |v: Option<i64>| {
                     v.map(|t| crate::store::from_micros(t).to_rfc3339())
                         .unwrap_or_else(|| "-".into())
@@ -103,7 +105,7 @@ pub async fn apikey(cmd: ApikeyCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ApikeyCommand::Revoke { id, .. } => {
-            if store.revoke_api_key(id.trim(), now).await? {
+            if store.keys().revoke(id.trim(), now).await? {
                 println!("revoked {id}");
                 Ok(())
             } else {
@@ -135,11 +137,16 @@ pub async fn ingest_files(args: IngestArgs) -> anyhow::Result<()> {
     let mut failed = 0;
     for path in &args.files {
         let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let result =
-            match build_new_scan(raw, &overrides, &settings, ScanSource::Ingest, Utc::now()) {
-                Ok(new) => store.ingest(new).await.map_err(anyhow::Error::from),
-                Err(e) => Err(anyhow::Error::from(e)),
-            };
+        let result = crate::ingest::ingest(
+            &store,
+            &settings,
+            raw.into(),
+            overrides.clone(),
+            ScanSource::Ingest,
+            None,
+            None,
+        )
+        .await;
         match result {
             Ok(o) => println!(
                 "{}\t{}\t{}:{}\t{} findings\t{}",
@@ -152,7 +159,7 @@ pub async fn ingest_files(args: IngestArgs) -> anyhow::Result<()> {
             ),
             Err(e) => {
                 failed += 1;
-                eprintln!("{}\terror\t{e:#}", path.display());
+                eprintln!("{}\terror\t{:#}", path.display(), anyhow::Error::new(e));
             }
         }
     }
@@ -216,29 +223,30 @@ impl Application {
             store.migrate().await?;
         }
         tracing::info!(database = %store.redacted_url(), backend = store.backend().as_str(), "database ready");
-        let state = AppState {
-            store: store.clone(),
-            ingest: Arc::new(IngestSettings {
+        let state = AppState::new(
+            store.clone(),
+            IngestSettings {
                 compliance_fail_on: cfg.ingest.compliance_fail_severity,
                 max_findings: cfg.ingest.max_findings_per_report,
-            }),
-            metrics: Some(crate::metrics::install()),
-            jobs: Arc::new(http::jobs::JobSettings {
+            },
+            http::jobs::JobSettings {
                 max_attempts: cfg.worker.job_max_attempts,
-            }),
-            auth: Arc::new(http::auth::Auth::new(http::auth::AuthSettings {
+            },
+            http::auth::AuthSettings {
                 enabled: !cfg.auth_disabled,
                 rate_per_second: cfg.rate_limit_per_second,
                 burst: cfg.rate_limit_burst,
-            })),
-        };
+            },
+            Signals::default(),
+        );
         if cfg.auth_disabled {
             tracing::warn!("AUTH_DISABLED=true: every request is allowed without an API key; use this for local trials only");
         } else if cfg.role != Role::Worker {
             let provided = cfg.bootstrap_admin_key.clone();
             let from_config = provided.is_some();
             if let Some(key) = store
-                .bootstrap_admin_key(provided, chrono::Utc::now())
+                .keys()
+                .bootstrap_admin(provided, chrono::Utc::now())
                 .await?
             {
                 if from_config {
@@ -297,6 +305,7 @@ impl Application {
         if self.cfg.role != Role::Api && self.cfg.worker.worker_concurrency > 0 {
             let runner = crate::worker::Runner::from_config(
                 self.store.clone(),
+                self.state.signals.clone(),
                 &self.cfg.worker,
                 (*self.state.ingest).clone(),
                 self.cfg.shutdown_timeout.0,
@@ -314,15 +323,10 @@ impl Application {
             self.store.clone(),
             shutdown.clone(),
         ));
-        // Removes catalog entries no finding references any more (store/catalog.rs).
-        tasks.spawn(crate::store::catalog::catalog_sweep_loop(
+        // Removes catalog entries no finding references any more (store/admin.rs).
+        tasks.spawn(crate::store::admin::catalog_sweep_loop(
             self.store.clone(),
             self.cfg.cleanup_interval.0,
-            shutdown.clone(),
-        ));
-        // ANALYZE/VACUUM where PostgreSQL's autovacuum does not run (store/upkeep.rs).
-        tasks.spawn(crate::store::upkeep::upkeep_loop(
-            self.store.clone(),
             shutdown.clone(),
         ));
         tasks.spawn(health_loop(
@@ -431,7 +435,7 @@ async fn retention_loop(
     tracing::info!(interval = ?every, max_age = ?policy.max_age, keep_per_image = policy.keep_per_image, "cleanup worker started");
     let mut every = Every::after_one_period(every, &shutdown).await;
     while every.next().await {
-        match store.apply_retention(policy, Utc::now()).await {
+        match apply_retention(&store, policy, Utc::now()).await {
             Ok(0) => tracing::debug!("cleanup: nothing to delete"),
             Ok(n) => tracing::info!(deleted = n, "cleanup: removed scans"),
             Err(e) => tracing::error!(error = %e, "cleanup failed"),
@@ -443,7 +447,7 @@ async fn retention_loop(
 async fn health_loop(store: Store, every: Duration, shutdown: CancellationToken) {
     let mut every = Every::new(every, &shutdown);
     while every.next().await {
-        let up = store.ping().await.is_ok();
+        let up = store.admin().ping().await.is_ok();
         metrics::gauge!("scanvault_db_up").set(if up { 1.0 } else { 0.0 });
         if !up {
             tracing::warn!("database health check failed");

@@ -384,8 +384,12 @@ pub async fn get_summary(
     ApiQuery(p): ApiQuery<SummaryParams>,
 ) -> Result<Json<SummaryResponse>, ApiError> {
     let (scope, from, to) = scope_params(&p.image, &p.from, &p.to)?;
-    let summary = app.store.fleet_summary(&scope).await?;
-    let top = app.store.top_cves(&scope, None, TOP_CVES_DEFAULT).await?;
+    let summary = app.store.analytics().summary(&scope).await?;
+    let top = app
+        .store
+        .analytics()
+        .top_cves(&scope, None, TOP_CVES_DEFAULT)
+        .await?;
     Ok(Json(SummaryResponse {
         image: scope.image.clone(),
         from,
@@ -443,7 +447,8 @@ pub async fn get_trends(
     }
     let points = app
         .store
-        .fleet_trend(image.as_deref(), interval, micros(from), micros(to))
+        .analytics()
+        .trend(image.as_deref(), interval, micros(from), micros(to))
         .await?;
     let mut views = Vec::with_capacity(points.len() * 5);
     let mut buckets = Vec::with_capacity(points.len());
@@ -489,7 +494,11 @@ pub async fn get_top_cves(
     let (scope, from, to) = scope_params(&p.image, &p.from, &p.to)?;
     let severity = severity_param(&p.severity)?;
     let limit = int_param("limit", &p.limit, TOP_CVES_DEFAULT, 1, TOP_CVES_MAX)?;
-    let cves = app.store.top_cves(&scope, severity, limit).await?;
+    let cves = app
+        .store
+        .analytics()
+        .top_cves(&scope, severity, limit)
+        .await?;
     Ok(Json(TopCvesResponse {
         image: scope.image.clone(),
         severity: severity.map(|s| s.as_str().to_string()),
@@ -518,7 +527,11 @@ pub async fn get_cve_images(
         .ok_or_else(|| ApiError::BadRequest("the vulnerability id is empty".into()))?;
     let limit = int_param("limit", &p.limit, PAGE_DEFAULT, 1, PAGE_MAX)?;
     let offset = int_param("offset", &p.offset, 0, 0, MAX_OFFSET)?;
-    let (mut rows, image_count) = app.store.cve_images(&cve_id, limit, offset).await?;
+    let (mut rows, image_count) = app
+        .store
+        .analytics()
+        .cve_images(&cve_id, limit, offset)
+        .await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let images: Vec<CveImageView> = rows
@@ -560,8 +573,8 @@ pub async fn get_fixable(
     let (scope, from, to) = scope_params(&p.image, &p.from, &p.to)?;
     let limit = int_param("limit", &p.limit, PAGE_DEFAULT, 1, PAGE_MAX)?;
     let offset = int_param("offset", &p.offset, 0, 0, MAX_OFFSET)?;
-    let summary = app.store.fleet_summary(&scope).await?;
-    let mut rows = app.store.fixable_findings(&scope, limit, offset).await?;
+    let summary = app.store.analytics().summary(&scope).await?;
+    let mut rows = app.store.analytics().fixable(&scope, limit, offset).await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let total = summary.total();

@@ -81,7 +81,7 @@ impl Auth {
                 return Ok(Some(row));
             }
         }
-        let row = store.find_api_key(id).await?;
+        let row = store.keys().find(id).await?;
         if let (Some(r), Ok(mut c)) = (&row, self.cache.lock()) {
             if c.len() > 10_000 {
                 c.clear();
@@ -266,7 +266,8 @@ pub fn parse_expiry(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String
 pub async fn list_keys(State(app): State<AppState>) -> Result<Json<KeyListResponse>, ApiError> {
     let items: Vec<KeyView> = app
         .store
-        .list_api_keys()
+        .keys()
+        .list()
         .await?
         .iter()
         .map(|r| KeyView::of(r, None))
@@ -305,7 +306,8 @@ pub async fn create_key(
     }
     let (row, key) = app
         .store
-        .create_api_key(NewKey {
+        .keys()
+        .create(NewKey {
             name,
             role,
             expires_at,
@@ -335,7 +337,7 @@ pub async fn revoke_key(
             "key id must be 16 hex characters".into(),
         ));
     }
-    if app.store.revoke_api_key(&id, Utc::now()).await? {
+    if app.store.keys().revoke(&id, Utc::now()).await? {
         app.auth.forget(&id);
         Ok(axum::http::StatusCode::NO_CONTENT)
     } else {

@@ -138,6 +138,19 @@ impl From<ParseError> for ApiError {
     }
 }
 
+impl From<crate::ingest::IngestError> for ApiError {
+    fn from(e: crate::ingest::IngestError) -> Self {
+        use crate::ingest::IngestError;
+        match e {
+            IngestError::Parse(p) => p.into(),
+            e @ IngestError::TooManyFindings { .. } => ApiError::InvalidReport(e.to_string()),
+            IngestError::Store(s) => s.into(),
+            IngestError::Job(j) => j.into(),
+            e @ IngestError::Failed(_) => ApiError::Internal(anyhow::Error::new(e)),
+        }
+    }
+}
+
 /// Marker put in the extensions of a 5xx response so the logging middleware can log the
 /// full error chain once.
 #[derive(Clone, Debug)]

@@ -40,7 +40,7 @@ pub async fn health() -> Json<HealthResponse> {
     responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse)))]
 pub async fn ready(State(app): State<AppState>) -> Response {
     let backend = app.store.backend().as_str().to_string();
-    match tokio::time::timeout(std::time::Duration::from_secs(3), app.store.ping()).await {
+    match tokio::time::timeout(std::time::Duration::from_secs(3), app.store.admin().ping()).await {
         Ok(Ok(())) => Json(HealthResponse {
             status: "ok".into(),
             database: Some(backend),

@@ -234,9 +234,10 @@ pub async fn create_job(
             "priority must be between -1000 and 1000".into(),
         ));
     }
-    let (job, _created) = app
+    let (job, created) = app
         .store
-        .create_job(NewJob {
+        .jobs()
+        .create(NewJob {
             image_ref: reference.to_string(),
             image_name: reference.familiar_name(),
             force: req.force,
@@ -246,6 +247,9 @@ pub async fn create_job(
             now: Utc::now(),
         })
         .await?;
+    if created {
+        app.signals.job_queued();
+    }
     Ok(job_response(StatusCode::ACCEPTED, job))
 }
 
@@ -259,7 +263,8 @@ pub async fn get_job(
     let id = parse_job_id(&id)?;
     let job = app
         .store
-        .find_job(&id)
+        .jobs()
+        .find(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("scan job {id}"), "job_not_found"))?;
     Ok(Json(job.into()))
@@ -286,7 +291,8 @@ pub async fn list_jobs(
     let offset = int_param("offset", &p.offset, 0, 0, MAX_OFFSET)?;
     let mut rows = app
         .store
-        .list_jobs(status, image.as_deref(), limit, offset)
+        .jobs()
+        .list(status, image.as_deref(), limit, offset)
         .await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
@@ -312,10 +318,14 @@ pub async fn cancel_job(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_job_id(&id)?;
-    let job = app
+    let (job, was_running) = app
         .store
-        .cancel_job(&id, Actor::Api(caller.id()), Utc::now())
+        .jobs()
+        .cancel(&id, Actor::Api(caller.id()), Utc::now())
         .await?;
+    if was_running {
+        app.signals.cancel(&id);
+    }
     Ok(Json(job.into()))
 }
 
@@ -331,13 +341,15 @@ pub async fn retry_job(
     let id = parse_job_id(&id)?;
     let job = app
         .store
-        .retry_job(
+        .jobs()
+        .retry(
             &id,
             Actor::Api(caller.id()),
             app.jobs.max_attempts,
             Utc::now(),
         )
         .await?;
+    app.signals.job_queued();
     Ok(job_response(StatusCode::ACCEPTED, job))
 }
 
@@ -349,7 +361,7 @@ pub async fn job_events(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobEventsResponse>, ApiError> {
     let id = parse_job_id(&id)?;
-    if app.store.find_job(&id).await?.is_none() {
+    if app.store.jobs().find(&id).await?.is_none() {
         return Err(ApiError::not_found(
             format!("scan job {id}"),
             "job_not_found",
@@ -357,7 +369,8 @@ pub async fn job_events(
     }
     let items: Vec<JobEventView> = app
         .store
-        .job_events(&id)
+        .jobs()
+        .events(&id)
         .await?
         .into_iter()
         .map(Into::into)

@@ -23,6 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::ingest::IngestSettings;
 use crate::store::Store;
+use crate::worker::Signals;
 use error::{ApiError, LoggedError};
 
 /// Shared state of every handler. Cheap to clone.
@@ -33,6 +34,28 @@ pub struct AppState {
     pub jobs: Arc<jobs::JobSettings>,
     pub auth: Arc<auth::Auth>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Wakes and cancels this process's scan workers.
+    pub signals: Signals,
+}
+
+impl AppState {
+    /// The state of a service on `store`, sharing `signals` with the process's workers.
+    pub fn new(
+        store: Store,
+        ingest: IngestSettings,
+        jobs: jobs::JobSettings,
+        auth: auth::AuthSettings,
+        signals: Signals,
+    ) -> AppState {
+        AppState {
+            store,
+            ingest: Arc::new(ingest),
+            jobs: Arc::new(jobs),
+            auth: Arc::new(auth::Auth::new(auth)),
+            metrics: Some(crate::metrics::install()),
+            signals,
+        }
+    }
 }
 
 /// HTTP settings of the router.

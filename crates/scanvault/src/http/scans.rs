@@ -17,8 +17,9 @@ use utoipa_axum::routes;
 
 use super::error::{body_rejection, ApiError, ErrorBody};
 use super::{AppState, Caller};
-use crate::ingest::{build_new_scan, IngestOverrides};
-use crate::store::scans::{FindingRow, ScanFilter, ScanRow, ScanSource, StoredBody};
+use crate::ingest::{self, IngestOverrides};
+use crate::store::from_micros;
+use crate::store::scans::{FindingFilter, FindingRow, ScanFilter, ScanRow, ScanSource};
 
 /// Default page size of scan lists.
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -35,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_scan, delete_scan))
         .routes(routes!(get_scan_vulnerabilities))
         .routes(routes!(get_scan_report))
+        .routes(routes!(get_scan_observations))
 }
 
 /// Query extractor whose rejection is our JSON 400.
@@ -234,6 +236,47 @@ pub struct ScanListResponse {
     /// Whether another page follows.
     pub has_more: bool,
     pub items: Vec<ScanView>,
+}
+
+/// One observation of a scan: a report of its content, at the report's scan time.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObservationView {
+    #[serde(rename = "ID")]
+    pub id: i64,
+    /// The tag the report was stored under ("" when none).
+    pub image_tag: String,
+    /// When the scanner ran.
+    pub scanned_at: DateTime<Utc>,
+    /// When the report was stored.
+    pub observed_at: DateTime<Utc>,
+    /// `ingest` or `job`.
+    pub source: String,
+    /// The version of the scan's findings it had: observations with the same version had
+    /// the same findings.
+    pub findings_version: i64,
+    pub vuln_critical: i64,
+    pub vuln_high: i64,
+    pub vuln_medium: i64,
+    pub vuln_low: i64,
+    pub vuln_unknown: i64,
+    pub vuln_total: i64,
+    pub fixable_count: i64,
+    /// Findings it has that the observation before it did not (changed ones included).
+    pub findings_added: i64,
+    /// Findings the observation before it had that it does not (changed ones included).
+    pub findings_removed: i64,
+}
+
+/// The history of one scan.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObservationsResponse {
+    #[serde(rename = "ScanID")]
+    pub scan_id: String,
+    pub count: usize,
+    /// Oldest first.
+    pub items: Vec<ObservationView>,
 }
 
 /// Findings of one scan.
@@ -445,26 +488,16 @@ pub async fn create_scan(
             return Err(ApiError::bad_param("digest", "must look like sha256:<hex>"));
         }
     }
-    let settings = app.ingest.clone();
-    let raw = body.clone();
-    // Parsing and compressing are CPU work: off the async threads, and side by side (a
-    // large report is ready in about half the time on two cores).
-    let parsed = tokio::task::spawn_blocking(move || {
-        build_new_scan(raw, &overrides, &settings, ScanSource::Ingest, Utc::now())
-    });
-    let stored = tokio::task::spawn_blocking(move || StoredBody::of(&body));
-    let (parsed, stored) = tokio::join!(parsed, stored);
-    let task_failed = |e: tokio::task::JoinError| {
-        ApiError::Internal(anyhow::anyhow!("ingest preparation failed: {e}"))
-    };
-    let mut new = parsed.map_err(task_failed)??;
-    let stored = stored.map_err(task_failed)??;
-    new.created_by = caller.id();
-    // The transaction runs to completion even if the client goes away.
-    let store = app.store.clone();
-    let outcome = tokio::spawn(async move { store.ingest_with_body(new, stored).await })
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("ingest task failed: {e}")))??;
+    let outcome = ingest::ingest(
+        &app.store,
+        &app.ingest,
+        body,
+        overrides,
+        ScanSource::Ingest,
+        caller.id(),
+        None,
+    )
+    .await?;
     let status = if outcome.created {
         StatusCode::CREATED
     } else {
@@ -552,7 +585,8 @@ async fn list(
     };
     let mut rows = app
         .store
-        .list_scans(&ScanFilter {
+        .scans()
+        .list(&ScanFilter {
             image: image.clone(),
             tag: tag.clone(),
             severity,
@@ -567,7 +601,8 @@ async fn list(
         let result = if include_result {
             let findings = app
                 .store
-                .scan_findings(&r.id, None, None, i64::MAX / 2, 0)
+                .scans()
+                .findings(&r.id, &FindingFilter::all())
                 .await?;
             Some(scan_result_view(r, &findings))
         } else {
@@ -600,7 +635,8 @@ pub async fn latest_scan(
     let tag = text_param("tag", &p.tag)?;
     let scan = app
         .store
-        .latest_scan(&image, tag.as_deref())
+        .scans()
+        .latest(&image, tag.as_deref())
         .await?
         .ok_or_else(|| {
             let what = match &tag {
@@ -611,7 +647,8 @@ pub async fn latest_scan(
         })?;
     let findings = app
         .store
-        .scan_findings(&scan.id, None, None, i64::MAX / 2, 0)
+        .scans()
+        .findings(&scan.id, &FindingFilter::all())
         .await?;
     let result = scan_result_view(&scan, &findings);
     Ok(Json(ScanView::from_row(&scan, Some(result))))
@@ -628,7 +665,8 @@ pub async fn get_scan(
     let scan = find(&app, &id).await?;
     let findings = app
         .store
-        .scan_findings(&scan.id, None, None, i64::MAX / 2, 0)
+        .scans()
+        .findings(&scan.id, &FindingFilter::all())
         .await?;
     let result = scan_result_view(&scan, &findings);
     Ok(Json(ScanView::from_row(&scan, Some(result))))
@@ -636,7 +674,8 @@ pub async fn get_scan(
 
 async fn find(app: &AppState, id: &str) -> Result<ScanRow, ApiError> {
     app.store
-        .find_scan(id)
+        .scans()
+        .find(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("scan {id}"), "scan_not_found"))
 }
@@ -650,10 +689,10 @@ pub async fn delete_scan(
 ) -> Result<StatusCode, ApiError> {
     let id = parse_scan_id(&id)?;
     let store = app.store.clone();
-    let deleted = tokio::spawn(async move { store.delete_scan(&id).await })
+    let deleted = tokio::spawn(async move { store.scans().delete(&[id]).await })
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("delete task failed: {e}")))??;
-    if deleted {
+    if deleted > 0 {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("scan", "scan_not_found"))
@@ -675,10 +714,13 @@ pub async fn get_scan_vulnerabilities(
     let limit = int_param("limit", &p.limit, 100_000, 1, 100_000)?;
     let offset = int_param("offset", &p.offset, 0, 0, MAX_OFFSET)?;
     let scan = find(&app, &id).await?;
-    let mut rows = app
-        .store
-        .scan_findings(&id, severity, pkg.as_deref(), limit + 1, offset)
-        .await?;
+    let filter = FindingFilter {
+        severity,
+        pkg: pkg.clone(),
+        limit: limit + 1,
+        offset,
+    };
+    let mut rows = app.store.scans().findings(&id, &filter).await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let items: Vec<ScanVulnerabilityItem> = rows
@@ -732,7 +774,8 @@ pub async fn get_scan_report(
     let id = parse_scan_id(&id)?;
     let body = app
         .store
-        .scan_report(&id)
+        .scans()
+        .report(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("report of scan {id}"), "scan_not_found"))?;
     let content_type = if body.starts_with(b"\xEF\xBB\xBF") {
@@ -741,4 +784,45 @@ pub async fn get_scan_report(
         "application/json"
     };
     Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// The scan's observations: every report of its content, oldest first. A report that
+/// updated the scan in place, and one that arrived late, are each an observation.
+#[utoipa::path(get, path = "/scans/{id}/observations", tag = "scans", params(("id" = String, Path, description = "Scan id (UUID)")),
+    responses((status = 200, body = ObservationsResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_scan_observations(
+    State(app): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<ObservationsResponse>, ApiError> {
+    let id = parse_scan_id(&id)?;
+    let scan = find(&app, &id).await?;
+    let items: Vec<ObservationView> = app
+        .store
+        .scans()
+        .observations(&scan.id)
+        .await?
+        .into_iter()
+        .map(|o| ObservationView {
+            id: o.id,
+            image_tag: o.image_tag,
+            scanned_at: from_micros(o.scanned_at),
+            observed_at: from_micros(o.observed_at),
+            source: o.source,
+            findings_version: o.version,
+            vuln_critical: o.n_critical,
+            vuln_high: o.n_high,
+            vuln_medium: o.n_medium,
+            vuln_low: o.n_low,
+            vuln_unknown: o.n_unknown,
+            vuln_total: o.n_critical + o.n_high + o.n_medium + o.n_low + o.n_unknown,
+            fixable_count: o.fixable,
+            findings_added: o.findings_added,
+            findings_removed: o.findings_removed,
+        })
+        .collect();
+    Ok(Json(ObservationsResponse {
+        scan_id: scan.id,
+        count: items.len(),
+        items,
+    }))
 }

@@ -1,8 +1,9 @@
 //! Scan jobs: the queue, leases with fencing, and the audit log.
 //!
-//! Every status change goes through [`Store::apply_transition_in_tx`], which asks the pure
-//! state machine (`scanvault_core::job::transition`) for the new status, writes it with a
-//! compare-and-set on `(id, status[, attempt])`, and inserts the audit row in the same
+//! Every status change goes through [`JobStore::transition`] (or, inside an ingest, the
+//! same write in that transaction): the pure state machine
+//! (`scanvault_core::job::transition`) decides the new status, a compare-and-set on
+//! `(id, status[, attempt])` writes it, and the audit row is inserted in the same
 //! transaction. Zero rows updated means someone else moved the job first (a cancel, a lease
 //! reaper, a newer attempt): the caller's write is refused and nothing is written.
 //!
@@ -10,12 +11,11 @@
 //! `FOR UPDATE SKIP LOCKED` so many workers on many machines share the queue; SQLite runs
 //! the same `UPDATE … WHERE id = (SELECT … LIMIT 1)`, atomic under its single writer.
 
-use super::scans::NewScan;
-use super::{micros, Backend, Store, StoreError};
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use scanvault_core::job::{transition, InvalidTransition, JobEvent, JobStatus};
-use sqlx::{Any, AnyConnection, Row};
-use uuid::Uuid;
+use scanvault_core::job::{InvalidTransition, JobEvent, JobStatus};
+
+use super::{micros, StoreError};
 
 /// Gauges computed at scrape time.
 #[derive(Debug, Default)]
@@ -23,6 +23,28 @@ pub struct JobGauges {
     pub by_status: Vec<(String, i64)>,
     pub queue_depth: i64,
     pub oldest_queued_age_seconds: f64,
+}
+
+impl JobGauges {
+    /// The gauges from the number of jobs per status and the creation time of the oldest
+    /// queued job, as of `now` (microseconds).
+    pub fn of(by_status: &[(String, i64)], oldest_queued: Option<i64>, now: i64) -> JobGauges {
+        let mut g = JobGauges::default();
+        for s in JobStatus::ALL {
+            let n = by_status
+                .iter()
+                .find(|(status, _)| status == s.as_str())
+                .map_or(0, |(_, n)| *n);
+            g.by_status.push((s.as_str().to_string(), n));
+            if s == JobStatus::Queued {
+                g.queue_depth = n;
+            }
+        }
+        g.oldest_queued_age_seconds = oldest_queued
+            .map(|t| ((now - t).max(0) as f64) / 1e6)
+            .unwrap_or(0.0);
+        g
+    }
 }
 
 /// Who changes a job (written to the audit log).
@@ -98,12 +120,6 @@ impl JobRow {
         JobStatus::parse(&self.status).unwrap_or(JobStatus::Failed)
     }
 }
-
-const JOB_SELECT: &str = "SELECT j.id, j.image_ref, j.image_name, j.status, j.force, j.priority, j.attempt, \
-    j.max_attempts, j.run_after, j.lease_owner, j.lease_expires_at, j.resolved_digest, j.created_at, \
-    j.updated_at, j.started_at, j.completed_at, j.error_message, j.error_class, j.scan_id, j.requested_by, \
-    s.vuln_critical, s.vuln_high, s.vuln_medium, s.vuln_low, s.vuln_unknown \
-    FROM scan_jobs j LEFT JOIN scans s ON s.id = j.scan_id";
 
 /// One audit-log row.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -183,209 +199,119 @@ impl Transition {
     }
 }
 
-impl Store {
-    /// Queue a scan, or return the active job for the same image. `true` = newly queued.
-    pub async fn create_job(&self, new: NewJob) -> Result<(JobRow, bool), StoreError> {
-        let now = micros(new.now);
-        let mut tx = self.write_pool().begin().await?;
-        if let Some(existing) = active_job_for(&mut tx, &new.image_ref).await? {
-            tx.commit().await?;
-            return Ok((existing, false));
-        }
-        let id = Uuid::now_v7().to_string();
-        let inserted = sqlx::query(
-            "INSERT INTO scan_jobs (id, image_ref, image_name, status, force, priority, attempt, max_attempts, \
-             run_after, created_at, updated_at, requested_by) VALUES ($1, $2, $3, 'queued', $4, $5, 0, $6, $7, $7, $7, $8) \
-             ON CONFLICT (image_ref) WHERE status IN ('queued', 'pulling', 'scanning') DO NOTHING RETURNING id",
-        )
-        .bind(&id)
-        .bind(&new.image_ref)
-        .bind(&new.image_name)
-        .bind(i64::from(new.force))
-        .bind(new.priority)
-        .bind(new.max_attempts)
-        .bind(now)
-        .bind(&new.requested_by)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if inserted.is_none() {
-            // A concurrent request queued the same image first.
-            let existing = active_job_for(&mut tx, &new.image_ref).await?;
-            tx.commit().await?;
-            return existing
-                .map(|j| (j, false))
-                .ok_or_else(|| StoreError::Conflict("concurrent scan request".into()));
-        }
-        insert_audit(
-            &mut tx,
-            &id,
-            0,
-            None,
-            JobStatus::Queued,
-            &Actor::Api(new.requested_by.clone()),
-            "scan requested",
+/// A worker storing the report of the job it holds: the ingest's transaction checks that
+/// the job is still this attempt's and completes it.
+#[derive(Debug, Clone)]
+pub struct JobCompletion {
+    pub job_id: String,
+    pub attempt: i64,
+    pub worker: String,
+}
+
+impl JobCompletion {
+    /// The transition that completes the job with `scan_id` (`findings` of it).
+    pub fn stored(&self, scan_id: &str, findings: i64, now: i64) -> Transition {
+        let mut t = Transition::new(
+            &self.job_id,
+            JobStatus::Scanning,
+            JobEvent::Stored,
+            Actor::Worker(self.worker.clone()),
+            format!("report stored as scan {scan_id} ({findings} findings)"),
             now,
         )
-        .await?;
-        if self.backend() == Backend::Postgres {
-            sqlx::query("SELECT pg_notify('scanvault_jobs', $1)")
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let job = fetch_job(&mut tx, &id)
-            .await?
-            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("job vanished")))?;
-        tx.commit().await?;
-        self.job_notify().notify_waiters();
-        metrics::counter!("scanvault_job_transitions_total", "to" => "queued").increment(1);
-        Ok((job, true))
+        .fenced(self.attempt);
+        t.scan_id = Some(scan_id.to_string());
+        t
     }
+}
 
-    pub async fn find_job(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
-        let mut conn = self.read_pool().acquire().await?;
-        fetch_job(&mut conn, id).await
-    }
+/// What other processes say about jobs (PostgreSQL `NOTIFY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobNotice {
+    /// A job may be available (queued, retried).
+    Queued,
+    /// This job was cancelled.
+    Cancelled(String),
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Queue a scan, or return the active job for the same image. `true` = newly queued.
+    async fn create(&self, new: NewJob) -> Result<(JobRow, bool), StoreError>;
+
+    async fn find(&self, id: &str) -> Result<Option<JobRow>, StoreError>;
 
     /// Jobs, newest first. Fetches `limit + 1` to tell whether another page follows.
-    pub async fn list_jobs(
+    async fn list(
         &self,
         status: Option<JobStatus>,
         image: Option<&str>,
         limit: i64,
         offset: i64,
-    ) -> Result<Vec<JobRow>, StoreError> {
-        let mut conds = vec![];
-        let mut n = 0;
-        if status.is_some() {
-            n += 1;
-            conds.push(format!("j.status = ${n}"));
-        }
-        if image.is_some() {
-            n += 1;
-            conds.push(format!("(j.image_name = ${n} OR j.image_ref = ${n})"));
-        }
-        let where_sql = if conds.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conds.join(" AND "))
-        };
-        let sql = format!(
-            "{JOB_SELECT} {where_sql} ORDER BY j.created_at DESC, j.id DESC LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
-        let mut q = sqlx::query_as::<Any, JobRow>(&sql);
-        if let Some(s) = status {
-            q = q.bind(s.as_str());
-        }
-        if let Some(i) = image {
-            q = q.bind(i);
-        }
-        Ok(q.bind(limit + 1)
-            .bind(offset)
-            .fetch_all(self.read_pool())
-            .await?)
-    }
+    ) -> Result<Vec<JobRow>, StoreError>;
 
     /// The audit log of a job, oldest first.
-    pub async fn job_events(&self, id: &str) -> Result<Vec<AuditRow>, StoreError> {
-        Ok(sqlx::query_as::<Any, AuditRow>(
-            "SELECT id, job_id, attempt, old_status, new_status, changed_by, reason, at FROM scan_audit_log \
-             WHERE job_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(self.read_pool())
-        .await?)
-    }
+    async fn events(&self, id: &str) -> Result<Vec<AuditRow>, StoreError>;
 
-    /// Apply one fenced transition in its own transaction.
-    pub async fn apply_transition(&self, t: Transition) -> Result<JobRow, JobError> {
-        let mut tx = self.write_pool().begin().await?;
-        self.apply_transition_in_tx(&mut tx, &t).await?;
-        let job = fetch_job(&mut tx, &t.job_id)
-            .await?
-            .ok_or_else(|| JobError::NotFound(t.job_id.clone()))?;
-        tx.commit().await?;
-        if t.event == JobEvent::Retry {
-            if self.backend() == Backend::Postgres {
-                let _ = sqlx::query("SELECT pg_notify('scanvault_jobs', $1)")
-                    .bind(&t.job_id)
-                    .execute(self.write_pool())
-                    .await;
-            }
-            self.job_notify().notify_waiters();
-        }
-        Ok(job)
-    }
+    /// Apply one fenced transition in its own transaction; tells other processes of a
+    /// retried job.
+    async fn transition(&self, t: Transition) -> Result<JobRow, JobError>;
 
-    /// The state machine decides, a compare-and-set writes, the audit row records.
-    pub(crate) async fn apply_transition_in_tx(
+    /// Claim the next due job for `worker`: `queued → pulling`, attempt + 1, lease until
+    /// `now + lease`. Expired leases are reclaimed first.
+    async fn claim(
         &self,
-        conn: &mut AnyConnection,
-        t: &Transition,
-    ) -> Result<JobStatus, JobError> {
-        let to = transition(t.from, t.event)?;
-        let terminal = to.is_terminal();
-        let leaving_lease = !to.is_running();
-        let row = sqlx::query(
-            "UPDATE scan_jobs SET status = $1, updated_at = $2, \
-             run_after = COALESCE($3, run_after), \
-             lease_owner = CASE WHEN $4 = 1 THEN NULL ELSE lease_owner END, \
-             lease_expires_at = CASE WHEN $4 = 1 THEN NULL ELSE lease_expires_at END, \
-             resolved_digest = COALESCE($5, resolved_digest), \
-             completed_at = CASE WHEN $6 = 1 THEN $2 WHEN $1 = 'queued' THEN NULL ELSE completed_at END, \
-             error_class = CASE WHEN $1 = 'completed' THEN NULL ELSE COALESCE($7, error_class) END, \
-             error_message = CASE WHEN $1 = 'completed' THEN NULL ELSE COALESCE($8, error_message) END, \
-             scan_id = COALESCE($9, scan_id), \
-             max_attempts = COALESCE($10, max_attempts) \
-             WHERE id = $11 AND status = $12 AND ($13 < 0 OR attempt = $13) RETURNING attempt",
-        )
-        .bind(to.as_str())
-        .bind(t.now)
-        .bind(t.run_after)
-        .bind(i64::from(leaving_lease))
-        .bind(&t.resolved_digest)
-        .bind(i64::from(terminal))
-        .bind(t.error.as_ref().map(|e| e.0.clone()))
-        .bind(t.error.as_ref().map(|e| e.1.clone()))
-        .bind(&t.scan_id)
-        .bind(t.max_attempts)
-        .bind(&t.job_id)
-        .bind(t.from.as_str())
-        .bind(t.attempt.unwrap_or(-1))
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(row) = row else {
-            return Err(JobError::Lost);
-        };
-        let attempt: i64 = row.get(0);
-        insert_audit(
-            conn,
-            &t.job_id,
-            attempt,
-            Some(t.from),
-            to,
-            &t.actor,
-            &t.reason,
-            t.now,
-        )
-        .await?;
-        metrics::counter!("scanvault_job_transitions_total", "to" => to.as_str()).increment(1);
-        Ok(to)
-    }
+        worker: &str,
+        lease: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobRow>, StoreError>;
 
-    /// Cancel a queued or running job (API). A running scan is killed: at once in this
-    /// process, through NOTIFY in other PostgreSQL-connected workers, and at the latest at
-    /// the worker's next lease renewal.
-    pub async fn cancel_job(
+    /// Jobs running with a lease that expired before `now`: (id, status, attempt, max
+    /// attempts, lease owner).
+    async fn expired_leases(&self, now: i64) -> Result<Vec<ExpiredLease>, StoreError>;
+
+    /// Apply `t` if the job's lease of attempt `t.attempt` is still expired at `t.now`
+    /// (a renewal may have won the race); whether it was applied.
+    async fn reclaim(&self, t: &Transition) -> Result<bool, StoreError>;
+
+    /// Extend the lease; `false` when the job is no longer this attempt's (cancelled,
+    /// reclaimed): the worker must stop and write nothing.
+    async fn renew_lease(
+        &self,
+        job_id: &str,
+        attempt: i64,
+        worker: &str,
+        lease: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Status and attempt of a job, without joins (cheap; workers use it to notice a cancel).
+    async fn status(&self, id: &str) -> Result<Option<(JobStatus, i64)>, StoreError>;
+
+    async fn gauges(&self, now: DateTime<Utc>) -> Result<JobGauges, StoreError>;
+
+    /// Tell other processes that `job_id` was cancelled (PostgreSQL `NOTIFY`; nothing on
+    /// SQLite, whose only process knows).
+    async fn announce_cancel(&self, job_id: &str);
+
+    /// Notices from other processes, until `shutdown` (PostgreSQL `LISTEN`, reconnecting;
+    /// `None` on SQLite).
+    fn notices(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::sync::mpsc::Receiver<JobNotice>>;
+
+    /// Cancel a queued or running job; returns the job and whether it was running (its
+    /// worker must be stopped: the caller signals this process's workers, and other
+    /// processes learn of it through [`JobStore::announce_cancel`]).
+    async fn cancel(
         &self,
         id: &str,
         actor: Actor,
         now: DateTime<Utc>,
-    ) -> Result<JobRow, JobError> {
+    ) -> Result<(JobRow, bool), JobError> {
         let job = self
-            .find_job(id)
+            .find(id)
             .await?
             .ok_or_else(|| JobError::NotFound(id.to_string()))?;
         let t = Transition::new(
@@ -396,70 +322,16 @@ impl Store {
             "cancelled by request",
             micros(now),
         );
-        let row = self.apply_transition(t).await?;
-        if job.status().is_running() {
-            self.signal_job_cancelled(id);
-            if self.backend() == Backend::Postgres {
-                let _ = sqlx::query("SELECT pg_notify('scanvault_job_cancel', $1)")
-                    .bind(id)
-                    .execute(self.write_pool())
-                    .await;
-            }
+        let row = self.transition(t).await?;
+        let was_running = job.status().is_running();
+        if was_running {
+            self.announce_cancel(id).await;
         }
-        Ok(row)
+        Ok((row, was_running))
     }
 
-    /// On PostgreSQL, listen for new jobs and cancellations from other processes.
-    pub fn spawn_job_listener(
-        &self,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        if self.backend() != Backend::Postgres {
-            return None;
-        }
-        let store = self.clone();
-        let url = self.database_url().to_string();
-        Some(tokio::spawn(async move {
-            loop {
-                match sqlx::postgres::PgListener::connect(&url).await {
-                    Ok(mut l) => {
-                        if l.listen_all(["scanvault_jobs", "scanvault_job_cancel"])
-                            .await
-                            .is_err()
-                        {
-                            continue;
-                        }
-                        loop {
-                            let n = tokio::select! {
-                                _ = shutdown.cancelled() => return,
-                                n = l.recv() => n,
-                            };
-                            match n {
-                                Ok(n) if n.channel() == "scanvault_job_cancel" => {
-                                    store.signal_job_cancelled(n.payload());
-                                }
-                                Ok(_) => store.job_notify().notify_waiters(),
-                                Err(e) => {
-                                    tracing::debug!(error = %e, "job listener lost its connection");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "job listener cannot connect; polling only")
-                    }
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
-                }
-            }
-        }))
-    }
-
-    /// Queue a failed or cancelled job again with a fresh attempt budget (API).
-    pub async fn retry_job(
+    /// Queue a failed or cancelled job again with a fresh attempt budget.
+    async fn retry(
         &self,
         id: &str,
         actor: Actor,
@@ -467,7 +339,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<JobRow, JobError> {
         let job = self
-            .find_job(id)
+            .find(id)
             .await?
             .ok_or_else(|| JobError::NotFound(id.to_string()))?;
         let mut t = Transition::new(
@@ -480,7 +352,7 @@ impl Store {
         );
         t.run_after = Some(micros(now));
         t.max_attempts = Some(job.attempt + extra_attempts);
-        match self.apply_transition(t).await {
+        match self.transition(t).await {
             // Another active job for the same image exists: the unique index refuses this one.
             Err(JobError::Store(StoreError::Conflict(_))) => {
                 Err(JobError::InvalidTransition(InvalidTransition {
@@ -492,313 +364,61 @@ impl Store {
         }
     }
 
-    /// Claim the next due job for `worker`: `queued → pulling`, attempt + 1, lease until
-    /// `now + lease`. Expired leases are reclaimed first.
-    pub async fn claim_job(
-        &self,
-        worker: &str,
-        lease: std::time::Duration,
-        now: DateTime<Utc>,
-    ) -> Result<Option<JobRow>, StoreError> {
-        self.reap_expired_leases(now).await?;
+    /// Jobs whose worker stopped renewing its lease go back to the queue (or fail when
+    /// their attempts are used up). Returns how many were reclaimed.
+    async fn reap_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let now_us = micros(now);
-        let lease_until = now_us + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 4);
-        let lock = match self.backend() {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
-        let sql = format!(
-            "UPDATE scan_jobs SET status = 'pulling', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2, \
-             started_at = COALESCE(started_at, $3), updated_at = $3 \
-             WHERE id = (SELECT id FROM scan_jobs WHERE status = 'queued' AND run_after <= $3 \
-             ORDER BY priority DESC, run_after, created_at, id LIMIT 1{lock}) AND status = 'queued' RETURNING id, attempt"
-        );
-        let mut tx = self.write_pool().begin().await?;
-        let row = sqlx::query(&sql)
-            .bind(worker)
-            .bind(lease_until)
-            .bind(now_us)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            tx.commit().await?;
-            return Ok(None);
-        };
-        let id: String = row.get(0);
-        let attempt: i64 = row.get(1);
-        debug_assert_eq!(
-            transition(JobStatus::Queued, JobEvent::Claim).ok(),
-            Some(JobStatus::Pulling)
-        );
-        insert_audit(
-            &mut tx,
-            &id,
-            attempt,
-            Some(JobStatus::Queued),
-            JobStatus::Pulling,
-            &Actor::Worker(worker.to_string()),
-            &format!("claimed (attempt {attempt})"),
-            now_us,
-        )
-        .await?;
-        let job = fetch_job(&mut tx, &id).await?;
-        tx.commit().await?;
-        metrics::counter!("scanvault_job_transitions_total", "to" => "pulling").increment(1);
-        Ok(job)
-    }
-
-    /// Jobs whose worker stopped renewing its lease go back to the queue (or fail when their
-    /// attempts are used up). Returns how many were reclaimed.
-    pub async fn reap_expired_leases(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let now_us = micros(now);
-        let expired = sqlx::query(
-            "SELECT id, status, attempt, max_attempts, lease_owner FROM scan_jobs \
-             WHERE status IN ('pulling', 'scanning') AND lease_expires_at < $1",
-        )
-        .bind(now_us)
-        .fetch_all(self.read_pool())
-        .await?;
         let mut n = 0;
-        for row in expired {
-            let id: String = row.get(0);
-            let from = JobStatus::parse(&row.get::<String, _>(1)).unwrap_or(JobStatus::Pulling);
-            let attempt: i64 = row.get(2);
-            let max: i64 = row.get(3);
-            let owner: Option<String> = row.get(4);
-            let retry = attempt < max;
-            let mut t = Transition::new(
-                &id,
-                from,
-                JobEvent::LeaseExpired { retry },
-                Actor::System,
-                format!(
-                    "lease of {} expired during attempt {attempt}; {}",
-                    owner.as_deref().unwrap_or("a worker"),
-                    if retry {
-                        "queued again"
-                    } else {
-                        "no attempts left"
-                    }
-                ),
-                now_us,
-            )
-            .fenced(attempt);
-            t.run_after = Some(now_us);
-            if !retry {
-                t.error = Some((
-                    "transient".into(),
-                    "the worker running this job stopped responding and no attempts are left"
-                        .into(),
-                ));
+        for lease in self.expired_leases(now_us).await? {
+            if self.reclaim(&lease.reclaim(now_us)).await? {
+                n += 1;
             }
-            let mut tx = self.write_pool().begin().await?;
-            // Re-check the lease inside the transaction: a renewal may have won the race.
-            let still = sqlx::query(
-                "SELECT 1 FROM scan_jobs WHERE id = $1 AND attempt = $2 AND lease_expires_at < $3",
-            )
-            .bind(&id)
-            .bind(attempt)
-            .bind(now_us)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if still.is_none() {
-                continue;
-            }
-            match self.apply_transition_in_tx(&mut tx, &t).await {
-                Ok(_) => {
-                    tx.commit().await?;
-                    n += 1;
-                }
-                Err(JobError::Store(e)) => return Err(e),
-                Err(_) => {}
-            }
-        }
-        if n > 0 {
-            self.job_notify().notify_waiters();
         }
         Ok(n)
     }
+}
 
-    /// Extend the lease; `false` when the job is no longer this attempt's (cancelled,
-    /// reclaimed): the worker must stop and write nothing.
-    pub async fn renew_lease(
-        &self,
-        job_id: &str,
-        attempt: i64,
-        worker: &str,
-        lease: std::time::Duration,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let until = micros(now) + i64::try_from(lease.as_micros()).unwrap_or(i64::MAX / 4);
-        let r = sqlx::query(
-            "UPDATE scan_jobs SET lease_expires_at = $1 WHERE id = $2 AND attempt = $3 AND lease_owner = $4 \
-             AND status IN ('pulling', 'scanning')",
-        )
-        .bind(until)
-        .bind(job_id)
-        .bind(attempt)
-        .bind(worker)
-        .execute(self.write_pool())
-        .await?;
-        Ok(r.rows_affected() == 1)
-    }
+/// A running job whose lease expired.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ExpiredLease {
+    pub id: String,
+    pub status: String,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub lease_owner: Option<String>,
+}
 
-    /// Store Trivy's report and complete the job in one transaction, fenced by the attempt:
-    /// a worker that lost its job stores nothing.
-    pub async fn complete_job_with_report(
-        &self,
-        job_id: &str,
-        attempt: i64,
-        worker: &str,
-        new: NewScan,
-    ) -> Result<(JobRow, String), JobError> {
-        let body = super::scans::StoredBody::of(&new.raw)?;
-        // A transaction lost to a concurrent ingest is run again, as for `POST /scans`.
-        let (new, body) = (&new, &body);
-        super::scans::retry_conflicts(
-            |e| matches!(e, JobError::Store(StoreError::Conflict(_))),
-            || async move {
-                let mut tx = self.write_pool().begin().await?;
-                let held = sqlx::query(&format!(
-                    "SELECT 1 FROM scan_jobs WHERE id = $1 AND attempt = $2 AND status = 'scanning'{}",
-                    self.for_update()
-                ))
-                .bind(job_id)
-                .bind(attempt)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if held.is_none() {
-                    return Err(JobError::Lost);
+impl ExpiredLease {
+    /// The transition that takes the job back: to the queue while attempts remain, else
+    /// to failed.
+    pub fn reclaim(&self, now: i64) -> Transition {
+        let from = JobStatus::parse(&self.status).unwrap_or(JobStatus::Pulling);
+        let retry = self.attempt < self.max_attempts;
+        let mut t = Transition::new(
+            &self.id,
+            from,
+            JobEvent::LeaseExpired { retry },
+            Actor::System,
+            format!(
+                "lease of {} expired during attempt {}; {}",
+                self.lease_owner.as_deref().unwrap_or("a worker"),
+                self.attempt,
+                if retry {
+                    "queued again"
+                } else {
+                    "no attempts left"
                 }
-                let outcome = self.ingest_in_tx(&mut tx, new, body).await?;
-                let mut t = Transition::new(
-                    job_id,
-                    JobStatus::Scanning,
-                    JobEvent::Stored,
-                    Actor::Worker(worker.to_string()),
-                    format!(
-                        "report stored as scan {} ({} findings)",
-                        outcome.scan.id,
-                        outcome.scan.counts().total()
-                    ),
-                    micros(new.now),
-                )
-                .fenced(attempt);
-                t.scan_id = Some(outcome.scan.id.clone());
-                self.apply_transition_in_tx(&mut tx, &t).await?;
-                let job = fetch_job(&mut tx, job_id)
-                    .await?
-                    .ok_or_else(|| JobError::NotFound(job_id.to_string()))?;
-                tx.commit().await?;
-                if outcome.catalog_orphans {
-                    self.mark_catalog_sweep_due();
-                }
-                Ok((job, outcome.scan.id))
-            },
+            ),
+            now,
         )
-        .await
-    }
-
-    /// A completed scan of `digest` for `image_name` at least as recent as `since`.
-    pub async fn find_fresh_scan(
-        &self,
-        image_name: &str,
-        digest: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Option<(String, i64)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, scanned_at FROM scans WHERE image_name = $1 AND image_digest = $2 AND scanned_at >= $3 \
-             ORDER BY scanned_at DESC LIMIT 1",
-        )
-        .bind(image_name)
-        .bind(digest)
-        .bind(micros(since))
-        .fetch_optional(self.read_pool())
-        .await?;
-        Ok(row.map(|r| (r.get(0), r.get(1))))
-    }
-
-    /// Queue or running status of a job, without joins (cheap; used by workers to notice a cancel).
-    pub async fn job_status(&self, id: &str) -> Result<Option<(JobStatus, i64)>, StoreError> {
-        let row = sqlx::query("SELECT status, attempt FROM scan_jobs WHERE id = $1")
-            .bind(id)
-            .fetch_optional(self.read_pool())
-            .await?;
-        Ok(row.and_then(|r| JobStatus::parse(&r.get::<String, _>(0)).map(|s| (s, r.get(1)))))
-    }
-
-    pub async fn job_gauges(&self, now: DateTime<Utc>) -> Result<JobGauges, StoreError> {
-        let rows = sqlx::query("SELECT status, COUNT(*) FROM scan_jobs GROUP BY status")
-            .fetch_all(self.read_pool())
-            .await?;
-        let mut g = JobGauges::default();
-        for s in JobStatus::ALL {
-            let n = rows
-                .iter()
-                .find(|r| r.get::<String, _>(0) == s.as_str())
-                .map(|r| r.get::<i64, _>(1))
-                .unwrap_or(0);
-            g.by_status.push((s.as_str().to_string(), n));
-            if s == JobStatus::Queued {
-                g.queue_depth = n;
-            }
+        .fenced(self.attempt);
+        t.run_after = Some(now);
+        if !retry {
+            t.error = Some((
+                "transient".into(),
+                "the worker running this job stopped responding and no attempts are left".into(),
+            ));
         }
-        let oldest: Option<i64> =
-            sqlx::query("SELECT MIN(created_at) FROM scan_jobs WHERE status = 'queued'")
-                .fetch_one(self.read_pool())
-                .await?
-                .get(0);
-        g.oldest_queued_age_seconds = oldest
-            .map(|t| ((micros(now) - t).max(0) as f64) / 1e6)
-            .unwrap_or(0.0);
-        Ok(g)
+        t
     }
-}
-
-async fn active_job_for(
-    conn: &mut AnyConnection,
-    image_ref: &str,
-) -> Result<Option<JobRow>, StoreError> {
-    Ok(sqlx::query_as::<Any, JobRow>(&format!(
-        "{JOB_SELECT} WHERE j.image_ref = $1 AND j.status IN ('queued', 'pulling', 'scanning')"
-    ))
-    .bind(image_ref)
-    .fetch_optional(&mut *conn)
-    .await?)
-}
-
-async fn fetch_job(conn: &mut AnyConnection, id: &str) -> Result<Option<JobRow>, StoreError> {
-    Ok(
-        sqlx::query_as::<Any, JobRow>(&format!("{JOB_SELECT} WHERE j.id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn insert_audit(
-    conn: &mut AnyConnection,
-    job_id: &str,
-    attempt: i64,
-    old: Option<JobStatus>,
-    new: JobStatus,
-    actor: &Actor,
-    reason: &str,
-    at: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO scan_audit_log (job_id, attempt, old_status, new_status, changed_by, reason, at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(job_id)
-    .bind(attempt)
-    .bind(old.map(|s| s.as_str()))
-    .bind(new.as_str())
-    .bind(actor.label())
-    .bind(reason)
-    .bind(at)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }

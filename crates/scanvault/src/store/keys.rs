@@ -2,13 +2,14 @@
 //! secret (32 random bytes, base64url). Only `sha256(salt ‖ secret)` and the salt are
 //! stored; the secret is shown once, when the key is made.
 
-use super::{micros, Store, StoreError};
+use async_trait::async_trait;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::{Any, Row};
 use std::fmt;
+
+use super::{micros, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
@@ -122,87 +123,29 @@ pub struct NewKey {
     pub now: DateTime<Utc>,
 }
 
-impl Store {
+#[async_trait]
+pub trait KeyStore: Send + Sync {
     /// Make a key; returns the row and the full key (`svk_<id>_<secret>`), shown once.
-    pub async fn create_api_key(&self, new: NewKey) -> Result<(KeyRow, String), StoreError> {
-        let mut tx = self.write_pool().begin().await?;
-        let out = create_key_in(&mut tx, &new).await?;
-        tx.commit().await?;
-        Ok(out)
-    }
+    async fn create(&self, new: NewKey) -> Result<(KeyRow, String), StoreError>;
 
     /// On a database without keys, make the first admin key (atomically: with several
     /// replicas starting at once, only one makes it). `None` when keys already exist.
-    pub async fn bootstrap_admin_key(
+    async fn bootstrap_admin(
         &self,
         secret: Option<String>,
         now: DateTime<Utc>,
-    ) -> Result<Option<String>, StoreError> {
-        let mut tx = self.write_pool().begin().await?;
-        if self.backend() == super::Backend::Postgres {
-            // Serialise concurrent bootstraps across replicas.
-            sqlx::query("SELECT pg_advisory_xact_lock(7301)")
-                .execute(&mut *tx)
-                .await?;
-        }
-        let n: i64 = sqlx::query("SELECT COUNT(*) FROM api_keys")
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-        if n > 0 {
-            tx.commit().await?;
-            return Ok(None);
-        }
-        let (_, key) = create_key_in(
-            &mut tx,
-            &NewKey {
-                name: "bootstrap admin".into(),
-                role: Role::Admin,
-                expires_at: None,
-                created_by: Some("system".into()),
-                secret,
-                now,
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(key))
-    }
+    ) -> Result<Option<String>, StoreError>;
 
-    pub async fn find_api_key(&self, id: &str) -> Result<Option<KeyRow>, StoreError> {
-        Ok(sqlx::query_as::<Any, KeyRow>(
-            "SELECT id, name, role, salt, secret_hash, created_at, created_by, expires_at, revoked_at FROM api_keys WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(self.read_pool())
-        .await?)
-    }
+    async fn find(&self, id: &str) -> Result<Option<KeyRow>, StoreError>;
 
-    pub async fn list_api_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
-        Ok(sqlx::query_as::<Any, KeyRow>(
-            "SELECT id, name, role, salt, secret_hash, created_at, created_by, expires_at, revoked_at FROM api_keys \
-             ORDER BY created_at, id",
-        )
-        .fetch_all(self.read_pool())
-        .await?)
-    }
+    async fn list(&self) -> Result<Vec<KeyRow>, StoreError>;
 
     /// Revoke a key; `false` when there is no such key.
-    pub async fn revoke_api_key(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let r =
-            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2")
-                .bind(micros(now))
-                .bind(id)
-                .execute(self.write_pool())
-                .await?;
-        Ok(r.rows_affected() > 0)
-    }
+    async fn revoke(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
-async fn create_key_in(
-    conn: &mut sqlx::AnyConnection,
-    new: &NewKey,
-) -> Result<(KeyRow, String), StoreError> {
+/// The row a new key is stored as, and the key itself (`svk_<id>_<secret>`).
+pub(crate) fn new_key_row(new: &NewKey) -> (KeyRow, String) {
     let id = random_hex(8);
     let secret = new.secret.clone().unwrap_or_else(random_secret);
     let salt = random_hex(16);
@@ -217,21 +160,19 @@ async fn create_key_in(
         expires_at: new.expires_at.map(micros),
         revoked_at: None,
     };
-    sqlx::query(
-        "INSERT INTO api_keys (id, name, role, salt, secret_hash, created_at, created_by, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&row.id)
-    .bind(&row.name)
-    .bind(&row.role)
-    .bind(&row.salt)
-    .bind(&row.secret_hash)
-    .bind(row.created_at)
-    .bind(&row.created_by)
-    .bind(row.expires_at)
-    .execute(&mut *conn)
-    .await?;
-    Ok((row, format!("svk_{id}_{secret}")))
+    (row, format!("svk_{id}_{secret}"))
+}
+
+/// What the first admin key is made of.
+pub(crate) fn bootstrap_key(secret: Option<String>, now: DateTime<Utc>) -> NewKey {
+    NewKey {
+        name: "bootstrap admin".into(),
+        role: Role::Admin,
+        expires_at: None,
+        created_by: Some("system".into()),
+        secret,
+        now,
+    }
 }
 
 #[cfg(test)]

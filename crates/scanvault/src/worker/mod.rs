@@ -20,10 +20,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
-use crate::ingest::{build_new_scan, IngestOverrides, IngestSettings};
-use crate::store::jobs::{Actor, JobError, JobRow, Transition};
+use crate::ingest::{self, IngestError, IngestOverrides, IngestSettings};
+use crate::store::jobs::{Actor, JobCompletion, JobError, JobNotice, JobRow, Transition};
 use crate::store::scans::ScanSource;
 use crate::store::{micros, Store};
+
+pub use signals::Signals;
+
+mod signals;
 
 /// Everything a worker needs, resolved from configuration.
 #[derive(Clone)]
@@ -63,6 +67,7 @@ impl From<JobError> for StageError {
 
 pub struct Runner {
     store: Store,
+    signals: Signals,
     registry: RegistryClient,
     trivy: Trivy,
     settings: WorkerSettings,
@@ -74,6 +79,7 @@ pub struct Runner {
 impl Runner {
     pub fn from_config(
         store: Store,
+        signals: Signals,
         cfg: &WorkerConfig,
         ingest: IngestSettings,
         shutdown_timeout: Duration,
@@ -107,6 +113,7 @@ impl Runner {
         });
         Ok(Runner::new(
             store,
+            signals,
             registry,
             trivy,
             WorkerSettings {
@@ -124,6 +131,7 @@ impl Runner {
 
     pub fn new(
         store: Store,
+        signals: Signals,
         registry: RegistryClient,
         trivy: Trivy,
         settings: WorkerSettings,
@@ -136,6 +144,7 @@ impl Runner {
         );
         Runner {
             store,
+            signals,
             registry,
             trivy,
             settings,
@@ -159,7 +168,23 @@ impl Runner {
     /// Claim and run jobs until `shutdown` fires.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         tracing::info!(worker = %self.id, concurrency = self.settings.concurrency, "scan worker started");
-        let listener = self.store.spawn_job_listener(shutdown.clone());
+        let listener = self
+            .store
+            .jobs()
+            .notices(shutdown.clone())
+            .map(|mut notices| {
+                let signals = self.signals.clone();
+                tokio::spawn(async move {
+                    while let Some(n) = notices.recv().await {
+                        match n {
+                            JobNotice::Queued => signals.job_queued(),
+                            JobNotice::Cancelled(id) => {
+                                signals.cancel(&id);
+                            }
+                        }
+                    }
+                })
+            });
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut running = JoinSet::new();
         loop {
@@ -170,7 +195,8 @@ impl Runner {
             while running.try_join_next().is_some() {}
             match self
                 .store
-                .claim_job(&self.id, self.settings.lease, Utc::now())
+                .jobs()
+                .claim(&self.id, self.settings.lease, Utc::now())
                 .await
             {
                 Ok(Some(job)) => {
@@ -184,7 +210,7 @@ impl Runner {
                     drop(permit);
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = self.store.wait_for_jobs(self.settings.poll_interval) => {}
+                        _ = self.signals.wait_for_jobs(self.settings.poll_interval) => {}
                     }
                 }
                 Err(e) => {
@@ -218,7 +244,8 @@ impl Runner {
         let mut n = 0;
         while let Ok(Some(job)) = self
             .store
-            .claim_job(&self.id, self.settings.lease, Utc::now())
+            .jobs()
+            .claim(&self.id, self.settings.lease, Utc::now())
             .await
         {
             self.process(job).await;
@@ -231,7 +258,8 @@ impl Runner {
     pub async fn run_one(&self) -> Option<String> {
         let job = self
             .store
-            .claim_job(&self.id, self.settings.lease, Utc::now())
+            .jobs()
+            .claim(&self.id, self.settings.lease, Utc::now())
             .await
             .ok()??;
         let id = job.id.clone();
@@ -247,7 +275,7 @@ impl Runner {
     /// Run one claimed job to a transition.
     pub async fn process(&self, job: JobRow) {
         let token = self.hard_stop.child_token();
-        self.store.register_running_job(&job.id, token.clone());
+        self.signals.register(&job.id, token.clone());
         let heartbeat = tokio::spawn(heartbeat(
             self.store.clone(),
             job.id.clone(),
@@ -261,7 +289,7 @@ impl Runner {
         drop(_enter);
         let result = tracing::Instrument::instrument(self.stages(&job, &token), span.clone()).await;
         heartbeat.abort();
-        self.store.unregister_running_job(&job.id);
+        self.signals.unregister(&job.id);
         let _enter = span.enter();
         match result {
             Ok(()) => {}
@@ -303,7 +331,8 @@ impl Runner {
                     .unwrap_or(chrono::Duration::days(36500));
             let fresh = self
                 .store
-                .find_fresh_scan(&image_name, &digest, since)
+                .scans()
+                .fresh(&image_name, &digest, micros(since))
                 .await
                 .map_err(|e| StageError::Transient {
                     code: "database_unavailable".into(),
@@ -324,7 +353,7 @@ impl Runner {
                 .fenced(job.attempt);
                 t.resolved_digest = Some(digest.clone());
                 t.scan_id = Some(scan_id);
-                self.store.apply_transition(t).await?;
+                self.store.jobs().transition(t).await?;
                 tracing::info!(%digest, "scan job completed from cache");
                 return Ok(());
             }
@@ -339,7 +368,7 @@ impl Runner {
         )
         .fenced(job.attempt);
         t.resolved_digest = Some(digest.clone());
-        self.store.apply_transition(t).await?;
+        self.store.jobs().transition(t).await?;
 
         // ---- scanning: Trivy on name@digest.
         let t1 = Instant::now();
@@ -379,22 +408,36 @@ impl Runner {
             tag: reference.tag.clone(),
             digest: Some(digest.clone()),
         };
-        let mut new = build_new_scan(
-            raw,
-            &overrides,
+        let job_done = JobCompletion {
+            job_id: job.id.clone(),
+            attempt: job.attempt,
+            worker: self.id.clone(),
+        };
+        let outcome = ingest::ingest(
+            &self.store,
             &self.settings.ingest,
+            raw.into(),
+            overrides,
             ScanSource::Job,
-            Utc::now(),
+            job.requested_by.clone(),
+            Some(job_done),
         )
-        .map_err(|e| StageError::Permanent {
-            code: "invalid_report".into(),
-            message: format!("Trivy's report could not be stored: {e}"),
+        .await
+        .map_err(|e| match e {
+            IngestError::Job(e) => StageError::from(e),
+            IngestError::Store(e) => StageError::from(JobError::Store(e)),
+            e @ (IngestError::Parse(_) | IngestError::TooManyFindings { .. }) => {
+                StageError::Permanent {
+                    code: "invalid_report".into(),
+                    message: format!("Trivy's report could not be stored: {e}"),
+                }
+            }
+            e @ IngestError::Failed(_) => StageError::Transient {
+                code: "internal".into(),
+                message: e.to_string(),
+            },
         })?;
-        new.created_by = job.requested_by.clone();
-        let (_, scan_id) = self
-            .store
-            .complete_job_with_report(&job.id, job.attempt, &self.id, new)
-            .await?;
+        let scan_id = outcome.scan.id;
         metrics::histogram!("scanvault_job_stage_duration_seconds", "stage" => "store")
             .record(t2.elapsed().as_secs_f64());
         tracing::info!(%digest, scan = %scan_id, "scan job completed");
@@ -403,7 +446,7 @@ impl Runner {
 
     async fn record_failure(&self, job: &JobRow, err: StageError) {
         let now = Utc::now();
-        let current = self.store.job_status(&job.id).await.ok().flatten();
+        let current = self.store.jobs().status(&job.id).await.ok().flatten();
         let Some((status, attempt)) = current.filter(|(s, a)| s.is_running() && *a == job.attempt)
         else {
             // Cancelled by a user, or reclaimed: the job is no longer ours to write.
@@ -480,7 +523,7 @@ impl Runner {
                 t
             }
         };
-        if let Err(e) = self.store.apply_transition(t).await {
+        if let Err(e) = self.store.jobs().transition(t).await {
             tracing::warn!(error = %e, "recording the job's failure failed; its lease will expire and return it to the queue");
         }
     }
@@ -502,6 +545,7 @@ async fn heartbeat(
             _ = tokio::time::sleep(every) => {}
         }
         match store
+            .jobs()
             .renew_lease(&job_id, attempt, &worker, lease, Utc::now())
             .await
         {

@@ -4,14 +4,16 @@
 //! digests, extra tags on a digest, findings fixed and new, reports arriving out of order,
 //! some older than what is stored), ingests it through the API, and compares every
 //! endpoint, with and without `image`, `from` and `to`, to what the reports say: the model
-//! below knows nothing of the database. Deleting scans (API and retention) must keep every
-//! answer equal to the model's.
+//! below knows nothing of the database. Every report is an observation at its time, also
+//! when it updates a stored scan in place, and a later observation never rewrites what an
+//! earlier time shows. Deleting scans (API and retention) must keep every answer equal to
+//! the model's.
 
 use crate::on_both_backends;
 use crate::support::{digest, Db, Report, TestApp};
 use axum::http::StatusCode;
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use scanvault::store::retention::RetentionPolicy;
+use scanvault::store::admin::RetentionPolicy;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -173,20 +175,45 @@ fn generate(seed: u64) -> Vec<GenReport> {
     reports
 }
 
-/// What the reports say a stored scan is: the newest report of its content, with every
-/// tag any of its reports was stored under.
+/// One ingest of a report: an observation of its content at the report's time, with the
+/// findings the report had. Observations are never rewritten by later ones.
 #[derive(Debug, Clone)]
-struct ModelScan {
-    image: String,
+struct Observation {
     at: DateTime<Utc>,
-    tags: BTreeSet<String>,
+    /// Ingest order, which breaks ties between observations at the same time.
+    seq: usize,
     findings: Vec<GenFinding>,
 }
 
+/// What the reports say about one stored content (image name and digest): every tag any of
+/// its reports was stored under, with the time of the earliest report under it (a reference
+/// exists from the first report that names it), and every observation of the content.
+#[derive(Debug, Clone)]
+struct ModelScan {
+    image: String,
+    tags: BTreeMap<String, DateTime<Utc>>,
+    observations: Vec<Observation>,
+}
+
+impl ModelScan {
+    /// The latest observation (by time, then ingest order): the scan as it is now.
+    fn latest(&self) -> &Observation {
+        self.observations
+            .iter()
+            .max_by_key(|o| (o.at, o.seq))
+            .expect("a scan has an observation")
+    }
+}
+
+/// The DESIGN.md definition, and nothing of the database: the fleet as of T takes each image
+/// reference's latest observation at or before T, with the findings that observation had. A
+/// reference's observations are those of every content stored under it, from the time of
+/// the first report that named it on.
 #[derive(Debug, Default)]
 struct Model {
     /// By (image, digest).
     scans: BTreeMap<(String, String), ModelScan>,
+    ingested: usize,
 }
 
 impl Model {
@@ -196,40 +223,51 @@ impl Model {
             .entry((r.image.clone(), r.digest.clone()))
             .or_insert_with(|| ModelScan {
                 image: r.image.clone(),
-                at: r.at,
-                tags: BTreeSet::new(),
-                findings: r.findings.clone(),
+                tags: BTreeMap::new(),
+                observations: vec![],
             });
-        e.tags.insert(r.tag.clone());
-        if r.at >= e.at {
-            e.at = r.at;
-            e.findings = r.findings.clone();
-        }
+        let since = e.tags.entry(r.tag.clone()).or_insert(r.at);
+        *since = (*since).min(r.at);
+        e.observations.push(Observation {
+            at: r.at,
+            seq: self.ingested,
+            findings: r.findings.clone(),
+        });
+        self.ingested += 1;
     }
 
-    /// Each reference's latest scan at or before `to`, leaving out those older than `from`.
+    /// Each reference's latest observation at or before `to`, leaving out references whose
+    /// latest observation is older than `from`.
     fn fleet(
         &self,
         image: Option<&str>,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
-    ) -> BTreeMap<(String, String), &ModelScan> {
-        let mut out: BTreeMap<(String, String), &ModelScan> = BTreeMap::new();
+    ) -> BTreeMap<(String, String), &Observation> {
+        let mut out: BTreeMap<(String, String), &Observation> = BTreeMap::new();
         for s in self.scans.values() {
-            if image.is_some_and(|i| i != s.image) || to.is_some_and(|t| s.at > t) {
+            if image.is_some_and(|i| i != s.image) {
                 continue;
             }
-            for t in &s.tags {
-                let key = (s.image.clone(), t.clone());
-                match out.get(&key) {
-                    Some(o) if o.at >= s.at => {}
-                    _ => {
-                        out.insert(key, s);
+            for o in &s.observations {
+                if to.is_some_and(|t| o.at > t) {
+                    continue;
+                }
+                for (t, since) in &s.tags {
+                    if o.at < *since {
+                        continue;
+                    }
+                    let key = (s.image.clone(), t.clone());
+                    match out.get(&key) {
+                        Some(held) if (held.at, held.seq) >= (o.at, o.seq) => {}
+                        _ => {
+                            out.insert(key, o);
+                        }
                     }
                 }
             }
         }
-        out.retain(|_, s| from.is_none_or(|f| s.at >= f));
+        out.retain(|_, o| from.is_none_or(|f| o.at >= f));
         out
     }
 }
@@ -257,7 +295,7 @@ struct Expected {
     rows: Vec<Row>,
 }
 
-fn expect(fleet: &BTreeMap<(String, String), &ModelScan>) -> Expected {
+fn expect(fleet: &BTreeMap<(String, String), &Observation>) -> Expected {
     let mut e = Expected {
         images: fleet.len() as i64,
         by_sev: [0; 5],
@@ -637,16 +675,16 @@ async fn analytics_agree_with_a_recomputation_from_the_reports(app: &TestApp) {
             // Half-way, with every delta still pending; then compacted, so that the second
             // half replaces references whose deltas were already folded.
             check_all(app, &model).await;
-            app.store.compact_analytics().await.unwrap();
+            app.store.analytics().compact().await.unwrap();
         }
     }
     check_all(app, &model).await;
-    app.store.compact_analytics().await.unwrap();
+    app.store.analytics().compact().await.unwrap();
     check_all(app, &model).await;
 
     // Delete two scans through the API: one a reference's latest, one an older scan.
     let mut keys: Vec<_> = model.scans.keys().cloned().collect();
-    keys.sort_by_key(|k| std::cmp::Reverse(model.scans[k].at));
+    keys.sort_by_key(|k| std::cmp::Reverse(model.scans[k].latest().at));
     for k in [keys[0].clone(), keys[keys.len() / 2].clone()] {
         let r = app.delete(&format!("/scans/{}", ids[&k])).await;
         assert_eq!(r.status, StatusCode::NO_CONTENT, "delete {k:?}");
@@ -655,17 +693,16 @@ async fn analytics_agree_with_a_recomputation_from_the_reports(app: &TestApp) {
     check_all(app, &model).await;
 
     // Retention: as of day 12, scans older than 3 days go.
-    let deleted = app
-        .store
-        .apply_retention(
-            RetentionPolicy {
-                max_age: std::time::Duration::from_secs(3 * 86_400),
-                keep_per_image: 0,
-            },
-            base() + Duration::days(12),
-        )
-        .await
-        .unwrap();
+    let deleted = scanvault::store::admin::apply_retention(
+        &app.store,
+        RetentionPolicy {
+            max_age: std::time::Duration::from_secs(3 * 86_400),
+            keep_per_image: 0,
+        },
+        base() + Duration::days(12),
+    )
+    .await
+    .unwrap();
     assert!(deleted > 0, "the history has older scans to retire");
     let left = app.get_json("/scans/all?limit=500").await;
     let left: BTreeSet<String> = left["Items"]
@@ -676,7 +713,7 @@ async fn analytics_agree_with_a_recomputation_from_the_reports(app: &TestApp) {
         .collect();
     model.scans.retain(|k, _| left.contains(&ids[k]));
     check_all(app, &model).await;
-    app.store.compact_analytics().await.unwrap();
+    app.store.analytics().compact().await.unwrap();
     check_all(app, &model).await;
 }
 
@@ -694,7 +731,10 @@ async fn compaction_during_concurrent_ingest(app: &TestApp) {
     let rounds = AtomicU32::new(0);
     let compactors = async {
         while !done.load(Ordering::Relaxed) {
-            let (a, b) = tokio::join!(app.store.compact_analytics(), app.store.compact_analytics());
+            let (a, b) = tokio::join!(
+                app.store.analytics().compact(),
+                app.store.analytics().compact()
+            );
             a.unwrap();
             b.unwrap();
             rounds.fetch_add(1, Ordering::Relaxed);
@@ -718,8 +758,8 @@ async fn compaction_during_concurrent_ingest(app: &TestApp) {
         };
     tokio::join!(compactors, ingests);
     check_all(app, &model).await;
-    app.store.compact_analytics().await.unwrap();
-    assert_eq!(app.store.compact_analytics().await.unwrap(), 0);
+    app.store.analytics().compact().await.unwrap();
+    assert_eq!(app.store.analytics().compact().await.unwrap(), 0);
     check_all(app, &model).await;
 }
 
@@ -732,11 +772,14 @@ async fn concurrent_compactors_fold_each_delta_once(app: &TestApp) {
         app.ingest(&format!("tag={}", r.tag), r.bytes()).await;
         model.add(&r);
     }
-    let (a, b) = tokio::join!(app.store.compact_analytics(), app.store.compact_analytics());
+    let (a, b) = tokio::join!(
+        app.store.analytics().compact(),
+        app.store.analytics().compact()
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert!(a + b > 0, "the ingests left deltas to fold");
     assert_eq!(
-        app.store.compact_analytics().await.unwrap(),
+        app.store.analytics().compact().await.unwrap(),
         0,
         "no delta is left once both compactors are done"
     );
@@ -812,7 +855,7 @@ async fn top_cves_when_pending_deltas_sink_the_leaders(app: &TestApp) {
         }
         post(r).await;
     }
-    app.store.compact_analytics().await.unwrap();
+    app.store.analytics().compact().await.unwrap();
     // Newer builds of the first three images have no findings: the first two CVEs are down
     // to no image, in deltas not folded yet.
     for i in 1..=3 {
@@ -838,7 +881,7 @@ async fn top_cves_when_pending_deltas_sink_the_leaders(app: &TestApp) {
                 .await;
             only_the_third(&t, &format!("{round}, {q}"));
         }
-        app.store.compact_analytics().await.unwrap();
+        app.store.analytics().compact().await.unwrap();
     }
 }
 
@@ -870,12 +913,12 @@ async fn quiet_compaction_gives_the_delta_pages_back_postgres() {
         return;
     };
     ingest_burst(&app).await;
-    let folded = app.store.compact_analytics().await.unwrap();
+    let folded = app.store.analytics().compact().await.unwrap();
     assert!(
         folded > 2000,
         "one per-CVE delta row per CVE and report, and more: {folded}"
     );
-    let burst = app.store.delta_pages().await.unwrap();
+    let burst = app.store.analytics().delta_pages().await.unwrap();
     assert!(
         burst.iter().any(|(_, p)| *p > SHRINK_PAGES),
         "2,000 per-CVE delta rows, folded, leave their pages: {burst:?}"
@@ -891,9 +934,9 @@ async fn quiet_compaction_gives_the_delta_pages_back_postgres() {
         before.push(app.get_json(uri).await);
     }
     assert_eq!(before[0]["TotalScans"], 20);
-    assert_eq!(app.store.compact_analytics().await.unwrap(), 0);
-    assert!(app.store.shrink_quiet_deltas().await.unwrap());
-    let after = app.store.delta_pages().await.unwrap();
+    assert_eq!(app.store.analytics().compact().await.unwrap(), 0);
+    assert!(app.store.analytics().shrink_quiet_deltas().await.unwrap());
+    let after = app.store.analytics().delta_pages().await.unwrap();
     for (table, was) in &burst {
         let now = after.iter().find(|(t, _)| t == table).map(|(_, p)| *p);
         if *was > SHRINK_PAGES {
@@ -903,7 +946,7 @@ async fn quiet_compaction_gives_the_delta_pages_back_postgres() {
         }
     }
     assert!(
-        !app.store.shrink_quiet_deltas().await.unwrap(),
+        !app.store.analytics().shrink_quiet_deltas().await.unwrap(),
         "nothing left to shrink"
     );
     for (uri, was) in uris.iter().zip(&before) {
@@ -915,7 +958,7 @@ async fn quiet_compaction_gives_the_delta_pages_back_postgres() {
     assert_eq!(s["TotalScans"], 21);
     assert_eq!(s["TotalVulnerabilities"], 2100);
     assert_eq!(s["Fixable"], 2100);
-    app.store.compact_analytics().await.unwrap();
+    app.store.analytics().compact().await.unwrap();
     let c = app.get_json(uris[2]).await;
     assert_eq!(c["ImageCount"], 21, "{c}");
     app.finish().await;
@@ -959,7 +1002,7 @@ async fn the_compaction_loop_shrinks_the_deltas_once_ingest_is_quiet_postgres() 
         return;
     };
     ingest_burst(&app).await;
-    let grown = app.store.delta_pages().await.unwrap();
+    let grown = app.store.analytics().delta_pages().await.unwrap();
     assert!(
         grown.iter().any(|(_, p)| *p > SHRINK_PAGES),
         "the burst grew a delta table: {grown:?}"
@@ -968,10 +1011,10 @@ async fn the_compaction_loop_shrinks_the_deltas_once_ingest_is_quiet_postgres() 
     let looping = tokio::spawn(compaction_loop(app.store.clone(), stop.clone()));
     // Two rounds (COMPACTION_INTERVAL apart) and the shrink: well within 30 s.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut now = app.store.delta_pages().await.unwrap();
+    let mut now = app.store.analytics().delta_pages().await.unwrap();
     while now.iter().any(|(_, p)| *p > SHRINK_PAGES) && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-        now = app.store.delta_pages().await.unwrap();
+        now = app.store.analytics().delta_pages().await.unwrap();
     }
     stop.cancel();
     looping.await.unwrap();
@@ -1025,8 +1068,9 @@ async fn count_statements(app: &TestApp, report: &GenReport, tag_override: Optio
         Utc::now(),
     )
     .unwrap();
+    let body = scanvault::store::StoredBody::of(&new.raw).unwrap();
     let _guard = tracing::subscriber::set_default(subscriber);
-    app.store.ingest(new).await.unwrap();
+    app.store.scans().ingest(&new, &body, None).await.unwrap();
     n.load(std::sync::atomic::Ordering::Relaxed)
 }
 
@@ -1084,18 +1128,205 @@ fn statements_per_ingest_are_pinned_on(db: Db) {
     });
 }
 
-// On PostgreSQL the writes nobody reads back (findings, report, reference pointers,
-// current-fleet rows, deltas) are one statement (`store::batch`), and a new scan's row and
-// its tag another. An update that removes findings no longer prunes the catalog in the
-// transaction (store/catalog.rs sweeps it), one statement fewer. An update rewrites the
-// scan's one row of findings (`scan_findings`) in that batch instead of first deleting the
-// findings it lost, one statement fewer again.
-const PINNED_NEW: usize = 8;
-const PINNED_NEW_1200: usize = 8;
-const PINNED_UPDATE: usize = 12;
-const PINNED_SAME: usize = 9;
+// On PostgreSQL a new scan's row, its tag and its first observation are one statement, and
+// the writes nobody reads back (its findings, report, reference pointers, current-fleet rows
+// and deltas) one more (`store/postgres/ingest.rs`, `FINISH`). An update is the scan's row
+// with its observation, its tag, its current findings (read for the difference), the catalog,
+// the references, the old current-fleet rows out, and the same final statement. The same
+// report again reads what it needs to know it is the same, and writes nothing.
+const PINNED_NEW: usize = 7;
+const PINNED_NEW_1200: usize = 7;
+const PINNED_UPDATE: usize = 9;
+const PINNED_SAME: usize = 4;
 
 #[test]
 fn statements_per_ingest_are_pinned_postgres() {
     statements_per_ingest_are_pinned_on(Db::Postgres);
 }
+
+// ------------------------------------------------------------------ history is append-only
+
+/// A re-scan of an unchanged digest on a later day is a new observation: the days before it
+/// keep showing the image as it was then. A late report of the same digest under another
+/// tag adds that reference from its own time on, and an observation in the past: the days
+/// before it do not change, and the scan itself stays as its newest report left it.
+async fn a_rescan_never_rewrites_the_past(app: &TestApp) {
+    let report = |day: u32, tag: &str| {
+        Report::image(&format!("hist/app:{tag}"), &digest(900))
+            .at(&format!("2025-01-{day:02}T12:00:00Z"))
+    };
+    let trends = "/analytics/vulnerabilities/trends?interval=day&from=2025-01-06T00:00:00Z&to=2025-01-10T23:59:59Z";
+    let buckets = |v: &Value| -> Vec<(i64, i64)> {
+        v["Buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| (b["Images"].as_i64().unwrap(), b["Total"].as_i64().unwrap()))
+            .collect()
+    };
+    let first = app
+        .create(
+            "",
+            report(6, "1.0")
+                .vuln("CVE-2025-0100", "openssl", "1.0", "HIGH", None)
+                .bytes(),
+        )
+        .await;
+    assert_eq!(
+        buckets(&app.get_json(trends).await),
+        [(1, 1), (1, 1), (1, 1), (1, 1), (1, 1)]
+    );
+    // Day 8: the same digest again, one finding more; stored in place (200).
+    let r = app
+        .post_scan(
+            "",
+            report(8, "1.0")
+                .vuln("CVE-2025-0100", "openssl", "1.0", "HIGH", None)
+                .vuln("CVE-2025-0101", "zlib", "1.2", "CRITICAL", Some("1.3"))
+                .bytes(),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.json()["ID"], first["ID"]);
+    assert_eq!(
+        buckets(&app.get_json(trends).await),
+        [(1, 1), (1, 1), (1, 2), (1, 2), (1, 2)],
+        "days 6 and 7 still show the day-6 observation"
+    );
+    let day7 = app
+        .get_json("/analytics/vulnerabilities/summary?to=2025-01-07T23:59:59Z")
+        .await;
+    assert_eq!(day7["TotalScans"], 1);
+    assert_eq!(day7["TotalVulnerabilities"], 1);
+    let fix7 = app
+        .get_json("/analytics/vulnerabilities/fixable?to=2025-01-07T23:59:59Z")
+        .await;
+    assert_eq!(fix7["Fixable"], 0, "the fix was only seen on day 8: {fix7}");
+
+    // A late report: day 7, under another tag, with three findings.
+    let r = app
+        .post_scan(
+            "",
+            report(7, "stable")
+                .vuln("CVE-2025-0100", "openssl", "1.0", "HIGH", None)
+                .vuln("CVE-2025-0102", "musl", "1.1", "LOW", None)
+                .vuln("CVE-2025-0103", "musl", "1.1", "LOW", None)
+                .bytes(),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        buckets(&app.get_json(trends).await),
+        [(1, 1), (2, 6), (2, 4), (2, 4), (2, 4)],
+        "day 6 as before; day 7 both references at the late observation; day 8 on at the newest"
+    );
+    let top7 = app
+        .get_json("/analytics/vulnerabilities/top-cves?to=2025-01-07T23:59:59Z&limit=10")
+        .await;
+    let ids: Vec<&str> = top7["CVEs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["CVEID"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["CVE-2025-0100", "CVE-2025-0102", "CVE-2025-0103"],
+        "{top7}"
+    );
+    assert_eq!(top7["CVEs"][0]["ImageCount"], 2);
+    // The scan is as its newest report left it.
+    let scan = app
+        .get_json(&format!("/scans/{}", first["ID"].as_str().unwrap()))
+        .await;
+    assert_eq!(scan["ScannedAt"], "2025-01-08T12:00:00Z");
+    assert_eq!(scan["VulnTotal"], 2);
+    assert_eq!(scan["Tags"], json!(["1.0", "stable"]));
+    let now = app.get_json("/analytics/vulnerabilities/summary").await;
+    assert_eq!(now["TotalScans"], 2);
+    assert_eq!(now["TotalVulnerabilities"], 4);
+}
+
+on_both_backends!(
+    a_rescan_never_rewrites_the_past_on,
+    a_rescan_never_rewrites_the_past
+);
+
+/// The fleet generator's reports (40 images, 4 scans each, most of them re-scans of an
+/// unchanged digest), ingested day by day in the order they were made. Once a day's reports
+/// are in, later days' reports must not change the trend of that day or any before it.
+async fn a_generated_fleet_keeps_its_history(app: &TestApp) {
+    let dir = tempfile::tempdir().unwrap();
+    let generator = crate::support::corpus_dir().join("../bench/gen_fleet.py");
+    let out = std::process::Command::new("python3")
+        .arg(&generator)
+        .args([
+            "--images",
+            "40",
+            "--scans-per-image",
+            "4",
+            "--seed",
+            "11",
+            "--compact",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("python3 runs the fleet generator");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reports: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| {
+            let body = std::fs::read(e.unwrap().path()).unwrap();
+            let at: Value = serde_json::from_slice(&body).unwrap();
+            (at["CreatedAt"].as_str().unwrap().to_string(), body)
+        })
+        .collect();
+    assert_eq!(reports.len(), 160);
+    reports.sort_by(|a, b| a.0.cmp(&b.0));
+    let trends = "/analytics/vulnerabilities/trends?interval=day&from=2025-01-06T00:00:00Z&to=2025-01-10T23:59:59Z";
+    let mut settled: Vec<Value> = vec![];
+    let mut i = 0;
+    while i < reports.len() {
+        let day = reports[i].0[..10].to_string();
+        while i < reports.len() && reports[i].0.starts_with(&day) {
+            app.ingest("", reports[i].1.clone()).await;
+            i += 1;
+        }
+        let t = app.get_json(trends).await;
+        let buckets = t["Buckets"].as_array().unwrap();
+        for (b, was) in settled.iter().enumerate() {
+            assert_eq!(
+                &buckets[b], was,
+                "the point of an earlier day changed after {day}"
+            );
+        }
+        let today = buckets
+            .iter()
+            .position(|b| b["Bucket"].as_str().unwrap().starts_with(&day))
+            .expect("the day is in the range");
+        assert_eq!(today, settled.len(), "one day after the other");
+        assert!(buckets[today]["Images"].as_i64().unwrap() > 0);
+        settled.push(buckets[today].clone());
+    }
+    assert!(settled.len() >= 4, "the reports span at least four days");
+}
+
+on_both_backends!(
+    a_generated_fleet_keeps_its_history_on,
+    a_generated_fleet_keeps_its_history
+);

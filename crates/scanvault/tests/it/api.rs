@@ -55,32 +55,46 @@ async fn ingest_creates_then_updates_in_place(app: &TestApp) {
         vec!["CVE-3", "CVE-2"]
     );
 
-    // CVE-1 left every scan: the catalog forgets it at the sweep the update marked due.
-    let catalog =
-        |fp: Vec<(String, i64)>| fp.iter().find(|(t, _)| t == "vulnerabilities").unwrap().1;
-    assert_eq!(catalog(app.fingerprint().await), 3);
-    assert!(app.store.catalog_sweep_due());
-    assert_eq!(app.store.sweep_catalog_if_due().await.unwrap(), 1);
-    assert_eq!(catalog(app.fingerprint().await), 2);
-    // Nothing is due now; an update that only adds findings marks nothing.
-    assert_eq!(app.store.sweep_catalog_if_due().await.unwrap(), 0);
+    // CVE-1 left the scan, not its history (the first observation, and the late one, had
+    // it): the catalog keeps it. Only a deletion can leave an entry no finding references.
+    assert_eq!(app.rows("vulnerabilities").await, 3);
+    assert!(!app.store.admin().sweep_mark().is_due());
+    assert_eq!(app.store.admin().sweep_catalog().await.unwrap(), 0);
     let r3 = Report::image("nginx:1.25", &digest(1))
         .at("2025-01-03T00:00:00Z")
         .vuln("CVE-2", "zlib", "1.2", "LOW", None)
         .vuln("CVE-3", "curl", "8.0", "HIGH", Some("8.1"))
         .vuln("CVE-4", "curl", "8.0", "LOW", None);
     assert_eq!(app.post_scan("", r3.bytes()).await.status, StatusCode::OK);
-    assert!(!app.store.catalog_sweep_due());
-    assert_eq!(catalog(app.fingerprint().await), 3);
+    assert!(!app.store.admin().sweep_mark().is_due());
+    assert_eq!(app.rows("vulnerabilities").await, 4);
 
-    // Everything fixed: the scan keeps no finding, and the sweep forgets the whole catalog.
+    // Everything fixed: the scan has no finding now; its history keeps the catalog.
     let id = s2["ID"].as_str().unwrap();
     let clean = Report::image("nginx:1.25", &digest(1)).at("2025-01-04T00:00:00Z");
     let r = app.post_scan("", clean.bytes()).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["VulnHigh"], 0);
     assert!(findings(app, id).await.is_empty());
-    assert_eq!(app.store.sweep_catalog_if_due().await.unwrap(), 3);
+    assert_eq!(app.store.admin().sweep_catalog().await.unwrap(), 0);
+    // Four observations: the late report was the first one again, which adds nothing.
+    let o = app.get_json(&format!("/scans/{id}/observations")).await;
+    let times: Vec<&str> = o["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["ScannedAt"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        times,
+        [
+            "2025-01-01T00:00:00Z",
+            "2025-01-02T00:00:00Z",
+            "2025-01-03T00:00:00Z",
+            "2025-01-04T00:00:00Z"
+        ],
+        "{o}"
+    );
     // A finding again after none.
     let again = Report::image("nginx:1.25", &digest(1))
         .at("2025-01-05T00:00:00Z")
@@ -403,18 +417,13 @@ async fn get_latest_vulnerabilities_report_and_delete(app: &TestApp) {
     );
     let latest = app.get_json("/scans/latest?image=db").await;
     assert_eq!(latest["ID"], a["ID"]);
-    let fp = app.fingerprint().await;
-    let get = |t: &str| fp.iter().find(|(n, _)| n == t).unwrap().1;
-    assert_eq!(get("findings"), 1);
     // CVE-Y and CVE-Z went with the deleted scan; their catalog entries stay until the
     // catalog sweep the deletion marked due.
-    assert_eq!(get("vulnerabilities"), 3);
-    assert!(app.store.catalog_sweep_due());
-    assert_eq!(app.store.sweep_catalog_if_due().await.unwrap(), 2);
-    assert!(!app.store.catalog_sweep_due());
-    let fp = app.fingerprint().await;
-    let get = |t: &str| fp.iter().find(|(n, _)| n == t).unwrap().1;
-    assert_eq!(get("vulnerabilities"), 1);
+    assert_eq!(app.rows("vulnerabilities").await, 3);
+    assert!(app.store.admin().sweep_mark().is_due());
+    assert_eq!(app.store.admin().sweep_catalog_if_due().await.unwrap(), 2);
+    assert!(!app.store.admin().sweep_mark().is_due());
+    assert_eq!(app.rows("vulnerabilities").await, 1);
     // The entry still referenced is shown with the scan that remains.
     let v = app
         .get_json(&format!(
@@ -579,7 +588,8 @@ async fn text_of_any_shape_round_trips(app: &TestApp) {
         .to_string();
     let mut stored = app
         .store
-        .scan_findings(&id, None, None, 100, 0)
+        .scans()
+        .findings(&id, &scanvault::store::scans::FindingFilter::all())
         .await
         .unwrap();
     stored.sort_by(|a, b| a.pkg_name.cmp(&b.pkg_name));
@@ -599,6 +609,7 @@ async fn text_of_any_shape_round_trips(app: &TestApp) {
         assert_eq!(f.description.as_deref(), Some(*s).filter(|s| !s.is_empty()));
         let (fleet, images) = app
             .store
+            .analytics()
             .cve_images(&f.vulnerability_id, 10, 0)
             .await
             .unwrap();
@@ -639,7 +650,7 @@ async fn catalog_sweep_keeps_entries_older_scans_still_have(app: &TestApp) {
         StatusCode::NO_CONTENT
     );
     // Only CVE-2030-0003 lost its last finding.
-    assert_eq!(app.store.sweep_catalog_if_due().await.unwrap(), 1);
+    assert_eq!(app.store.admin().sweep_catalog_if_due().await.unwrap(), 1);
     let v = app
         .get_json(&format!("/scans/{old_id}/vulnerabilities"))
         .await;
@@ -656,12 +667,8 @@ async fn catalog_sweep_keeps_entries_older_scans_still_have(app: &TestApp) {
         app.delete(&format!("/scans/{old_id}")).await.status,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(app.store.sweep_catalog_if_due().await.unwrap(), 1);
-    let fp = app.fingerprint().await;
-    assert_eq!(
-        fp.iter().find(|(t, _)| t == "vulnerabilities").unwrap().1,
-        1
-    );
+    assert_eq!(app.store.admin().sweep_catalog_if_due().await.unwrap(), 1);
+    assert_eq!(app.rows("vulnerabilities").await, 1);
 }
 
 on_both_backends!(ingest_update_in_place, ingest_creates_then_updates_in_place);
@@ -826,10 +833,8 @@ async fn concurrent_ingests_of_one_digest_make_one_scan(app: &TestApp) {
         vec!["1", "latest"],
         "tags are recorded in arrival order"
     );
-    let fp = app.fingerprint().await;
-    let get = |t: &str| fp.iter().find(|(n, _)| n == t).unwrap().1;
-    assert_eq!(get("findings"), 2);
-    assert_eq!(get("vulnerabilities"), 2);
+    assert_eq!(app.findings_total().await, 2);
+    assert_eq!(app.rows("vulnerabilities").await, 2);
 }
 
 on_both_backends!(
@@ -875,10 +880,8 @@ async fn concurrent_new_catalog_entries_do_not_deadlock(app: &TestApp) {
             assert_eq!(status, StatusCode::CREATED, "round {round}: {body}");
         }
     }
-    let fp = app.fingerprint().await;
-    let get = |t: &str| fp.iter().find(|(n, _)| n == t).unwrap().1;
-    assert_eq!(get("vulnerabilities"), 4 * 300);
-    assert_eq!(get("findings"), 4 * 8 * 300);
+    assert_eq!(app.rows("vulnerabilities").await, 4 * 300);
+    assert_eq!(app.findings_total().await, 4 * 8 * 300);
 }
 
 on_both_backends!(

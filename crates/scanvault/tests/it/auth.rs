@@ -105,19 +105,21 @@ async fn roles_keys_and_attribution(db: Db) {
     // The first admin key is made once.
     let admin = app
         .store
-        .bootstrap_admin_key(None, Utc::now())
+        .keys()
+        .bootstrap_admin(None, Utc::now())
         .await
         .unwrap()
         .expect("first key");
     assert!(
         app.store
-            .bootstrap_admin_key(None, Utc::now())
+            .keys()
+            .bootstrap_admin(None, Utc::now())
             .await
             .unwrap()
             .is_none(),
         "made twice"
     );
-    let keys = app.store.list_api_keys().await.unwrap();
+    let keys = app.store.keys().list().await.unwrap();
     assert_eq!(keys.len(), 1);
     // The whole secret (base64url, so it may hold `_` itself), as the service splits a key.
     let (_, secret) = scanvault::store::keys::split_key(&admin).expect("a well-formed key");
@@ -280,7 +282,8 @@ async fn roles_keys_and_attribution(db: Db) {
     }
     let expired = app
         .store
-        .create_api_key(scanvault::store::keys::NewKey {
+        .keys()
+        .create(scanvault::store::keys::NewKey {
             name: "old".into(),
             role: scanvault::store::keys::Role::Admin,
             expires_at: Some(Utc::now() - chrono::Duration::seconds(1)),
@@ -323,7 +326,8 @@ async fn rate_limits_answer_429_with_retry_after(db: Db) {
     };
     let admin = app
         .store
-        .bootstrap_admin_key(None, Utc::now())
+        .keys()
+        .bootstrap_admin(None, Utc::now())
         .await
         .unwrap()
         .unwrap();

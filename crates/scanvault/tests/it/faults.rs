@@ -828,17 +828,18 @@ async fn worker_jobs_survive_a_postgres_outage() {
     .expect("connect");
     store.migrate().await.expect("migrate");
     let max_attempts = 3;
+    let signals = scanvault::worker::Signals::default();
     let router = scanvault::http::router(
-        AppState {
-            store: store.clone(),
-            ingest: Arc::new(IngestSettings {
+        AppState::new(
+            store.clone(),
+            IngestSettings {
                 compliance_fail_on: Severity::Critical,
                 max_findings: 100_000,
-            }),
-            metrics: None,
-            jobs: Arc::new(scanvault::http::jobs::JobSettings { max_attempts }),
-            auth: Arc::new(scanvault::http::auth::Auth::new(Default::default())),
-        },
+            },
+            scanvault::http::jobs::JobSettings { max_attempts },
+            Default::default(),
+            signals.clone(),
+        ),
         &HttpSettings::default(),
     );
 
@@ -893,6 +894,7 @@ async fn worker_jobs_survive_a_postgres_outage() {
     .unwrap();
     let runner = Arc::new(Runner::new(
         store.clone(),
+        signals.clone(),
         registry,
         Trivy::new(TrivyConfig {
             path: fake,

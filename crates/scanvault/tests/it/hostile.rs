@@ -144,7 +144,7 @@ async fn every_endpoint_refuses_bad_input_without_changing_data(app: &TestApp) {
         .await
         .json();
     let job_id = job["ID"].as_str().unwrap().to_string();
-    let before = app.store.content_fingerprint().await.unwrap();
+    let before = app.fingerprint().await;
 
     for (method, uri, body) in hostile_requests(&scan_id, &job_id) {
         let shown = format!(
@@ -171,7 +171,7 @@ async fn every_endpoint_refuses_bad_input_without_changing_data(app: &TestApp) {
         assert_eq!(r.error_code(), "invalid_json");
     }
     assert_eq!(
-        app.store.content_fingerprint().await.unwrap(),
+        app.fingerprint().await,
         before,
         "bad input changed stored data"
     );

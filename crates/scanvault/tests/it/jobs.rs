@@ -69,8 +69,7 @@ async fn requests_are_validated_and_deduplicated(app: &TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.error_code(), "invalid_json");
-    let fp = app.fingerprint().await;
-    assert_eq!(fp.iter().find(|(t, _)| t == "scan_jobs").unwrap().1, 1);
+    assert_eq!(app.rows("scan_jobs").await, 1);
 }
 
 async fn cancel_retry_events_and_lists(app: &TestApp) {
@@ -164,7 +163,8 @@ async fn claims_are_exclusive_fenced_and_leases_expire(app: &TestApp) {
     let store = &app.store;
     let lease = Duration::from_millis(300);
     let claimed = store
-        .claim_job("A", lease, Utc::now())
+        .jobs()
+        .claim("A", lease, Utc::now())
         .await
         .unwrap()
         .expect("claimable");
@@ -172,18 +172,21 @@ async fn claims_are_exclusive_fenced_and_leases_expire(app: &TestApp) {
     assert_eq!(claimed.status, "pulling");
     assert!(
         store
-            .claim_job("B", lease, Utc::now())
+            .jobs()
+            .claim("B", lease, Utc::now())
             .await
             .unwrap()
             .is_none(),
         "claimed twice"
     );
     assert!(store
+        .jobs()
         .renew_lease(&id, 1, "A", lease, Utc::now())
         .await
         .unwrap());
     assert!(
         !store
+            .jobs()
             .renew_lease(&id, 1, "B", lease, Utc::now())
             .await
             .unwrap(),
@@ -193,7 +196,8 @@ async fn claims_are_exclusive_fenced_and_leases_expire(app: &TestApp) {
     // A stalls; its lease expires; B reclaims with attempt 2.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let b = store
-        .claim_job("B", lease, Utc::now())
+        .jobs()
+        .claim("B", lease, Utc::now())
         .await
         .unwrap()
         .expect("reclaimed");
@@ -210,10 +214,11 @@ async fn claims_are_exclusive_fenced_and_leases_expire(app: &TestApp) {
     )
     .fenced(1);
     assert!(matches!(
-        store.apply_transition(late).await,
+        store.jobs().transition(late).await,
         Err(JobError::Lost)
     ));
     assert!(!store
+        .jobs()
         .renew_lease(&id, 1, "A", lease, Utc::now())
         .await
         .unwrap());

@@ -3,7 +3,7 @@
 use crate::on_both_backends;
 use crate::support::{digest, Report, TestApp};
 use chrono::{TimeZone, Utc};
-use scanvault::store::retention::RetentionPolicy;
+use scanvault::store::admin::RetentionPolicy;
 use std::time::Duration;
 
 async fn seed(app: &TestApp) {
@@ -46,17 +46,16 @@ async fn scans_of(app: &TestApp, image: &str) -> Vec<String> {
 
 async fn keep_per_image_keeps_the_newest_of_each_reference(app: &TestApp) {
     seed(app).await;
-    let n = app
-        .store
-        .apply_retention(
-            RetentionPolicy {
-                max_age: Duration::ZERO,
-                keep_per_image: 2,
-            },
-            now(),
-        )
-        .await
-        .unwrap();
+    let n = scanvault::store::admin::apply_retention(
+        &app.store,
+        RetentionPolicy {
+            max_age: Duration::ZERO,
+            keep_per_image: 2,
+        },
+        now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(n, 2);
     assert_eq!(
         scans_of(app, "app").await,
@@ -65,28 +64,22 @@ async fn keep_per_image_keeps_the_newest_of_each_reference(app: &TestApp) {
     // Catalog entries of the deleted scans are gone with them.
     let cat = app.get_json("/scans/all?limit=500").await;
     assert_eq!(cat["Count"], 4);
-    let counts = app.fingerprint().await;
-    let vulns = counts
-        .iter()
-        .find(|(t, _)| t == "vulnerabilities")
-        .unwrap()
-        .1;
+    let vulns = app.rows("vulnerabilities").await;
     assert_eq!(vulns, 2, "CVE-2025-0001/0002 were only in deleted scans");
 }
 
 async fn max_age_alone_deletes_everything_older(app: &TestApp) {
     seed(app).await;
-    let n = app
-        .store
-        .apply_retention(
-            RetentionPolicy {
-                max_age: Duration::from_secs(36 * 3600),
-                keep_per_image: 0,
-            },
-            now(),
-        )
-        .await
-        .unwrap();
+    let n = scanvault::store::admin::apply_retention(
+        &app.store,
+        RetentionPolicy {
+            max_age: Duration::from_secs(36 * 3600),
+            keep_per_image: 0,
+        },
+        now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(n, 4);
     assert_eq!(scans_of(app, "app").await, vec!["2025-01-04"]);
 }
@@ -95,17 +88,16 @@ async fn both_rules_delete_only_scans_matching_both(app: &TestApp) {
     seed(app).await;
     // Older than 2.5 days: days 1 and 2. Beyond the newest 1 per reference: app:1 days 1-3.
     // Both: app:1 days 1 and 2. app:2 (day 1) is old but the newest of its reference.
-    let n = app
-        .store
-        .apply_retention(
-            RetentionPolicy {
-                max_age: Duration::from_secs(60 * 3600),
-                keep_per_image: 1,
-            },
-            now(),
-        )
-        .await
-        .unwrap();
+    let n = scanvault::store::admin::apply_retention(
+        &app.store,
+        RetentionPolicy {
+            max_age: Duration::from_secs(60 * 3600),
+            keep_per_image: 1,
+        },
+        now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(n, 2);
     assert_eq!(
         scans_of(app, "app").await,

@@ -8,11 +8,12 @@ use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use scanvault::http::{AppState, HttpSettings};
 use scanvault::ingest::IngestSettings;
+use scanvault::store::admin::TableChecksum;
 use scanvault::store::{Store, StoreOptions};
+use scanvault::worker::Signals;
 use scanvault_core::report::Severity;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::Arc;
 use tower::ServiceExt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,8 @@ macro_rules! on_both_backends {
 pub struct TestApp {
     pub db: Db,
     pub store: Store,
+    /// Shared by the router and the workers a test makes.
+    pub signals: Signals,
     pub router: axum::Router,
     _dir: Option<tempfile::TempDir>,
     pg: Option<(String, String)>,
@@ -262,17 +265,19 @@ impl TestApp {
             max_findings: 100_000,
         };
         tweak(&mut ingest);
-        let state = AppState {
-            store: store.clone(),
-            ingest: Arc::new(ingest),
-            metrics: Some(scanvault::metrics::install()),
-            jobs: Arc::new(scanvault::http::jobs::JobSettings { max_attempts: 3 }),
-            auth: Arc::new(scanvault::http::auth::Auth::new(auth)),
-        };
+        let signals = Signals::default();
+        let state = AppState::new(
+            store.clone(),
+            ingest,
+            scanvault::http::jobs::JobSettings { max_attempts: 3 },
+            auth,
+            signals.clone(),
+        );
         let router = scanvault::http::router(state, &http);
         Some(TestApp {
             db,
             store,
+            signals,
             router,
             _dir: dir,
             pg,
@@ -367,9 +372,39 @@ impl TestApp {
         self.request(Method::DELETE, uri, vec![]).await
     }
 
-    /// Row count and a checksum of every table, to prove a request changed nothing.
-    pub async fn fingerprint(&self) -> Vec<(String, i64)> {
-        self.store.table_counts().await.unwrap()
+    /// Row count and a checksum of the content of every table, to prove a request changed
+    /// nothing.
+    pub async fn fingerprint(&self) -> Vec<TableChecksum> {
+        self.store.admin().content_checksums().await.unwrap()
+    }
+
+    /// The findings every stored scan has now (the sum of their `VulnTotal`).
+    pub async fn findings_total(&self) -> i64 {
+        let mut total = 0;
+        let mut offset = 0;
+        loop {
+            let page = self
+                .get_json(&format!("/scans/all?limit=500&offset={offset}"))
+                .await;
+            let items = page["Items"].as_array().unwrap();
+            total += items
+                .iter()
+                .map(|s| s["VulnTotal"].as_i64().unwrap())
+                .sum::<i64>();
+            if page["HasMore"] != true {
+                return total;
+            }
+            offset += 500;
+        }
+    }
+
+    /// Rows of one table.
+    pub async fn rows(&self, table: &str) -> i64 {
+        let all = self.fingerprint().await;
+        all.iter()
+            .find(|t| t.table == table)
+            .unwrap_or_else(|| panic!("no table {table}: {all:?}"))
+            .rows
     }
 }
 

@@ -109,6 +109,7 @@ pub fn runner(app: &TestApp, kit: &Kit, dir: &tempfile::TempDir, o: WorkerOpts) 
     });
     Runner::new(
         app.store.clone(),
+        app.signals.clone(),
         registry,
         trivy,
         WorkerSettings {
@@ -396,6 +397,7 @@ async fn a_registry_that_is_down_is_retried_with_backoff_then_fails(app: &TestAp
         .unwrap();
         Runner::new(
             app.store.clone(),
+            app.signals.clone(),
             registry_client,
             Trivy::new(TrivyConfig {
                 path: kit.trivy.clone(),
@@ -562,7 +564,8 @@ async fn a_dead_workers_job_is_taken_over_and_its_late_write_refused(app: &TestA
     let lease = Duration::from_millis(500);
     let a = app
         .store
-        .claim_job("dead-worker", lease, Utc::now())
+        .jobs()
+        .claim("dead-worker", lease, Utc::now())
         .await
         .unwrap()
         .unwrap();
@@ -576,7 +579,7 @@ async fn a_dead_workers_job_is_taken_over_and_its_late_write_refused(app: &TestA
     )
     .fenced(a.attempt);
     t.resolved_digest = Some("sha256:0".into());
-    app.store.apply_transition(t).await.unwrap();
+    app.store.jobs().transition(t).await.unwrap();
     tokio::time::sleep(lease + Duration::from_millis(100)).await;
     // Worker B takes over once the lease has expired, and completes the job.
     let b = runner(
@@ -608,11 +611,24 @@ async fn a_dead_workers_job_is_taken_over_and_its_late_write_refused(app: &TestA
         Utc::now(),
     )
     .unwrap();
+    let body = scanvault::store::StoredBody::of(&new.raw).unwrap();
+    let late_worker = scanvault::store::jobs::JobCompletion {
+        job_id: id.clone(),
+        attempt: a.attempt,
+        worker: "dead-worker".into(),
+    };
     let late = app
         .store
-        .complete_job_with_report(&id, a.attempt, "dead-worker", new)
+        .scans()
+        .ingest(&new, &body, Some(&late_worker))
         .await;
-    assert!(matches!(late, Err(JobError::Lost)), "{late:?}");
+    assert!(
+        matches!(
+            late,
+            Err(scanvault::store::scans::IngestError::Job(JobError::Lost))
+        ),
+        "{late:?}"
+    );
     assert_eq!(
         app.fingerprint().await,
         before,

@@ -1,0 +1,165 @@
+//! The PostgreSQL backend: the production store, shared by any number of API and worker
+//! processes. One pool serves reads and writes.
+
+mod analytics;
+mod ingest;
+mod jobs;
+mod keys;
+mod scans;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::admin::{retention_cutoff, AdminStore, RetentionPolicy, SweepMark, TableChecksum};
+use super::{sql, ErrorClass, StoreError, StoreOptions};
+use crate::redact::{redact_error, redact_url};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub(crate) struct PgStore {
+    pool: PgPool,
+    /// The URL the store was opened with (holds credentials: never logged).
+    url: String,
+    sweep: SweepMark,
+    /// No attempt to shrink the delta tables before this (analytics.rs).
+    shrink_after: Mutex<Option<Instant>>,
+}
+
+/// What a PostgreSQL error code means to the callers.
+pub(crate) fn classify(code: &str) -> Option<ErrorClass> {
+    match code {
+        // unique violation, serialization failure, deadlock
+        "23505" | "40001" | "40P01" => Some(ErrorClass::Conflict),
+        // admin shutdown, crash shutdown, cannot connect now, too many connections,
+        // connection failures
+        "57P01" | "57P02" | "57P03" | "53300" | "08000" | "08003" | "08006" | "08001" | "08004" => {
+            Some(ErrorClass::Unavailable)
+        }
+        _ => None,
+    }
+}
+
+impl PgStore {
+    pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> anyhow::Result<PgStore> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL: {}", redact_error(&e.to_string())))?
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2));
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections)
+            .min_connections(opts.min_connections.min(opts.max_connections))
+            .max_lifetime(opts.max_lifetime)
+            .idle_timeout(opts.idle_timeout)
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("connecting to PostgreSQL: {}", redact_error(&e.to_string()))
+            })?;
+        Ok(PgStore {
+            pool,
+            url: url.to_string(),
+            sweep: SweepMark::default(),
+            shrink_after: Mutex::new(None),
+        })
+    }
+
+    /// A connection of its own, outside the pool, for long maintenance statements: it
+    /// neither holds a pooled connection nor sets off the slow-statement warning.
+    async fn maintenance_connection(&self) -> Result<PgConnection, StoreError> {
+        let opts = PgConnectOptions::from_str(&self.url)?.disable_statement_logging();
+        Ok(opts.connect().await?)
+    }
+}
+
+#[async_trait]
+impl AdminStore for PgStore {
+    async fn migrate(&self) -> anyhow::Result<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .context("applying database migrations")
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    async fn retention_candidates(
+        &self,
+        policy: RetentionPolicy,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(sql::RETENTION_CANDIDATES)
+            .bind(retention_cutoff(policy, now))
+            .bind(policy.keep_per_image)
+            .bind(i64::from(!policy.max_age.is_zero()))
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// One statement: the distinct ids of the versions' vulnerability-id arrays (one
+    /// sequential pass over `scan_findings` that reads no other column, hashed),
+    /// anti-joined with the catalog.
+    async fn sweep_catalog(&self) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "DELETE FROM vulnerabilities v WHERE NOT EXISTS \
+             (SELECT 1 FROM (SELECT DISTINCT unnest(vulnerability_ids) AS id FROM scan_findings) u \
+             WHERE u.id = v.id)",
+        )
+        .persistent(false)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    fn sweep_mark(&self) -> &SweepMark {
+        &self.sweep
+    }
+
+    /// Each table's rows as text, ordered and hashed in the database.
+    async fn content_checksums(&self) -> Result<Vec<TableChecksum>, StoreError> {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() \
+             AND tablename NOT LIKE '\\_sqlx%' ORDER BY tablename",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = vec![];
+        for table in tables {
+            let (rows, sha256): (i64, String) = sqlx::query_as(&format!(
+                "SELECT COUNT(*), COALESCE(encode(sha256(convert_to(string_agg(t::text, E'\\n' \
+                 ORDER BY t::text COLLATE \"C\"), 'UTF8')), 'hex'), '') FROM \"{}\" t",
+                table.replace('"', "\"\"")
+            ))
+            .persistent(false)
+            .fetch_one(&self.pool)
+            .await?;
+            out.push(TableChecksum {
+                table,
+                rows,
+                sha256,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Close a connection of its own, ignoring the outcome (it is done with).
+async fn close_quietly(conn: PgConnection) {
+    let _ = conn.close().await;
+}

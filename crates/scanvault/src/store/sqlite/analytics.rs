@@ -1,0 +1,649 @@
+//! Fleet analytics on SQLite: the current fleet from the tables ingest maintains, the past
+//! and scoped questions from the observations, and the compaction of the deltas.
+
+use async_trait::async_trait;
+use const_format::concatcp;
+use scanvault_core::fleet::{self, Counts, FleetSummary, Interval, TopCve, TrendPoint};
+use scanvault_core::report::Severity;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use std::collections::{BTreeMap, HashMap};
+
+use super::SqliteStore;
+use crate::store::analytics::{AnalyticsStore, FleetFinding, FleetScope};
+use crate::store::{sql, StoreError};
+
+/// SQLite sums integers exactly as they are.
+const SUMS: &str =
+    "CAST(SUM(images) AS BIGINT) AS images, CAST(SUM(fixable) AS BIGINT) AS fixable, \
+    CAST(SUM(n_critical) AS BIGINT) AS n_critical, CAST(SUM(n_high) AS BIGINT) AS n_high, \
+    CAST(SUM(n_medium) AS BIGINT) AS n_medium, CAST(SUM(n_low) AS BIGINT) AS n_low, \
+    CAST(SUM(n_unknown) AS BIGINT) AS n_unknown";
+
+/// The highest severity with a non-zero count, over the count columns.
+const MAX_SEVERITY: &str =
+    "CASE WHEN n_critical > 0 THEN 4 WHEN n_high > 0 THEN 3 WHEN n_medium > 0 THEN 2 \
+    WHEN n_low > 0 THEN 1 ELSE 0 END";
+
+/// Fleet-wide counts: compacted plus pending.
+const TOTALS: &str = concatcp!(
+    "SELECT COALESCE(images, 0), COALESCE(fixable, 0), COALESCE(n_critical, 0), COALESCE(n_high, 0), \
+     COALESCE(n_medium, 0), COALESCE(n_low, 0), COALESCE(n_unknown, 0) FROM (SELECT ",
+    SUMS,
+    " FROM (SELECT ",
+    sql::COUNT_COLUMNS,
+    " FROM fleet_totals UNION ALL SELECT ",
+    sql::COUNT_COLUMNS,
+    " FROM fleet_total_deltas) x) s"
+);
+
+// ---- the references of a scope: (image_name, image_tag, scan_id, version, scanned_at)
+// and the counts of what each shows. `$1` image, `$2` from, `$3` to in every variant.
+
+const CURRENT_REFS: &str = "SELECT image_name, image_tag, scan_id, version, scanned_at, fixable, n_critical, \
+    n_high, n_medium, n_low, n_unknown FROM fleet_refs WHERE scan_id IS NOT NULL AND scanned_at >= $2";
+const CURRENT_REFS_OF_IMAGE: &str = concatcp!(CURRENT_REFS, " AND image_name = $1");
+
+macro_rules! past_refs {
+    ($image:literal) => {
+        concatcp!(
+            "SELECT image_name, image_tag, scan_id, version, scanned_at, fixable, n_critical, n_high, n_medium, \
+             n_low, n_unknown FROM (SELECT t.image_name, t.image_tag, o.scan_id, o.version, o.scanned_at, \
+             o.fixable, o.n_critical, o.n_high, o.n_medium, o.n_low, o.n_unknown, ROW_NUMBER() OVER \
+             (PARTITION BY t.image_name, t.image_tag ORDER BY o.scanned_at DESC, o.id DESC) AS rn \
+             FROM scan_tags t JOIN observations o ON o.scan_id = t.scan_id AND o.scanned_at >= t.observed_from \
+             WHERE o.scanned_at <= $3",
+            $image,
+            ") w WHERE rn = 1 AND scanned_at >= $2"
+        )
+    };
+}
+const PAST_REFS: &str = past_refs!("");
+const PAST_REFS_OF_IMAGE: &str = past_refs!(" AND t.image_name = $1");
+
+macro_rules! scoped_summary {
+    ($refs:expr) => {
+        concatcp!(
+            "SELECT COUNT(*), COALESCE(SUM(fixable), 0), COALESCE(SUM(n_critical), 0), \
+             COALESCE(SUM(n_high), 0), COALESCE(SUM(n_medium), 0), COALESCE(SUM(n_low), 0), \
+             COALESCE(SUM(n_unknown), 0) FROM (",
+            $refs,
+            ") fl"
+        )
+    };
+}
+
+/// Top CVEs of a scope's references: `$4` a severity rank (-1: any), `$5` the limit.
+macro_rules! scoped_top_cves {
+    ($refs:expr) => {
+        concatcp!(
+            "SELECT vulnerability_id, COUNT(*) AS images, MAX(sev) AS sev, CAST(SUM(n) AS BIGINT), \
+             CAST(SUM(fx) AS BIGINT) FROM (SELECT f.vulnerability_id, fl.image_name, fl.image_tag, \
+             MAX(f.severity) AS sev, COUNT(*) AS n, SUM(CASE WHEN f.fixed_version IS NULL THEN 0 ELSE 1 END) AS fx \
+             FROM (",
+            $refs,
+            ") fl JOIN findings f ON f.scan_id = fl.scan_id AND f.first_version <= fl.version \
+             AND (f.last_version IS NULL OR f.last_version > fl.version) \
+             GROUP BY f.vulnerability_id, fl.image_name, fl.image_tag) per_ref GROUP BY vulnerability_id \
+             HAVING $4 < 0 OR MAX(sev) = $4 ORDER BY images DESC, sev DESC, vulnerability_id LIMIT $5"
+        )
+    };
+}
+
+/// Fixable findings of a scope's references, by name and tag: `$4` limit, `$5` offset.
+macro_rules! scoped_fixable {
+    ($refs:expr) => {
+        concatcp!(
+            "SELECT fl.image_name, fl.image_tag, fl.scan_id, fl.scanned_at, f.vulnerability_id, f.pkg_name, \
+             f.pkg_version, f.fixed_version, f.severity, v.title FROM (",
+            $refs,
+            ") fl JOIN findings f ON f.scan_id = fl.scan_id AND f.first_version <= fl.version \
+             AND (f.last_version IS NULL OR f.last_version > fl.version) \
+             LEFT JOIN vulnerabilities v ON v.id = f.vulnerability_id WHERE f.fixed_version IS NOT NULL \
+             ORDER BY f.severity DESC, f.vulnerability_id, fl.image_name, fl.image_tag, f.pkg_name, f.pkg_version \
+             LIMIT $4 OFFSET $5"
+        )
+    };
+}
+
+/// The statements of one kind of scope.
+struct Scoped {
+    summary: &'static str,
+    top_cves: &'static str,
+    fixable: &'static str,
+}
+
+const CURRENT: Scoped = Scoped {
+    summary: scoped_summary!(CURRENT_REFS),
+    top_cves: scoped_top_cves!(CURRENT_REFS),
+    fixable: scoped_fixable!(CURRENT_REFS),
+};
+const CURRENT_OF_IMAGE: Scoped = Scoped {
+    summary: scoped_summary!(CURRENT_REFS_OF_IMAGE),
+    top_cves: scoped_top_cves!(CURRENT_REFS_OF_IMAGE),
+    fixable: scoped_fixable!(CURRENT_REFS_OF_IMAGE),
+};
+const PAST: Scoped = Scoped {
+    summary: scoped_summary!(PAST_REFS),
+    top_cves: scoped_top_cves!(PAST_REFS),
+    fixable: scoped_fixable!(PAST_REFS),
+};
+const PAST_OF_IMAGE: Scoped = Scoped {
+    summary: scoped_summary!(PAST_REFS_OF_IMAGE),
+    top_cves: scoped_top_cves!(PAST_REFS_OF_IMAGE),
+    fixable: scoped_fixable!(PAST_REFS_OF_IMAGE),
+};
+
+fn scoped(current: bool, image: bool) -> &'static Scoped {
+    match (current, image) {
+        (true, false) => &CURRENT,
+        (true, true) => &CURRENT_OF_IMAGE,
+        (false, false) => &PAST,
+        (false, true) => &PAST_OF_IMAGE,
+    }
+}
+
+/// Binds a scope's `$1` … `$3`.
+fn bind_scope<'q, O>(
+    q: sqlx::query::QueryAs<'q, Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>,
+    scope: &'q FleetScope,
+) -> sqlx::query::QueryAs<'q, Sqlite, O, sqlx::sqlite::SqliteArguments<'q>> {
+    q.bind(scope.image.as_deref().unwrap_or_default())
+        .bind(scope.from.unwrap_or(i64::MIN))
+        .bind(scope.to.unwrap_or(i64::MAX))
+}
+
+/// A CVE's references, with the number of references affected, in one statement; a row
+/// with NULL page columns carries the count when the page is empty.
+const CVE_IMAGES: &str = "SELECT r.image_name, r.image_tag, r.scan_id, r.scanned_at, p.vulnerability_id, \
+     p.pkg_name, p.pkg_version, p.fixed_version, p.severity, c.n FROM \
+     (SELECT CAST(COALESCE(SUM(images), 0) AS BIGINT) AS n FROM (SELECT images FROM fleet_cves \
+     WHERE vulnerability_id = $1 UNION ALL SELECT images FROM fleet_cve_deltas WHERE vulnerability_id = $1) x) c \
+     LEFT JOIN (SELECT ref_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity \
+     FROM fleet_findings WHERE vulnerability_id = $1 ORDER BY ref_id, pkg_name, pkg_version LIMIT $2 OFFSET $3) p \
+     ON true LEFT JOIN fleet_refs r ON r.id = p.ref_id ORDER BY p.ref_id, p.pkg_name, p.pkg_version";
+
+/// The current fleet's fixable findings through the index over fixable rows, titles joined
+/// for the page: `$1` limit, `$2` offset.
+const FIXABLE_CURRENT: &str = "SELECT r.image_name, r.image_tag, r.scan_id, r.scanned_at, p.vulnerability_id, \
+     p.pkg_name, p.pkg_version, p.fixed_version, p.severity, v.title FROM (SELECT ref_id, vulnerability_id, \
+     pkg_name, pkg_version, fixed_version, severity FROM fleet_findings WHERE fixed_version IS NOT NULL \
+     ORDER BY severity DESC, vulnerability_id, ref_id, pkg_name, pkg_version LIMIT $1 OFFSET $2) p \
+     JOIN fleet_refs r ON r.id = p.ref_id LEFT JOIN vulnerabilities v ON v.id = p.vulnerability_id \
+     ORDER BY p.severity DESC, p.vulnerability_id, p.ref_id, p.pkg_name, p.pkg_version";
+
+/// `images = t.images + excluded.images, …` for the compacted table `t`.
+macro_rules! ADD_EXCLUDED {
+    ($t:literal) => {
+        concatcp!(
+            "images = ",
+            $t,
+            ".images + excluded.images, fixable = ",
+            $t,
+            ".fixable + excluded.fixable, \
+             n_critical = ",
+            $t,
+            ".n_critical + excluded.n_critical, n_high = ",
+            $t,
+            ".n_high + excluded.n_high, \
+             n_medium = ",
+            $t,
+            ".n_medium + excluded.n_medium, n_low = ",
+            $t,
+            ".n_low + excluded.n_low, \
+             n_unknown = ",
+            $t,
+            ".n_unknown + excluded.n_unknown"
+        )
+    };
+}
+
+const FOLD_CVES: &str = concatcp!(
+    "INSERT INTO fleet_cves (vulnerability_id, ",
+    sql::COUNT_COLUMNS,
+    ", severity) SELECT vulnerability_id, ",
+    sql::COUNT_COLUMNS,
+    ", ",
+    MAX_SEVERITY,
+    " FROM (SELECT vulnerability_id, ",
+    SUMS,
+    " FROM fleet_cve_deltas GROUP BY vulnerability_id) a WHERE ",
+    NONZERO,
+    " ON CONFLICT (vulnerability_id) DO UPDATE SET ",
+    ADD_EXCLUDED!("fleet_cves"),
+    ", severity = CASE WHEN fleet_cves.n_critical + excluded.n_critical > 0 THEN 4 \
+     WHEN fleet_cves.n_high + excluded.n_high > 0 THEN 3 WHEN fleet_cves.n_medium + excluded.n_medium > 0 THEN 2 \
+     WHEN fleet_cves.n_low + excluded.n_low > 0 THEN 1 ELSE 0 END"
+);
+
+const FOLD_TOTALS: &str = concatcp!(
+    "INSERT INTO fleet_totals (id, ",
+    sql::COUNT_COLUMNS,
+    ") SELECT 1, ",
+    sql::COUNT_COLUMNS,
+    " FROM (SELECT ",
+    SUMS,
+    " FROM fleet_total_deltas) a WHERE ",
+    NONZERO,
+    " ON CONFLICT (id) DO UPDATE SET ",
+    ADD_EXCLUDED!("fleet_totals")
+);
+
+const FOLD_DAYS: &str = concatcp!(
+    "INSERT INTO fleet_daily (day, ",
+    sql::COUNT_COLUMNS,
+    ") SELECT day, ",
+    sql::COUNT_COLUMNS,
+    " FROM (SELECT day, ",
+    SUMS,
+    " FROM fleet_daily_deltas GROUP BY day) a WHERE ",
+    NONZERO,
+    " ON CONFLICT (day) DO UPDATE SET ",
+    ADD_EXCLUDED!("fleet_daily")
+);
+
+const NONZERO: &str =
+    "images <> 0 OR fixable <> 0 OR n_critical <> 0 OR n_high <> 0 OR n_medium <> 0 \
+    OR n_low <> 0 OR n_unknown <> 0";
+
+/// The fleet's per-day changes before `$1` (a day), compacted plus pending.
+const DAYS: &str = concatcp!(
+    "SELECT day, ",
+    SUMS,
+    " FROM (SELECT day, ",
+    sql::COUNT_COLUMNS,
+    " FROM fleet_daily WHERE day < $1 UNION ALL SELECT day, ",
+    sql::COUNT_COLUMNS,
+    " FROM fleet_daily_deltas WHERE day < $1) x GROUP BY day"
+);
+
+/// Every observation of an image's references: (tag, observation).
+const IMAGE_CHAINS: &str = concatcp!(
+    "SELECT t.image_tag, ",
+    sql::CHAIN_COLUMNS,
+    " FROM scan_tags t JOIN observations o ON o.scan_id = t.scan_id AND o.scanned_at >= t.observed_from \
+     WHERE t.image_name = $1"
+);
+
+#[async_trait]
+impl AnalyticsStore for SqliteStore {
+    async fn summary(&self, scope: &FleetScope) -> Result<FleetSummary, StoreError> {
+        if scope.is_whole_current_fleet() {
+            // One statement: consistent without a transaction.
+            let row = sqlx::query(TOTALS).fetch_one(&self.read).await?;
+            return Ok(FleetSummary::from_counts(&counts_at(&row, 0)));
+        }
+        let mut tx = self.read_tx().await?;
+        let current = is_current(&mut tx, scope.to).await?;
+        let counts = if current && scope.image.is_none() && scope.from.is_none() {
+            counts_at(&sqlx::query(TOTALS).fetch_one(&mut *tx).await?, 0)
+        } else {
+            let q = scoped(current, scope.image.is_some()).summary;
+            let (n, fx, c, h, m, l, u): (i64, i64, i64, i64, i64, i64, i64) =
+                bind_scope(sqlx::query_as(q), scope)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let mut counts = fleet::image_counts(fx, [u, l, m, h, c]);
+            counts[fleet::IMAGES] = n;
+            counts
+        };
+        tx.commit().await?;
+        Ok(FleetSummary::from_counts(&counts))
+    }
+
+    async fn top_cves(
+        &self,
+        scope: &FleetScope,
+        severity: Option<Severity>,
+        limit: i64,
+    ) -> Result<Vec<TopCve>, StoreError> {
+        if scope.is_whole_current_fleet() {
+            // Without pending deltas the ranking is one consistent index range: no transaction.
+            let mut conn = self.read.acquire().await?;
+            if let Some(mut out) = top_cves_compacted(&mut conn, severity, limit, false).await? {
+                attach_catalog(&mut conn, &mut out).await?;
+                return Ok(out);
+            }
+        }
+        let mut tx = self.read_tx().await?;
+        let current = is_current(&mut tx, scope.to).await?;
+        let mut out = if current && scope.image.is_none() && scope.from.is_none() {
+            top_cves_compacted(&mut tx, severity, limit, true)
+                .await?
+                .unwrap_or_default()
+        } else {
+            let q = scoped(current, scope.image.is_some()).top_cves;
+            let rows: Vec<(String, i64, i64, i64, i64)> = bind_scope(sqlx::query_as(q), scope)
+                .bind(severity.map_or(-1, |s| s.rank()))
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            rows.into_iter()
+                .map(
+                    |(vulnerability_id, images, severity, findings, fixable)| TopCve {
+                        vulnerability_id,
+                        severity,
+                        title: None,
+                        cvss_score: None,
+                        images,
+                        findings,
+                        fixable,
+                    },
+                )
+                .collect()
+        };
+        attach_catalog(&mut tx, &mut out).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn cve_images(
+        &self,
+        vuln_id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<FleetFinding>, i64), StoreError> {
+        let rows = sqlx::query(CVE_IMAGES)
+            .bind(vuln_id)
+            .bind(limit + 1)
+            .bind(offset)
+            .fetch_all(&self.read)
+            .await?;
+        let images: i64 = rows.first().map(|r| r.get(9)).unwrap_or_default();
+        let page = rows
+            .iter()
+            .filter(|r| r.get::<Option<String>, _>(0).is_some())
+            .map(cve_image)
+            .collect();
+        Ok((page, images))
+    }
+
+    async fn fixable(
+        &self,
+        scope: &FleetScope,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<FleetFinding>, StoreError> {
+        if scope.is_whole_current_fleet() {
+            let rows: Vec<FixableRow> = sqlx::query_as(FIXABLE_CURRENT)
+                .bind(limit + 1)
+                .bind(offset)
+                .fetch_all(&self.read)
+                .await?;
+            return Ok(rows.into_iter().map(FleetFinding::from).collect());
+        }
+        let mut tx = self.read_tx().await?;
+        let current = is_current(&mut tx, scope.to).await?;
+        let q = scoped(current, scope.image.is_some()).fixable;
+        let rows = bind_scope(sqlx::query_as::<_, FixableRow>(q), scope)
+            .bind(limit + 1)
+            .bind(offset)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows.into_iter().map(FleetFinding::from).collect())
+    }
+
+    async fn trend(
+        &self,
+        image: Option<&str>,
+        interval: Interval,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<TrendPoint>, StoreError> {
+        let first = interval.bucket_start_day(fleet::day_of(from));
+        let last = interval.bucket_start_day(fleet::day_of(to));
+        let mut days: BTreeMap<i64, Counts> = BTreeMap::new();
+        match image {
+            None => {
+                // One statement: consistent without a transaction.
+                for r in sqlx::query(DAYS)
+                    .bind(last + interval.days())
+                    .fetch_all(&self.read)
+                    .await?
+                {
+                    days.insert(r.get(0), counts_at(&r, 1));
+                }
+            }
+            Some(img) => {
+                let rows: Vec<(String, i64, String, i64, i64, i64, i64, i64, i64, i64, i64)> =
+                    sqlx::query_as(IMAGE_CHAINS)
+                        .bind(img)
+                        .fetch_all(&self.read)
+                        .await?;
+                let mut chains: HashMap<String, Vec<fleet::ChainObs>> = HashMap::new();
+                for (tag, id, scan_id, version, at, fx, unk, low, med, high, crit) in rows {
+                    chains.entry(tag).or_default().push(fleet::ChainObs {
+                        id,
+                        scan_id,
+                        version,
+                        scanned_at: at,
+                        counts: fleet::image_counts(fx, [unk, low, med, high, crit]),
+                    });
+                }
+                for chain in chains.values() {
+                    fleet::chain_events(chain, 1, &mut days);
+                }
+            }
+        }
+        Ok(fleet::prefix_points(&days, interval, first, last))
+    }
+
+    /// Sums, then deletes, inside the one write transaction, which no ingest can
+    /// interleave with.
+    async fn compact(&self) -> Result<u64, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let mut folded = 0;
+        for (fold, deltas) in [
+            (FOLD_CVES, "DELETE FROM fleet_cve_deltas"),
+            (FOLD_TOTALS, "DELETE FROM fleet_total_deltas"),
+            (FOLD_DAYS, "DELETE FROM fleet_daily_deltas"),
+        ] {
+            sqlx::query(fold).execute(&mut *tx).await?;
+            folded += sqlx::query(deltas).execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(folded)
+    }
+
+    /// SQLite frees an emptied table's pages by itself.
+    async fn shrink_quiet_deltas(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    async fn delta_pages(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(vec![])
+    }
+}
+
+impl SqliteStore {
+    /// A read transaction: one snapshot for the several statements of an answer (compacted
+    /// table and pending deltas must be read together).
+    async fn read_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.read.begin().await?)
+    }
+}
+
+/// `true` when the fleet as of `to` is the current fleet (`to` absent, or no reference's
+/// latest observation is newer than it).
+async fn is_current(conn: &mut SqliteConnection, to: Option<i64>) -> Result<bool, StoreError> {
+    let Some(to) = to else { return Ok(true) };
+    let newest: Option<i64> = sqlx::query_scalar(sql::NEWEST_IN_FLEET)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(newest.is_none_or(|n| n <= to))
+}
+
+fn counts_at(row: &SqliteRow, start: usize) -> Counts {
+    let mut c = [0; 7];
+    for (i, v) in c.iter_mut().enumerate() {
+        *v = row.get::<i64, _>(start + i);
+    }
+    c
+}
+
+/// The compacted ranking: `$1` a severity rank (-1: any), `$2` how many rows.
+const RANKED: &str = concatcp!(
+    "SELECT vulnerability_id, ",
+    sql::COUNT_COLUMNS,
+    " FROM fleet_cves WHERE images > 0 AND ($1 < 0 OR severity = $1) \
+     ORDER BY images DESC, severity DESC, vulnerability_id LIMIT $2"
+);
+
+/// Every CVE with a pending delta (compacted + pending) and the ranked rows without one,
+/// merged and ranked: `$1` a severity rank (-1: any), `$2` ranked rows, `$3` the answer's
+/// length.
+const MERGED: &str = concatcp!(
+    "WITH d AS (SELECT vulnerability_id, ",
+    SUMS,
+    " FROM fleet_cve_deltas GROUP BY vulnerability_id), \
+     x AS (SELECT d.vulnerability_id, COALESCE(f.images, 0) + d.images AS images, \
+     COALESCE(f.fixable, 0) + d.fixable AS fixable, COALESCE(f.n_critical, 0) + d.n_critical AS n_critical, \
+     COALESCE(f.n_high, 0) + d.n_high AS n_high, COALESCE(f.n_medium, 0) + d.n_medium AS n_medium, \
+     COALESCE(f.n_low, 0) + d.n_low AS n_low, COALESCE(f.n_unknown, 0) + d.n_unknown AS n_unknown \
+     FROM d LEFT JOIN fleet_cves f ON f.vulnerability_id = d.vulnerability_id \
+     UNION ALL SELECT vulnerability_id, ",
+    sql::COUNT_COLUMNS,
+    " FROM (",
+    RANKED,
+    ") t WHERE NOT EXISTS (SELECT 1 FROM d WHERE d.vulnerability_id = t.vulnerability_id)) \
+     SELECT vulnerability_id, ",
+    sql::COUNT_COLUMNS,
+    " FROM x WHERE images > 0 AND ($1 < 0 OR ",
+    MAX_SEVERITY,
+    " = $1) ORDER BY images DESC, ",
+    MAX_SEVERITY,
+    " DESC, vulnerability_id LIMIT $3"
+);
+
+/// Top CVEs from the compacted ranking plus pending deltas, exactly: every CVE with a
+/// pending delta is a candidate with its exact sum; every other CVE's compacted value is
+/// exact and no better than the last ranked row fetched (`fleet::complete_ranking`). Fetch
+/// more until the answer is complete.
+///
+/// Outside a snapshot (`in_snapshot` false) it gives up (`None`) when deltas are pending:
+/// a compaction between its statements could count them twice.
+async fn top_cves_compacted(
+    conn: &mut SqliteConnection,
+    severity: Option<Severity>,
+    limit: i64,
+    in_snapshot: bool,
+) -> Result<Option<Vec<TopCve>>, StoreError> {
+    if limit <= 0 {
+        return Ok(Some(vec![]));
+    }
+    let pending = sqlx::query("SELECT 1 FROM fleet_cve_deltas LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some();
+    if pending && !in_snapshot {
+        return Ok(None);
+    }
+    let sev = severity.map(|s| s.rank());
+    let mut fetch = ((limit + 1) as u64).next_power_of_two() as i64;
+    loop {
+        let ranked = sqlx::query(RANKED)
+            .bind(sev.unwrap_or(-1))
+            .bind(fetch)
+            .fetch_all(&mut *conn)
+            .await?;
+        let exhausted = (ranked.len() as i64) < fetch;
+        let cutoff = ranked
+            .last()
+            .map(|r| TopCve::from_counts(r.get(0), &counts_at(r, 1)));
+        let rows = if pending {
+            sqlx::query(MERGED)
+                .bind(sev.unwrap_or(-1))
+                .bind(fetch)
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await?
+        } else {
+            ranked
+        };
+        let candidates = rows
+            .iter()
+            .map(|r| TopCve::from_counts(r.get(0), &counts_at(r, 1)))
+            .collect();
+        if let Some(out) =
+            fleet::complete_ranking(candidates, sev, limit as usize, cutoff.as_ref(), exhausted)
+        {
+            return Ok(Some(out));
+        }
+        fetch *= 4;
+    }
+}
+
+/// A fixable finding with its reference and title.
+#[derive(sqlx::FromRow)]
+struct FixableRow {
+    image_name: String,
+    image_tag: String,
+    scan_id: String,
+    scanned_at: Option<i64>,
+    vulnerability_id: String,
+    pkg_name: String,
+    pkg_version: String,
+    fixed_version: Option<String>,
+    severity: i64,
+    title: Option<String>,
+}
+
+impl From<FixableRow> for FleetFinding {
+    fn from(r: FixableRow) -> FleetFinding {
+        FleetFinding {
+            image_name: r.image_name,
+            image_tag: r.image_tag,
+            scan_id: r.scan_id,
+            scanned_at: r.scanned_at.unwrap_or_default(),
+            vulnerability_id: r.vulnerability_id,
+            pkg_name: r.pkg_name,
+            pkg_version: r.pkg_version,
+            fixed_version: r.fixed_version,
+            severity: r.severity,
+            title: r.title,
+        }
+    }
+}
+
+fn cve_image(r: &SqliteRow) -> FleetFinding {
+    FleetFinding {
+        image_name: r.get(0),
+        image_tag: r.get(1),
+        scan_id: r.get(2),
+        scanned_at: r.get::<Option<i64>, _>(3).unwrap_or_default(),
+        vulnerability_id: r.get(4),
+        pkg_name: r.get(5),
+        pkg_version: r.get(6),
+        fixed_version: r.get(7),
+        severity: r.get(8),
+        title: None,
+    }
+}
+
+async fn attach_catalog(
+    conn: &mut SqliteConnection,
+    cves: &mut [TopCve],
+) -> Result<(), StoreError> {
+    if cves.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = cves.iter().map(|c| c.vulnerability_id.as_str()).collect();
+    let rows: Vec<(String, Option<String>, Option<f64>)> = sqlx::query_as(concatcp!(
+        "SELECT ",
+        sql::CATALOG_COLUMNS,
+        " FROM vulnerabilities WHERE id IN (SELECT value FROM json_each($1))"
+    ))
+    .bind(super::ingest::json(&ids)?)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut found: HashMap<String, (Option<String>, Option<f64>)> =
+        rows.into_iter().map(|(id, t, s)| (id, (t, s))).collect();
+    for c in cves.iter_mut() {
+        if let Some((t, s)) = found.remove(&c.vulnerability_id) {
+            c.title = t;
+            c.cvss_score = s;
+        }
+    }
+    Ok(())
+}

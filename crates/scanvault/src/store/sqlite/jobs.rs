@@ -1,0 +1,313 @@
+//! The scan queue on SQLite: one process, whose one writer makes each claim atomic; its
+//! workers learn of new jobs and cancellations in-process.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use scanvault_core::job::{transition, JobEvent, JobStatus};
+use sqlx::SqliteConnection;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::SqliteStore;
+use crate::store::jobs::{
+    Actor, AuditRow, ExpiredLease, JobError, JobGauges, JobNotice, JobRow, JobStore, NewJob,
+    Transition,
+};
+use crate::store::{duration_micros, micros, sql, StoreError};
+
+const CLAIM: &str = sql::claim_job!("");
+const HELD_JOB: &str = sql::HELD_JOB;
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn create(&self, new: NewJob) -> Result<(JobRow, bool), StoreError> {
+        let now = micros(new.now);
+        let mut tx = self.write.begin().await?;
+        if let Some(existing) = active_job_for(&mut tx, &new.image_ref).await? {
+            tx.commit().await?;
+            return Ok((existing, false));
+        }
+        let id = Uuid::now_v7().to_string();
+        let inserted: Option<String> = sqlx::query_scalar(sql::INSERT_JOB)
+            .bind(&id)
+            .bind(&new.image_ref)
+            .bind(&new.image_name)
+            .bind(i64::from(new.force))
+            .bind(new.priority)
+            .bind(new.max_attempts)
+            .bind(now)
+            .bind(&new.requested_by)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if inserted.is_none() {
+            // A concurrent request queued the same image first.
+            let existing = active_job_for(&mut tx, &new.image_ref).await?;
+            tx.commit().await?;
+            return existing
+                .map(|j| (j, false))
+                .ok_or_else(|| StoreError::Conflict("concurrent scan request".into()));
+        }
+        let actor = Actor::Api(new.requested_by.clone());
+        insert_audit(
+            &mut tx,
+            &id,
+            0,
+            None,
+            JobStatus::Queued,
+            &actor,
+            "scan requested",
+            now,
+        )
+        .await?;
+        let job = fetch_job(&mut tx, &id)
+            .await?
+            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("job vanished")))?;
+        tx.commit().await?;
+        metrics::counter!("scanvault_job_transitions_total", "to" => "queued").increment(1);
+        Ok((job, true))
+    }
+
+    async fn find(&self, id: &str) -> Result<Option<JobRow>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        fetch_job(&mut conn, id).await
+    }
+
+    async fn list(
+        &self,
+        status: Option<JobStatus>,
+        image: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<JobRow>, StoreError> {
+        Ok(sqlx::query_as(sql::LIST_JOBS)
+            .bind(status.map_or("", |s| s.as_str()))
+            .bind(image.unwrap_or_default())
+            .bind(limit + 1)
+            .bind(offset)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<AuditRow>, StoreError> {
+        Ok(sqlx::query_as(sql::JOB_EVENTS)
+            .bind(id)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    async fn transition(&self, t: Transition) -> Result<JobRow, JobError> {
+        let mut tx = self.write.begin().await?;
+        apply_transition(&mut tx, &t).await?;
+        let job = fetch_job(&mut tx, &t.job_id)
+            .await?
+            .ok_or_else(|| JobError::NotFound(t.job_id.clone()))?;
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        lease: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<JobRow>, StoreError> {
+        self.reap_expired_leases(now).await?;
+        let now_us = micros(now);
+        let mut tx = self.write.begin().await?;
+        let claimed: Option<(String, i64)> = sqlx::query_as(CLAIM)
+            .bind(worker)
+            .bind(now_us + duration_micros(lease))
+            .bind(now_us)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((id, attempt)) = claimed else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        debug_assert_eq!(
+            transition(JobStatus::Queued, JobEvent::Claim).ok(),
+            Some(JobStatus::Pulling)
+        );
+        let reason = format!("claimed (attempt {attempt})");
+        let actor = Actor::Worker(worker.to_string());
+        insert_audit(
+            &mut tx,
+            &id,
+            attempt,
+            Some(JobStatus::Queued),
+            JobStatus::Pulling,
+            &actor,
+            &reason,
+            now_us,
+        )
+        .await?;
+        let job = fetch_job(&mut tx, &id).await?;
+        tx.commit().await?;
+        metrics::counter!("scanvault_job_transitions_total", "to" => "pulling").increment(1);
+        Ok(job)
+    }
+
+    async fn expired_leases(&self, now: i64) -> Result<Vec<ExpiredLease>, StoreError> {
+        Ok(sqlx::query_as(sql::EXPIRED_LEASES)
+            .bind(now)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    async fn reclaim(&self, t: &Transition) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let still: Option<i32> = sqlx::query_scalar(sql::STILL_EXPIRED)
+            .bind(&t.job_id)
+            .bind(t.attempt.unwrap_or(-1))
+            .bind(t.now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if still.is_none() {
+            return Ok(false);
+        }
+        match apply_transition(&mut tx, t).await {
+            Ok(()) => {
+                tx.commit().await?;
+                Ok(true)
+            }
+            Err(JobError::Store(e)) => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+
+    async fn renew_lease(
+        &self,
+        job_id: &str,
+        attempt: i64,
+        worker: &str,
+        lease: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(sql::RENEW_LEASE)
+            .bind(micros(now) + duration_micros(lease))
+            .bind(job_id)
+            .bind(attempt)
+            .bind(worker)
+            .execute(&self.write)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn status(&self, id: &str) -> Result<Option<(JobStatus, i64)>, StoreError> {
+        let row: Option<(String, i64)> = sqlx::query_as(sql::JOB_STATUS)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.and_then(|(s, a)| JobStatus::parse(&s).map(|s| (s, a))))
+    }
+
+    async fn gauges(&self, now: DateTime<Utc>) -> Result<JobGauges, StoreError> {
+        let by_status: Vec<(String, i64)> = sqlx::query_as(sql::JOBS_BY_STATUS)
+            .fetch_all(&self.read)
+            .await?;
+        let oldest: Option<i64> = sqlx::query_scalar(sql::OLDEST_QUEUED)
+            .fetch_one(&self.read)
+            .await?;
+        Ok(JobGauges::of(&by_status, oldest, micros(now)))
+    }
+
+    async fn announce_cancel(&self, _job_id: &str) {}
+
+    fn notices(&self, _shutdown: CancellationToken) -> Option<mpsc::Receiver<JobNotice>> {
+        None
+    }
+}
+
+/// The state machine decides, a compare-and-set writes, the audit row records.
+pub(super) async fn apply_transition(
+    conn: &mut SqliteConnection,
+    t: &Transition,
+) -> Result<(), JobError> {
+    let to = transition(t.from, t.event)?;
+    let attempt: Option<i64> = sqlx::query_scalar(sql::TRANSITION_JOB)
+        .bind(to.as_str())
+        .bind(t.now)
+        .bind(t.run_after)
+        .bind(i64::from(!to.is_running()))
+        .bind(&t.resolved_digest)
+        .bind(i64::from(to.is_terminal()))
+        .bind(t.error.as_ref().map(|e| e.0.as_str()))
+        .bind(t.error.as_ref().map(|e| e.1.as_str()))
+        .bind(&t.scan_id)
+        .bind(t.max_attempts)
+        .bind(&t.job_id)
+        .bind(t.from.as_str())
+        .bind(t.attempt.unwrap_or(-1))
+        .fetch_optional(&mut *conn)
+        .await?;
+    let attempt = attempt.ok_or(JobError::Lost)?;
+    insert_audit(
+        conn,
+        &t.job_id,
+        attempt,
+        Some(t.from),
+        to,
+        &t.actor,
+        &t.reason,
+        t.now,
+    )
+    .await?;
+    metrics::counter!("scanvault_job_transitions_total", "to" => to.as_str()).increment(1);
+    Ok(())
+}
+
+/// Whether the job is still held by `attempt` (and lock it for the transaction).
+pub(super) async fn hold_job(
+    conn: &mut SqliteConnection,
+    job_id: &str,
+    attempt: i64,
+) -> Result<bool, StoreError> {
+    let held: Option<i32> = sqlx::query_scalar(HELD_JOB)
+        .bind(job_id)
+        .bind(attempt)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(held.is_some())
+}
+
+async fn active_job_for(
+    conn: &mut SqliteConnection,
+    image_ref: &str,
+) -> Result<Option<JobRow>, StoreError> {
+    Ok(sqlx::query_as(sql::ACTIVE_JOB_FOR)
+        .bind(image_ref)
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
+async fn fetch_job(conn: &mut SqliteConnection, id: &str) -> Result<Option<JobRow>, StoreError> {
+    Ok(sqlx::query_as(sql::FETCH_JOB)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn insert_audit(
+    conn: &mut SqliteConnection,
+    job_id: &str,
+    attempt: i64,
+    old: Option<JobStatus>,
+    new: JobStatus,
+    actor: &Actor,
+    reason: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(sql::INSERT_AUDIT)
+        .bind(job_id)
+        .bind(attempt)
+        .bind(old.map(|s| s.as_str()))
+        .bind(new.as_str())
+        .bind(actor.label())
+        .bind(reason)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

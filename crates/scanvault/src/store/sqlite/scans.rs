@@ -1,0 +1,198 @@
+//! Scans on SQLite: the ingest transaction (its statements are in `ingest.rs`),
+//! lookups, deletion.
+
+use async_trait::async_trait;
+use scanvault_core::report::Finding;
+use sqlx::SqliteConnection;
+use std::collections::HashMap;
+
+use super::ingest::{read_version, SqliteTx};
+use super::{jobs, SqliteStore};
+use crate::store::body::decompress;
+use crate::store::ingest::{self, retry_conflicts};
+use crate::store::jobs::{JobCompletion, JobError};
+use crate::store::scans::{
+    FindingFilter, FindingRow, IngestError, IngestOutcome, NewScan, ObservationRow, ScanFilter,
+    ScanRow, ScanStore,
+};
+use crate::store::{micros, sql, StoreError, StoredBody};
+
+/// A scan's findings as it has them now, with catalog details: `$2` a severity rank (-1:
+/// any), `$3` a package name ('': any); the page follows.
+const SCAN_FINDINGS: &str = "SELECT f.vulnerability_id, f.pkg_name, f.pkg_version, f.fixed_version, \
+     f.severity, f.status, f.pkg_type, f.class, f.target, f.pkg_path, f.purl, f.cvss_score, v.title, \
+     v.description, v.primary_url FROM scans s \
+     JOIN findings f ON f.scan_id = s.id AND f.first_version <= s.findings_version \
+     AND (f.last_version IS NULL OR f.last_version > s.findings_version) \
+     LEFT JOIN vulnerabilities v ON v.id = f.vulnerability_id \
+     WHERE s.id = $1 AND ($2 < 0 OR f.severity = $2) AND ($3 = '' OR LOWER(f.pkg_name) = LOWER($3)) \
+     ORDER BY f.severity DESC, f.vulnerability_id, f.pkg_name, f.pkg_version LIMIT $4 OFFSET $5";
+
+const TAGS_OF: &str = "SELECT scan_id, image_tag, first_seen_at FROM scan_tags \
+     WHERE scan_id IN (SELECT value FROM json_each($1))";
+
+#[async_trait]
+impl ScanStore for SqliteStore {
+    async fn ingest(
+        &self,
+        new: &NewScan,
+        body: &StoredBody,
+        job: Option<&JobCompletion>,
+    ) -> Result<IngestOutcome, IngestError> {
+        retry_conflicts(
+            |e| {
+                matches!(
+                    e,
+                    IngestError::Store(StoreError::Conflict(_))
+                        | IngestError::Job(JobError::Store(StoreError::Conflict(_)))
+                )
+            },
+            || async move {
+                let mut tx = self.write.begin().await.map_err(StoreError::from)?;
+                if let Some(job) = job {
+                    if !jobs::hold_job(&mut tx, &job.job_id, job.attempt).await? {
+                        return Err(JobError::Lost.into());
+                    }
+                }
+                let outcome = ingest::ingest(&mut SqliteTx(&mut tx), new, body).await?;
+                if let Some(job) = job {
+                    let total = outcome.scan.counts().total();
+                    let t = job.stored(&outcome.scan.id, total, micros(new.now));
+                    jobs::apply_transition(&mut tx, &t).await?;
+                }
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok(outcome)
+            },
+        )
+        .await
+    }
+
+    async fn find(&self, id: &str) -> Result<Option<ScanRow>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        let scan: Option<ScanRow> = sqlx::query_as(sql::FETCH_SCAN)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let mut scans: Vec<ScanRow> = scan.into_iter().collect();
+        attach_tags(&mut conn, &mut scans).await?;
+        Ok(scans.pop())
+    }
+
+    async fn list(&self, f: &ScanFilter) -> Result<Vec<ScanRow>, StoreError> {
+        let sev = f.severity.map_or(-1, |s| s.rank());
+        let limit = f.limit + 1;
+        let q = match (&f.image, &f.tag) {
+            (None, None) => sqlx::query_as(sql::LIST_SCANS),
+            (Some(image), None) => sqlx::query_as(sql::LIST_SCANS_OF_IMAGE).bind(image),
+            (None, Some(tag)) => sqlx::query_as(sql::LIST_SCANS_OF_TAG).bind(tag),
+            (Some(image), Some(tag)) => {
+                sqlx::query_as(sql::LIST_SCANS_OF_REF).bind(image).bind(tag)
+            }
+        };
+        let mut conn = self.read.acquire().await?;
+        let mut rows: Vec<ScanRow> = q
+            .bind(sev)
+            .bind(limit)
+            .bind(f.offset)
+            .fetch_all(&mut *conn)
+            .await?;
+        attach_tags(&mut conn, &mut rows).await?;
+        Ok(rows)
+    }
+
+    async fn findings(
+        &self,
+        scan_id: &str,
+        f: &FindingFilter,
+    ) -> Result<Vec<FindingRow>, StoreError> {
+        Ok(sqlx::query_as(SCAN_FINDINGS)
+            .bind(scan_id)
+            .bind(f.severity.map_or(-1, |s| s.rank()))
+            .bind(f.pkg.as_deref().unwrap_or_default())
+            .bind(f.limit)
+            .bind(f.offset)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    async fn version(&self, scan_id: &str, version: i64) -> Result<Vec<Finding>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        read_version(&mut conn, scan_id, version).await
+    }
+
+    async fn report(&self, scan_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row: Option<(String, Vec<u8>)> = sqlx::query_as(sql::SCAN_REPORT)
+            .bind(scan_id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|(encoding, body)| decompress(&encoding, &body))
+            .transpose()
+            .map_err(|e| {
+                StoreError::Other(anyhow::Error::new(e).context("decoding a stored report"))
+            })
+    }
+
+    async fn observations(&self, scan_id: &str) -> Result<Vec<ObservationRow>, StoreError> {
+        Ok(sqlx::query_as(sql::SCAN_OBSERVATIONS)
+            .bind(scan_id)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    async fn delete(&self, ids: &[String]) -> Result<u64, StoreError> {
+        let n = retry_conflicts(
+            |e| matches!(e, StoreError::Conflict(_)),
+            || async move {
+                let mut tx = self.write.begin().await?;
+                let n = ingest::delete(&mut SqliteTx(&mut tx), ids).await?;
+                tx.commit().await?;
+                Ok(n)
+            },
+        )
+        .await?;
+        if n > 0 {
+            self.sweep.mark();
+        }
+        Ok(n)
+    }
+
+    async fn fresh(
+        &self,
+        image_name: &str,
+        digest: &str,
+        since: i64,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(sql::FRESH_SCAN)
+            .bind(image_name)
+            .bind(digest)
+            .bind(since)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+}
+
+/// Every tag each scan was stored under, in the order they were first seen.
+async fn attach_tags(conn: &mut SqliteConnection, scans: &mut [ScanRow]) -> Result<(), StoreError> {
+    if scans.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = scans.iter().map(|s| s.id.as_str()).collect();
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(TAGS_OF)
+        .bind(super::ingest::json(&ids)?)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut by_id: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+    for (scan, tag, first_seen) in rows {
+        by_id.entry(scan).or_default().push((first_seen, tag));
+    }
+    for s in scans.iter_mut() {
+        let mut tags = by_id.remove(&s.id).unwrap_or_default();
+        tags.sort();
+        s.tags = tags
+            .into_iter()
+            .map(|(_, t)| t)
+            .filter(|t| !t.is_empty())
+            .collect();
+    }
+    Ok(())
+}
