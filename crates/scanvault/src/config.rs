@@ -500,7 +500,7 @@ impl ServeConfig {
     /// `NAME=value` lines of the effective configuration, secrets masked.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         let db_url = match &self.db.database_url {
-            Some(u) if !u.trim().is_empty() => crate::store::redact_url(u),
+            Some(u) if !u.trim().is_empty() => crate::redact::redact_url(u),
             _ => "(embedded SQLite)".into(),
         };
         let opt = |p: &Option<PathBuf>| {
@@ -580,7 +580,7 @@ impl ServeConfig {
                 self.worker
                     .trivy_server_url
                     .as_deref()
-                    .map(crate::store::redact_url)
+                    .map(crate::redact::redact_url)
                     .unwrap_or_default(),
             ),
             ("TRIVY_TIMEOUT", self.worker.trivy_timeout.to_string()),

@@ -10,6 +10,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod periodic;
+pub mod redact;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -33,6 +33,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::redact::{redact_error, redact_url};
 pub use scans::{IngestOutcome, NewScan, ScanFilter, ScanRow};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -395,57 +396,6 @@ impl Store {
     }
 }
 
-/// Mask the password of a URL (`postgres://u:secret@h/db` → `postgres://u:***@h/db`).
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let masked_path = mask_query_password(path);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{masked_path}")
-            } else {
-                format!("{scheme}://{user}@{host}{masked_path}")
-            }
-        }
-        None => format!("{scheme}://{authority}{masked_path}"),
-    }
-}
-
-fn mask_query_password(path: &str) -> String {
-    let Some((p, q)) = path.split_once('?') else {
-        return path.to_string();
-    };
-    let parts: Vec<String> = q
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-            _ => kv.to_string(),
-        })
-        .collect();
-    format!("{p}?{}", parts.join("&"))
-}
-
-/// Error texts from URL parsing can echo the URL; mask anything that looks like one.
-fn redact_error(msg: &str) -> String {
-    msg.split_whitespace()
-        .map(|w| {
-            if w.contains("://") {
-                redact_url(w)
-            } else {
-                w.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Microseconds since the Unix epoch.
 pub fn micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
     t.timestamp_micros()
@@ -453,26 +403,4 @@ pub fn micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
 
 pub fn from_micros(us: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_micros(us).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5432/db?sslmode=disable"),
-            "postgres://u:***@h:5432/db?sslmode=disable"
-        );
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(
-            redact_url("postgres://h/db?user=u&password=p"),
-            "postgres://h/db?user=u&password=***"
-        );
-        assert_eq!(
-            redact_url("sqlite://x.db?mode=rwc"),
-            "sqlite://x.db?mode=rwc"
-        );
-    }
 }
