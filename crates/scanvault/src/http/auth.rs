@@ -30,6 +30,9 @@ use crate::store::{from_micros, micros, Store, StoreError};
 /// through this process take effect at once; through another replica within this time.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 
+/// Most verified keys kept at once (past it, moka evicts those least likely to be used).
+const KEY_CACHE_CAPACITY: u64 = 10_000;
+
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
     pub enabled: bool,
@@ -51,7 +54,8 @@ impl Default for AuthSettings {
 /// Process-local authentication state.
 pub struct Auth {
     pub settings: AuthSettings,
-    cache: Mutex<HashMap<String, (KeyRow, Instant)>>,
+    /// Verified keys by id, each trusted for [`KEY_CACHE_TTL`].
+    keys: moka::sync::Cache<String, KeyRow>,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
@@ -64,29 +68,26 @@ impl Auth {
     pub fn new(settings: AuthSettings) -> Auth {
         Auth {
             settings,
-            cache: Mutex::new(HashMap::new()),
+            keys: moka::sync::Cache::builder()
+                .max_capacity(KEY_CACHE_CAPACITY)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Stop trusting a cached key at once (it was revoked).
     fn forget(&self, id: &str) {
-        if let Ok(mut c) = self.cache.lock() {
-            c.remove(id);
-        }
+        self.keys.invalidate(id);
     }
 
     async fn key(&self, store: &Store, id: &str) -> Result<Option<KeyRow>, StoreError> {
-        if let Some((row, at)) = self.cache.lock().ok().and_then(|c| c.get(id).cloned()) {
-            if at.elapsed() < KEY_CACHE_TTL {
-                return Ok(Some(row));
-            }
+        if let Some(row) = self.keys.get(id) {
+            return Ok(Some(row));
         }
         let row = store.find_api_key(id).await?;
-        if let (Some(r), Ok(mut c)) = (&row, self.cache.lock()) {
-            if c.len() > 10_000 {
-                c.clear();
-            }
-            c.insert(id.to_string(), (r.clone(), Instant::now()));
+        if let Some(r) = &row {
+            self.keys.insert(id.to_string(), r.clone());
         }
         Ok(row)
     }
@@ -381,6 +382,26 @@ mod tests {
         assert!(a.take("k").is_ok());
         assert_eq!(a.take("k"), Err(1));
         assert!(a.take("other").is_ok(), "buckets are per key");
+    }
+
+    #[test]
+    fn a_forgotten_key_is_not_served_from_the_cache() {
+        let a = Auth::new(AuthSettings::default());
+        let row = KeyRow {
+            id: "0123456789abcdef".into(),
+            name: String::new(),
+            role: "admin".into(),
+            salt: String::new(),
+            secret_hash: String::new(),
+            created_at: 0,
+            created_by: None,
+            expires_at: None,
+            revoked_at: None,
+        };
+        a.keys.insert(row.id.clone(), row.clone());
+        assert!(a.keys.get(&row.id).is_some());
+        a.forget(&row.id);
+        assert!(a.keys.get(&row.id).is_none());
     }
 
     #[test]
