@@ -1,9 +1,13 @@
 //! Configuration: environment variables with matching CLI flags, the original service's
 //! names and defaults. Built once in `main`, validated, logged with secrets masked, and
 //! passed down.
+//!
+//! Secrets (`DATABASE_URL`, `TRIVY_SERVER_URL`, `BOOTSTRAP_ADMIN_KEY`) are
+//! [`SecretString`]s, so no `Debug` of a configuration shows them.
 
 use clap::{Args, ValueEnum};
 use scanvault_core::report::Severity;
+use secrecy::{ExposeSecret, SecretString};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -107,7 +111,7 @@ pub struct DbConfig {
         value_name = "DATABASE_URL",
         hide_env_values = true
     )]
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretString>,
     /// Directory of the embedded SQLite file `scanvault.db` (default: the working directory).
     #[arg(long, env = "DATA_DIR", value_name = "DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -167,10 +171,17 @@ impl DbConfig {
         Ok(())
     }
 
+    /// The store's options. The store needs the URL itself, so this is where it leaves
+    /// its [`SecretString`].
     pub fn store_options(&self) -> crate::store::StoreOptions {
         let nonzero = |d: Dur| (!d.0.is_zero()).then_some(d.0);
         crate::store::StoreOptions {
-            database_url: self.database_url.clone().filter(|u| !u.trim().is_empty()),
+            database_url: self
+                .database_url
+                .as_ref()
+                .map(|u| u.expose_secret())
+                .filter(|u| !u.trim().is_empty())
+                .map(str::to_string),
             data_dir: self.data_dir.clone(),
             max_connections: self.db_max_conns,
             min_connections: self.db_min_conns,
@@ -324,7 +335,7 @@ pub struct ServeConfig {
         value_name = "BOOTSTRAP_ADMIN_KEY",
         hide_env_values = true
     )]
-    pub bootstrap_admin_key: Option<String>,
+    pub bootstrap_admin_key: Option<SecretString>,
     /// Do not apply migrations at start.
     #[arg(
         long,
@@ -410,8 +421,13 @@ pub struct WorkerConfig {
     )]
     pub trivy_path: PathBuf,
     /// Trivy server for client/server mode (`--server`).
-    #[arg(long, env = "TRIVY_SERVER_URL", value_name = "TRIVY_SERVER_URL")]
-    pub trivy_server_url: Option<String>,
+    #[arg(
+        long,
+        env = "TRIVY_SERVER_URL",
+        value_name = "TRIVY_SERVER_URL",
+        hide_env_values = true
+    )]
+    pub trivy_server_url: Option<SecretString>,
     /// Longest a Trivy run may take; it is killed after that.
     #[arg(
         long,
@@ -481,6 +497,7 @@ impl ServeConfig {
             return Err("RATE_LIMIT_BURST must be a number >= 0".into());
         }
         if let Some(k) = &self.bootstrap_admin_key {
+            let k = k.expose_secret();
             let ok = (20..=128).contains(&k.len())
                 && k.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -499,7 +516,7 @@ impl ServeConfig {
 
     /// `NAME=value` lines of the effective configuration, secrets masked.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
-        let db_url = match &self.db.database_url {
+        let db_url = match self.db.database_url.as_ref().map(|u| u.expose_secret()) {
             Some(u) if !u.trim().is_empty() => crate::redact::redact_url(u),
             _ => "(embedded SQLite)".into(),
         };
@@ -579,8 +596,8 @@ impl ServeConfig {
                 "TRIVY_SERVER_URL",
                 self.worker
                     .trivy_server_url
-                    .as_deref()
-                    .map(crate::redact::redact_url)
+                    .as_ref()
+                    .map(|u| crate::redact::redact_url(u.expose_secret()))
                     .unwrap_or_default(),
             ),
             ("TRIVY_TIMEOUT", self.worker.trivy_timeout.to_string()),
@@ -595,6 +612,15 @@ impl ServeConfig {
 }
 
 impl WorkerConfig {
+    /// The Trivy server's URL for the scanner, whose configuration takes a plain string.
+    pub fn exposed_trivy_server_url(&self) -> Option<String> {
+        self.trivy_server_url
+            .as_ref()
+            .map(|u| u.expose_secret())
+            .filter(|u| !u.trim().is_empty())
+            .map(str::to_string)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.job_lease.0 < Duration::from_secs(1) {
             return Err("JOB_LEASE must be at least 1s".into());
@@ -635,5 +661,52 @@ mod tests {
         assert_eq!("10MB".parse::<ByteSize>().unwrap().0, 10_000_000);
         assert_eq!("1024".parse::<ByteSize>().unwrap().0, 1024);
         assert!("12 parsecs".parse::<ByteSize>().is_err());
+    }
+
+    fn serve(args: &[&str]) -> ServeConfig {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["scanvault", "serve"].iter().chain(args))
+            .unwrap_or_else(|e| panic!("{e}"));
+        match cli.command {
+            crate::cli::Command::Serve(cfg) => *cfg,
+            _ => unreachable!(),
+        }
+    }
+
+    const KEY: &str = "bootstrap-key-hunter2-0123456789";
+
+    #[test]
+    fn secrets_stay_out_of_debug_and_the_logged_configuration() {
+        let cfg = serve(&[
+            "--database-url",
+            "postgres://u:hunter2@db/scanvault",
+            "--trivy-server-url",
+            "http://trivy:hunter2@trivy:4954",
+            "--bootstrap-admin-key",
+            KEY,
+        ]);
+        cfg.validate().unwrap();
+        let debug = format!("{cfg:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("REDACTED"), "{debug}");
+        let described: Vec<String> = cfg
+            .describe()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let described = described.join("\n");
+        assert!(!described.contains("hunter2"), "{described}");
+        assert!(described.contains("DATABASE_URL=postgres://u:***@db/scanvault"));
+        assert!(described.contains("TRIVY_SERVER_URL=http://trivy:***@trivy:4954/"));
+        assert!(described.contains("BOOTSTRAP_ADMIN_KEY=***"));
+        // What leaves the secret on purpose: the store's and the scanner's options.
+        assert_eq!(
+            cfg.db.store_options().database_url.as_deref(),
+            Some("postgres://u:hunter2@db/scanvault")
+        );
+        assert_eq!(
+            cfg.worker.exposed_trivy_server_url().as_deref(),
+            Some("http://trivy:hunter2@trivy:4954")
+        );
     }
 }
