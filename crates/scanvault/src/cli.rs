@@ -52,6 +52,23 @@ pub enum Command {
     Apikey(ApikeyCommand),
 }
 
+impl Command {
+    /// Read the `*_FILE` secrets of this subcommand's configuration (after parsing).
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        match self {
+            Command::Serve(cfg) | Command::Worker(cfg) => cfg.read_secret_files(),
+            Command::Migrate(db)
+            | Command::Ingest(IngestArgs { db, .. })
+            | Command::Apikey(
+                ApikeyCommand::Create { db, .. }
+                | ApikeyCommand::List { db }
+                | ApikeyCommand::Revoke { db, .. },
+            ) => db.read_secret_files(),
+            Command::Openapi => Ok(()),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ApikeyCommand {
     /// Make a key; prints it as the last word of the output (it is not shown again).

@@ -1,10 +1,16 @@
 //! Configuration: environment variables with matching CLI flags, the original service's
 //! names and defaults. Built once in `main`, validated, logged with secrets masked, and
 //! passed down.
+//!
+//! Secrets (`DATABASE_URL`, `TRIVY_SERVER_URL`, `BOOTSTRAP_ADMIN_KEY`) are
+//! [`SecretString`]s, so no `Debug` of a configuration shows them; each may instead be given
+//! as a file (`NAME_FILE`, e.g. a mounted container secret), read by
+//! [`ServeConfig::read_secret_files`] and friends right after parsing.
 
 use clap::{Args, ValueEnum};
 use scanvault_core::report::Severity;
-use std::path::PathBuf;
+use secrecy::{ExposeSecret, SecretString};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A duration such as `15s`, `30m`, `72h`, `1h30m` or `0`.
@@ -92,6 +98,26 @@ pub enum Role {
     All,
 }
 
+/// Reads a secret given as a file: `NAME_FILE=/path` sets `NAME` to the file's content,
+/// trimmed. Giving both is an error, as is a file that cannot be read.
+fn read_secret_file(
+    name: &str,
+    value: &mut Option<SecretString>,
+    file: Option<&Path>,
+) -> Result<(), String> {
+    let Some(path) = file else {
+        return Ok(());
+    };
+    if value.is_some() {
+        return Err(format!("both {name} and {name}_FILE are set; set only one"));
+    }
+    let content = std::fs::read_to_string(path)
+        .map(SecretString::from)
+        .map_err(|e| format!("{name}_FILE: cannot read {}: {e}", path.display()))?;
+    *value = Some(SecretString::from(content.expose_secret().trim()));
+    Ok(())
+}
+
 fn parse_severity(s: &str) -> Result<Severity, String> {
     Severity::parse_strict(s)
         .ok_or_else(|| format!("{s:?} is not one of CRITICAL, HIGH, MEDIUM, LOW, UNKNOWN"))
@@ -107,7 +133,10 @@ pub struct DbConfig {
         value_name = "DATABASE_URL",
         hide_env_values = true
     )]
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretString>,
+    /// A file holding DATABASE_URL (its content, trimmed); instead of DATABASE_URL.
+    #[arg(long, env = "DATABASE_URL_FILE", value_name = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
     /// Directory of the embedded SQLite file `scanvault.db` (default: the working directory).
     #[arg(long, env = "DATA_DIR", value_name = "DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -154,6 +183,15 @@ pub struct DbConfig {
 }
 
 impl DbConfig {
+    /// Read DATABASE_URL_FILE into DATABASE_URL.
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        read_secret_file(
+            "DATABASE_URL",
+            &mut self.database_url,
+            self.database_url_file.as_deref(),
+        )
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.db_max_conns < 1 {
             return Err("DB_MAX_CONNS must be at least 1".into());
@@ -167,10 +205,17 @@ impl DbConfig {
         Ok(())
     }
 
+    /// The store's options. The store needs the URL itself, so this is where it leaves
+    /// its [`SecretString`].
     pub fn store_options(&self) -> crate::store::StoreOptions {
         let nonzero = |d: Dur| (!d.0.is_zero()).then_some(d.0);
         crate::store::StoreOptions {
-            database_url: self.database_url.clone().filter(|u| !u.trim().is_empty()),
+            database_url: self
+                .database_url
+                .as_ref()
+                .map(|u| u.expose_secret())
+                .filter(|u| !u.trim().is_empty())
+                .map(str::to_string),
             data_dir: self.data_dir.clone(),
             max_connections: self.db_max_conns,
             min_connections: self.db_min_conns,
@@ -324,7 +369,14 @@ pub struct ServeConfig {
         value_name = "BOOTSTRAP_ADMIN_KEY",
         hide_env_values = true
     )]
-    pub bootstrap_admin_key: Option<String>,
+    pub bootstrap_admin_key: Option<SecretString>,
+    /// A file holding BOOTSTRAP_ADMIN_KEY (its content, trimmed); instead of BOOTSTRAP_ADMIN_KEY.
+    #[arg(
+        long,
+        env = "BOOTSTRAP_ADMIN_KEY_FILE",
+        value_name = "BOOTSTRAP_ADMIN_KEY_FILE"
+    )]
+    pub bootstrap_admin_key_file: Option<PathBuf>,
     /// Do not apply migrations at start.
     #[arg(
         long,
@@ -410,8 +462,20 @@ pub struct WorkerConfig {
     )]
     pub trivy_path: PathBuf,
     /// Trivy server for client/server mode (`--server`).
-    #[arg(long, env = "TRIVY_SERVER_URL", value_name = "TRIVY_SERVER_URL")]
-    pub trivy_server_url: Option<String>,
+    #[arg(
+        long,
+        env = "TRIVY_SERVER_URL",
+        value_name = "TRIVY_SERVER_URL",
+        hide_env_values = true
+    )]
+    pub trivy_server_url: Option<SecretString>,
+    /// A file holding TRIVY_SERVER_URL (its content, trimmed); instead of TRIVY_SERVER_URL.
+    #[arg(
+        long,
+        env = "TRIVY_SERVER_URL_FILE",
+        value_name = "TRIVY_SERVER_URL_FILE"
+    )]
+    pub trivy_server_url_file: Option<PathBuf>,
     /// Longest a Trivy run may take; it is killed after that.
     #[arg(
         long,
@@ -453,6 +517,18 @@ pub struct WorkerConfig {
 }
 
 impl ServeConfig {
+    /// Read the `*_FILE` secrets: DATABASE_URL_FILE, TRIVY_SERVER_URL_FILE and
+    /// BOOTSTRAP_ADMIN_KEY_FILE.
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        self.db.read_secret_files()?;
+        self.worker.read_secret_files()?;
+        read_secret_file(
+            "BOOTSTRAP_ADMIN_KEY",
+            &mut self.bootstrap_admin_key,
+            self.bootstrap_admin_key_file.as_deref(),
+        )
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         self.db.validate()?;
         if self.cleanup_keep_per_image < 0 {
@@ -481,6 +557,7 @@ impl ServeConfig {
             return Err("RATE_LIMIT_BURST must be a number >= 0".into());
         }
         if let Some(k) = &self.bootstrap_admin_key {
+            let k = k.expose_secret();
             let ok = (20..=128).contains(&k.len())
                 && k.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
@@ -499,7 +576,7 @@ impl ServeConfig {
 
     /// `NAME=value` lines of the effective configuration, secrets masked.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
-        let db_url = match &self.db.database_url {
+        let db_url = match self.db.database_url.as_ref().map(|u| u.expose_secret()) {
             Some(u) if !u.trim().is_empty() => crate::redact::redact_url(u),
             _ => "(embedded SQLite)".into(),
         };
@@ -579,8 +656,8 @@ impl ServeConfig {
                 "TRIVY_SERVER_URL",
                 self.worker
                     .trivy_server_url
-                    .as_deref()
-                    .map(crate::redact::redact_url)
+                    .as_ref()
+                    .map(|u| crate::redact::redact_url(u.expose_secret()))
                     .unwrap_or_default(),
             ),
             ("TRIVY_TIMEOUT", self.worker.trivy_timeout.to_string()),
@@ -595,6 +672,24 @@ impl ServeConfig {
 }
 
 impl WorkerConfig {
+    /// Read TRIVY_SERVER_URL_FILE into TRIVY_SERVER_URL.
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        read_secret_file(
+            "TRIVY_SERVER_URL",
+            &mut self.trivy_server_url,
+            self.trivy_server_url_file.as_deref(),
+        )
+    }
+
+    /// The Trivy server's URL for the scanner, whose configuration takes a plain string.
+    pub fn exposed_trivy_server_url(&self) -> Option<String> {
+        self.trivy_server_url
+            .as_ref()
+            .map(|u| u.expose_secret())
+            .filter(|u| !u.trim().is_empty())
+            .map(str::to_string)
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.job_lease.0 < Duration::from_secs(1) {
             return Err("JOB_LEASE must be at least 1s".into());
@@ -635,5 +730,137 @@ mod tests {
         assert_eq!("10MB".parse::<ByteSize>().unwrap().0, 10_000_000);
         assert_eq!("1024".parse::<ByteSize>().unwrap().0, 1024);
         assert!("12 parsecs".parse::<ByteSize>().is_err());
+    }
+
+    fn serve(args: &[&str]) -> ServeConfig {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["scanvault", "serve"].iter().chain(args))
+            .unwrap_or_else(|e| panic!("{e}"));
+        match cli.command {
+            crate::cli::Command::Serve(cfg) => *cfg,
+            _ => unreachable!(),
+        }
+    }
+
+    const KEY: &str = "bootstrap-key-hunter2-0123456789";
+
+    #[test]
+    fn secrets_stay_out_of_debug_and_the_logged_configuration() {
+        let cfg = serve(&[
+            "--database-url",
+            "postgres://u:hunter2@db/scanvault",
+            "--trivy-server-url",
+            "http://trivy:hunter2@trivy:4954",
+            "--bootstrap-admin-key",
+            KEY,
+        ]);
+        cfg.validate().unwrap();
+        let debug = format!("{cfg:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("REDACTED"), "{debug}");
+        let described: Vec<String> = cfg
+            .describe()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let described = described.join("\n");
+        assert!(!described.contains("hunter2"), "{described}");
+        assert!(described.contains("DATABASE_URL=postgres://u:***@db/scanvault"));
+        assert!(described.contains("TRIVY_SERVER_URL=http://trivy:***@trivy:4954/"));
+        assert!(described.contains("BOOTSTRAP_ADMIN_KEY=***"));
+        // What leaves the secret on purpose: the store's and the scanner's options.
+        assert_eq!(
+            cfg.db.store_options().database_url.as_deref(),
+            Some("postgres://u:hunter2@db/scanvault")
+        );
+        assert_eq!(
+            cfg.worker.exposed_trivy_server_url().as_deref(),
+            Some("http://trivy:hunter2@trivy:4954")
+        );
+    }
+
+    #[test]
+    fn secret_files_are_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, content: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            path.display().to_string()
+        };
+        let (db, trivy, key) = (
+            file("db", "  postgres://u:p@db/scanvault\n"),
+            file("trivy", "http://trivy:4954\n\n"),
+            file("key", &format!("{KEY}\n")),
+        );
+        let mut cfg = serve(&[
+            "--database-url-file",
+            &db,
+            "--trivy-server-url-file",
+            &trivy,
+            "--bootstrap-admin-key-file",
+            &key,
+        ]);
+        cfg.read_secret_files().unwrap();
+        cfg.validate().unwrap();
+        let exposed = |s: &Option<SecretString>| s.as_ref().unwrap().expose_secret().to_string();
+        assert_eq!(exposed(&cfg.db.database_url), "postgres://u:p@db/scanvault");
+        assert_eq!(exposed(&cfg.worker.trivy_server_url), "http://trivy:4954");
+        assert_eq!(exposed(&cfg.bootstrap_admin_key), KEY);
+    }
+
+    #[test]
+    fn a_secret_and_its_file_together_are_an_error_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, KEY).unwrap();
+        let path = path.display().to_string();
+        for (value, file, name) in [
+            ("--database-url", "--database-url-file", "DATABASE_URL"),
+            (
+                "--trivy-server-url",
+                "--trivy-server-url-file",
+                "TRIVY_SERVER_URL",
+            ),
+            (
+                "--bootstrap-admin-key",
+                "--bootstrap-admin-key-file",
+                "BOOTSTRAP_ADMIN_KEY",
+            ),
+        ] {
+            let err = serve(&[value, KEY, file, &path])
+                .read_secret_files()
+                .unwrap_err();
+            assert_eq!(
+                err,
+                format!("both {name} and {name}_FILE are set; set only one")
+            );
+            assert!(!err.contains(KEY));
+        }
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_is_an_error_naming_the_variable_and_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing").display().to_string();
+        for (file, name) in [
+            ("--database-url-file", "DATABASE_URL_FILE"),
+            ("--trivy-server-url-file", "TRIVY_SERVER_URL_FILE"),
+            ("--bootstrap-admin-key-file", "BOOTSTRAP_ADMIN_KEY_FILE"),
+        ] {
+            let err = serve(&[file, &missing]).read_secret_files().unwrap_err();
+            assert!(
+                err.starts_with(&format!("{name}: cannot read {missing}: ")),
+                "{err}"
+            );
+        }
+        // A directory cannot be read as a file either.
+        let dir_path = dir.path().display().to_string();
+        let err = serve(&["--database-url-file", &dir_path])
+            .read_secret_files()
+            .unwrap_err();
+        assert!(
+            err.contains("DATABASE_URL_FILE") && err.contains(&dir_path),
+            "{err}"
+        );
     }
 }

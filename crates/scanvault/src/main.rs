@@ -24,36 +24,13 @@ fn disable_transparent_huge_pages() {
 #[cfg(not(target_os = "linux"))]
 fn disable_transparent_huge_pages() {}
 
-/// Secrets that may be given in files: `NAME_FILE=/path` sets `NAME` to the file's content.
-const FILE_SECRETS: &[&str] = &["DATABASE_URL", "TRIVY_SERVER_URL", "BOOTSTRAP_ADMIN_KEY"];
-
-fn load_file_secrets() -> Result<(), String> {
-    for name in FILE_SECRETS {
-        let file_var = format!("{name}_FILE");
-        let Some(path) = std::env::var_os(&file_var) else {
-            continue;
-        };
-        if std::env::var_os(name).is_some() {
-            return Err(format!("both {name} and {file_var} are set; set only one"));
-        }
-        let value = std::fs::read_to_string(&path).map_err(|e| {
-            format!(
-                "{file_var}: cannot read {}: {e}",
-                std::path::Path::new(&path).display()
-            )
-        })?;
-        std::env::set_var(name, value.trim());
-    }
-    Ok(())
-}
-
 fn main() -> std::process::ExitCode {
     disable_transparent_huge_pages();
-    if let Err(e) = load_file_secrets() {
+    let mut cli = Cli::parse();
+    if let Err(e) = cli.command.read_secret_files() {
         eprintln!("error: {e}");
         return std::process::ExitCode::from(2);
     }
-    let cli = Cli::parse();
     if let Command::Openapi = cli.command {
         println!("{}", scanvault::http::openapi_json());
         return std::process::ExitCode::SUCCESS;

@@ -5,6 +5,7 @@ use anyhow::Context;
 use chrono::Utc;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -242,7 +243,10 @@ impl Application {
         if cfg.auth_disabled {
             tracing::warn!("AUTH_DISABLED=true: every request is allowed without an API key; use this for local trials only");
         } else if cfg.role != Role::Worker {
-            let provided = cfg.bootstrap_admin_key.clone();
+            let provided = cfg
+                .bootstrap_admin_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_string());
             let from_config = provided.is_some();
             if let Some(key) = store
                 .keys()

@@ -12,8 +12,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use utoipa::ToSchema;
@@ -29,6 +31,19 @@ use crate::store::{from_micros, micros, Store, StoreError};
 /// How long a verified key is trusted without asking the database again. Revocations
 /// through this process take effect at once; through another replica within this time.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Most verified keys kept at once (past it, moka evicts those least likely to be used).
+const KEY_CACHE_CAPACITY: u64 = 10_000;
+
+/// How often keys whose rate-limit bucket is full again are dropped from the limiter. Such
+/// a key is indistinguishable from one never seen, so dropping it changes no answer; it
+/// only bounds the memory to the keys active in the last interval.
+const RATE_LIMIT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The longest span a bucket may cover (one request's period times the burst). governor
+/// counts time in u64 nanoseconds (584 years), so absurd settings (one request a century)
+/// are clamped to this rather than overflow.
+const RATE_LIMIT_MAX_WINDOW: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct AuthSettings {
@@ -48,71 +63,101 @@ impl Default for AuthSettings {
     }
 }
 
+impl AuthSettings {
+    /// The settings as a governor quota, or `None` when rate limiting is off (rate 0).
+    ///
+    /// The rate may be fractional (`0.5` is a request every 2 s), so the quota is built
+    /// from its period: one request is replenished every `1 / rate` seconds, at least 1 ns.
+    /// The burst is how many requests a key may make at once from a full bucket: its whole
+    /// part, at least 1 (a bucket of 2.5 tokens also served 2 requests before waiting).
+    /// Period × burst is kept within ten years, so absurd settings cannot overflow.
+    pub fn quota(&self) -> Option<Quota> {
+        let rate = self.rate_per_second;
+        if rate.is_nan() || rate <= 0.0 {
+            return None;
+        }
+        let period = Duration::try_from_secs_f64(rate.recip())
+            .unwrap_or(RATE_LIMIT_MAX_WINDOW)
+            .clamp(Duration::from_nanos(1), RATE_LIMIT_MAX_WINDOW);
+        let most = RATE_LIMIT_MAX_WINDOW.as_nanos() / period.as_nanos();
+        let burst = (self.burst.floor().max(1.0) as u128).min(most);
+        let burst =
+            NonZeroU32::new(u32::try_from(burst).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+        Quota::with_period(period).map(|q| q.allow_burst(burst))
+    }
+}
+
 /// Process-local authentication state.
 pub struct Auth {
     pub settings: AuthSettings,
-    cache: Mutex<HashMap<String, (KeyRow, Instant)>>,
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+    /// Verified keys by id, each trusted for [`KEY_CACHE_TTL`].
+    keys: moka::sync::Cache<String, KeyRow>,
+    /// One GCRA bucket per key id; `None` when rate limiting is off.
+    limiter: Option<DefaultKeyedRateLimiter<String>>,
+    /// When idle keys were last dropped from `limiter`.
+    swept_at: Mutex<Instant>,
 }
 
 impl Auth {
     pub fn new(settings: AuthSettings) -> Auth {
         Auth {
+            limiter: settings.quota().map(RateLimiter::keyed),
             settings,
-            cache: Mutex::new(HashMap::new()),
-            buckets: Mutex::new(HashMap::new()),
+            keys: moka::sync::Cache::builder()
+                .max_capacity(KEY_CACHE_CAPACITY)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
+            swept_at: Mutex::new(Instant::now()),
         }
     }
 
+    /// Stop trusting a cached key at once (it was revoked).
     fn forget(&self, id: &str) {
-        if let Ok(mut c) = self.cache.lock() {
-            c.remove(id);
-        }
+        self.keys.invalidate(id);
     }
 
     async fn key(&self, store: &Store, id: &str) -> Result<Option<KeyRow>, StoreError> {
-        if let Some((row, at)) = self.cache.lock().ok().and_then(|c| c.get(id).cloned()) {
-            if at.elapsed() < KEY_CACHE_TTL {
-                return Ok(Some(row));
-            }
+        if let Some(row) = self.keys.get(id) {
+            return Ok(Some(row));
         }
         let row = store.keys().find(id).await?;
-        if let (Some(r), Ok(mut c)) = (&row, self.cache.lock()) {
-            if c.len() > 10_000 {
-                c.clear();
-            }
-            c.insert(id.to_string(), (r.clone(), Instant::now()));
+        if let Some(r) = &row {
+            self.keys.insert(id.to_string(), r.clone());
         }
         Ok(row)
     }
 
-    /// Take one token from the key's bucket; `Err(seconds)` to wait when empty.
+    /// Take one request from the key's bucket; `Err(seconds)` to wait when empty (whole
+    /// seconds, at least 1, for `Retry-After`).
     fn take(&self, who: &str) -> Result<(), u64> {
-        let (rate, burst) = (self.settings.rate_per_second, self.settings.burst.max(1.0));
-        if rate <= 0.0 {
-            return Ok(());
-        }
-        let Ok(mut buckets) = self.buckets.lock() else {
+        let Some(limiter) = &self.limiter else {
             return Ok(());
         };
-        let now = Instant::now();
-        let b = buckets.entry(who.to_string()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - b.tokens) / rate).ceil().max(1.0) as u64)
+        self.sweep_if_due(limiter);
+        limiter.check_key(&who.to_string()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(limiter.clock().now());
+            (wait.as_secs_f64().ceil() as u64).max(1)
+        })
+    }
+
+    /// Drop the keys whose bucket is full again, at most once per
+    /// [`RATE_LIMIT_SWEEP_INTERVAL`]; the request that finds a sweep due makes it.
+    fn sweep_if_due(&self, limiter: &DefaultKeyedRateLimiter<String>) {
+        // Another request is checking or sweeping: it will do.
+        let Ok(mut swept_at) = self.swept_at.try_lock() else {
+            return;
+        };
+        if swept_at.elapsed() < RATE_LIMIT_SWEEP_INTERVAL {
+            return;
         }
+        *swept_at = Instant::now();
+        drop(swept_at);
+        Self::sweep(limiter);
+    }
+
+    fn sweep(limiter: &DefaultKeyedRateLimiter<String>) {
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
     }
 }
 
@@ -372,17 +417,111 @@ mod tests {
         assert!(!is_open("/metrics") && !is_open("/scans"));
     }
 
+    fn limited(rate_per_second: f64, burst: f64) -> Auth {
+        Auth::new(AuthSettings {
+            enabled: true,
+            rate_per_second,
+            burst,
+        })
+    }
+
     #[test]
     fn buckets_refill_and_say_how_long_to_wait() {
-        let a = Auth::new(AuthSettings {
-            enabled: true,
-            rate_per_second: 1.0,
-            burst: 2.0,
-        });
+        let a = limited(1.0, 2.0);
         assert!(a.take("k").is_ok());
         assert!(a.take("k").is_ok());
         assert_eq!(a.take("k"), Err(1));
         assert!(a.take("other").is_ok(), "buckets are per key");
+    }
+
+    #[test]
+    fn retry_after_is_in_whole_seconds() {
+        // One request every 4 s: the next one is 4 s away.
+        let a = limited(0.25, 1.0);
+        assert!(a.take("k").is_ok());
+        assert_eq!(a.take("k"), Err(4));
+        // Ten a second: 100 ms away, which is still "retry after 1 s".
+        let a = limited(10.0, 1.0);
+        assert!(a.take("k").is_ok());
+        assert_eq!(a.take("k"), Err(1));
+    }
+
+    #[test]
+    fn fractional_settings_map_to_a_period_and_a_whole_burst() {
+        let q = |rate, burst| {
+            AuthSettings {
+                enabled: true,
+                rate_per_second: rate,
+                burst,
+            }
+            .quota()
+        };
+        assert!(q(0.0, 10.0).is_none(), "0 turns rate limiting off");
+        let half = q(0.5, 2.5).unwrap();
+        assert_eq!(half.replenish_interval(), Duration::from_secs(2));
+        assert_eq!(half.burst_size().get(), 2);
+        assert_eq!(
+            q(100.0, 0.0).unwrap().burst_size().get(),
+            1,
+            "burst at least 1"
+        );
+        assert_eq!(
+            q(1e12, 1.0).unwrap().replenish_interval(),
+            Duration::from_nanos(1)
+        );
+        let slow = q(1e-300, 1e12).unwrap();
+        assert_eq!(slow.replenish_interval(), RATE_LIMIT_MAX_WINDOW);
+        assert_eq!(slow.burst_size().get(), 1);
+        let a = limited(1e-300, 1e12);
+        assert!(a.take("k").is_ok());
+        assert!(a.take("k").is_err());
+    }
+
+    #[test]
+    fn off_means_no_limit_and_no_state() {
+        let a = limited(0.0, 0.0);
+        assert!(a.limiter.is_none());
+        for _ in 0..1000 {
+            assert!(a.take("k").is_ok());
+        }
+    }
+
+    #[test]
+    fn idle_keys_are_evicted_and_limited_ones_kept() {
+        // One request every 200 ms: a key is idle again 200 ms after its request.
+        let a = limited(5.0, 1.0);
+        let limiter = a.limiter.as_ref().unwrap();
+        for i in 0..100 {
+            assert!(a.take(&format!("idle-{i}")).is_ok());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(a.take("busy").is_ok());
+        assert_eq!(limiter.len(), 101, "no sweep is due yet");
+        // Make one due: the idle keys go; the one that has just made a request stays.
+        *a.swept_at.lock().unwrap() -= RATE_LIMIT_SWEEP_INTERVAL;
+        let _ = a.take("busy");
+        assert_eq!(limiter.len(), 1);
+        assert!(a.swept_at.lock().unwrap().elapsed() < RATE_LIMIT_SWEEP_INTERVAL);
+    }
+
+    #[test]
+    fn a_forgotten_key_is_not_served_from_the_cache() {
+        let a = limited(0.0, 0.0);
+        let row = KeyRow {
+            id: "0123456789abcdef".into(),
+            name: String::new(),
+            role: "admin".into(),
+            salt: String::new(),
+            secret_hash: String::new(),
+            created_at: 0,
+            created_by: None,
+            expires_at: None,
+            revoked_at: None,
+        };
+        a.keys.insert(row.id.clone(), row.clone());
+        assert!(a.keys.get(&row.id).is_some());
+        a.forget(&row.id);
+        assert!(a.keys.get(&row.id).is_none());
     }
 
     #[test]

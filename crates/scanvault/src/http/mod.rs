@@ -230,33 +230,22 @@ async fn track_metrics(req: Request, next: Next) -> Response {
 
 /// A query string must decode to UTF-8 (axum would otherwise replace bad bytes silently).
 async fn reject_invalid_query(req: Request, next: Next) -> Response {
-    if let Some(q) = req.uri().query() {
-        if std::str::from_utf8(&percent_decode(q.as_bytes())).is_err() {
-            return ApiError::BadRequest(
-                "the query string is not valid UTF-8 once percent-decoded".into(),
-            )
-            .into_response();
-        }
+    if req.uri().query().is_some_and(|q| !decodes_to_utf8(q)) {
+        return ApiError::BadRequest(
+            "the query string is not valid UTF-8 once percent-decoded".into(),
+        )
+        .into_response();
     }
     next.run(req).await
 }
 
-fn percent_decode(b: &[u8]) -> Vec<u8> {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    out
+/// Whether a query string is UTF-8 once its `%XX` escapes are decoded. A `+` stands for a
+/// space in a query string; both are ASCII, so it needs no decoding for this question.
+/// An escape that is not one (`%zz`, a lone `%`) stays as written, as axum's decoder leaves it.
+fn decodes_to_utf8(query: &str) -> bool {
+    percent_encoding::percent_decode_str(query)
+        .decode_utf8()
+        .is_ok()
 }
 
 /// Logs 5xx errors once, with their full chain (never sent to the client).
@@ -271,4 +260,25 @@ async fn log_server_errors(req: Request, next: Next) -> Response {
 /// Used by handlers that need the state outside extractors.
 pub async fn state_of(State(s): State<AppState>) -> AppState {
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_must_decode_to_utf8() {
+        for ok in [
+            "a=b",
+            "q=caf%C3%A9",
+            "q=caf%c3%a9+au+lait",
+            "q=%zz&r=%",
+            "q=100%25",
+        ] {
+            assert!(decodes_to_utf8(ok), "{ok}");
+        }
+        for bad in ["q=%FF", "q=caf%C3", "q=%C3%28", "a=b&q=%80"] {
+            assert!(!decodes_to_utf8(bad), "{bad}");
+        }
+    }
 }

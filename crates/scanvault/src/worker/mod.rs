@@ -103,10 +103,7 @@ impl Runner {
         };
         let trivy = Trivy::new(TrivyConfig {
             path: cfg.trivy_path.clone(),
-            server_url: cfg
-                .trivy_server_url
-                .clone()
-                .filter(|s| !s.trim().is_empty()),
+            server_url: cfg.exposed_trivy_server_url(),
             timeout: cfg.trivy_timeout.0,
             cache_dir: cfg.trivy_cache_dir.clone(),
             extra_args,
