@@ -18,7 +18,8 @@
 #      --scans-per-image 3 --first-image 70000 --ndjson`, also measures re-scans moving
 #      their references to newer scans; `mixed`: as `ingest`, while READERS (4) clients
 #      request the five analytics endpoints in turn, whose latencies it prints too; the CPU
-#      per report then includes the reads).
+#      per report then includes the reads; `query`: no reports, the five analytics endpoints
+#      with 16 clients as bench/run.sh measures them).
 # Run it on a quiet machine and alternate the variants: runs of the same code differ by a
 # few percent on a quiet machine, and by up to a third on a noisy one (docs/benchmarks.md).
 set -euo pipefail
@@ -47,9 +48,6 @@ trap 'kill $SERVER 2>/dev/null || true; psql "$ADMIN_URL" -qc "DROP DATABASE IF 
 DATABASE_URL=$URL
 export DATABASE_URL
 start_server "$WORK/ab-$LABEL.log"
-# What autovacuum would do after the server's migrations (which may add tables or rewrite
-# rows) before the measurement: the same for every variant.
-psql "$URL" -qc "VACUUM ANALYZE"
 sleep 3   # start-up work (migrations check, pool warm-up) stays out of the CPU counters
 busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }   # user nice system irq softirq
 own() { awk '{print $14 + $15}' "/proc/$1/stat"; }                      # utime + stime
@@ -58,7 +56,12 @@ case ${MODE:-ingest} in
   ingest) POST=(ingest --prefix "ab-$LABEL-$$") ;;
   load) POST=(load) ;;
   mixed) POST=(mixed --prefix "ab-$LABEL-$$" --readers "${READERS:-4}" --to 2025-02-15T00:00:00Z) ;;
-  *) echo "MODE is ingest, load or mixed" >&2; exit 2 ;;
+  query)
+    # The analytics alone, as bench/run.sh's read phase: no reports are posted.
+    "$BENCH" query --url "http://127.0.0.1:$PORT" --clients 16 --seconds "${SECONDS_PER_ENDPOINT:-10}" \
+      --to 2025-02-15T00:00:00Z
+    exit 0 ;;
+  *) echo "MODE is ingest, load, mixed or query" >&2; exit 2 ;;
 esac
 /usr/bin/time -f '%U %S' -o "$WORK/ab-$LABEL.client" \
   "$BENCH" "${POST[@]}" --url "http://127.0.0.1:$PORT" --file "$FILE" --clients "$CLIENTS"

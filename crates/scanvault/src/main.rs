@@ -4,17 +4,16 @@ use clap::Parser;
 use scanvault::cli::{Cli, Command};
 use scanvault::config::Role;
 
-/// Ingest allocates and frees many short strings per report from several threads; glibc's
-/// allocator spent a fifth of the service's CPU on it (perf, docs/benchmarks.md).
+/// Ingest allocates and frees many short strings per report from several threads, which
+/// glibc's allocator serves slowly (ADR 0015).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc asks Linux for transparent huge pages, and the first touch of each one zeroes
-/// 2 MiB. Ingest keeps touching fresh ones (request bodies, JSON row sets): that was 13 % of
-/// the service's CPU on a 2,000-finding report, and without huge pages the service uses
-/// about 15–18 % less CPU per typical report (docs/benchmarks.md). This is what
-/// `MIMALLOC_ALLOW_THP=0` does; mimalloc reads that variable before `main`, so the flag is
-/// set here for the process instead. Pages mapped from now on are regular 4 KiB pages.
+/// 2 MiB; ingest keeps touching fresh ones (request bodies, row sets), so the service runs
+/// without them (ADR 0015). This is what `MIMALLOC_ALLOW_THP=0` does; mimalloc reads that
+/// variable before `main`, so the flag is set here for the process instead. Pages mapped
+/// from now on are regular 4 KiB pages.
 #[cfg(target_os = "linux")]
 fn disable_transparent_huge_pages() {
     // Fails only on kernels older than 3.15, where the default stays: nothing to handle.

@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::scans::{int_param, severity_param, text_param, truncate, ApiPath, ApiQuery};
+use super::params::{int_param, severity_param, text_param, truncate, ApiPath, ApiQuery};
 use super::AppState;
 use crate::store::analytics::{FleetFinding, FleetScope, FleetSummary, Interval, TopCve, DAY_US};
 use crate::store::{from_micros, micros};

@@ -23,7 +23,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::scans::{text_param, ApiPath};
+use super::params::{text_param, ApiPath};
 use super::{AppJson, AppState, Caller};
 use crate::store::keys::{split_key, KeyRow, NewKey, Role};
 use crate::store::{from_micros, micros, Store, StoreError};

@@ -13,7 +13,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::scans::{int_param, text_param, ApiPath, ApiQuery, MAX_OFFSET};
+use super::params::{int_param, text_param, ApiPath, ApiQuery};
+use super::scans::MAX_OFFSET;
 use super::{AppJson, AppState, Caller};
 use crate::store::from_micros;
 use crate::store::jobs::{Actor, AuditRow, JobError, JobRow, NewJob};
@@ -200,7 +201,7 @@ pub struct JobListParams {
 }
 
 fn parse_job_id(raw: &str) -> Result<String, ApiError> {
-    super::scans::parse_uuid("job", raw)
+    super::params::parse_uuid("job", raw)
 }
 
 fn job_response(status: StatusCode, job: JobRow) -> Response {

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod jobs;
+pub mod params;
 pub mod scans;
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};

@@ -2,11 +2,15 @@
 //! travel as one array per column, read by `unnest`, so a statement's text does not depend
 //! on the number of rows and is prepared once per connection.
 
-use scanvault_core::fleet::{self, ChainObs, Counts, FleetRow, FIXABLE, IMAGES};
-use scanvault_core::report::{Finding, FindingChanges, Severity, VulnerabilityDetail};
+use scanvault_core::fleet::{self, ChainObs, FleetRow, FIXABLE, IMAGES};
+use scanvault_core::report::{Finding, FindingChanges, VulnerabilityDetail};
 use sqlx::PgConnection;
 use std::collections::HashMap;
 
+use super::rows::{
+    chain_obs, count_columns, fleet_rows, read_version, source_columns, ChainRow, FindingColumns,
+    Found, ObsRow, RefRow, Written,
+};
 use crate::store::ingest::{
     newer_details, references_json, Finish, IngestTx, LockedRef, NewObservation, RowSource,
     StoredScan, TagRow,
@@ -50,11 +54,6 @@ const UPDATE_SCAN: &str = concatcp!(
 
 /// Record a tag; the tags as they were before (the `SELECT` sees the statement's snapshot).
 const RECORD_TAG: &str = concatcp!("WITH up AS (", sql::UPSERT_TAG, ") ", sql::SCAN_TAGS);
-
-const READ_VERSION: &str =
-    "SELECT vulnerability_ids, pkg_names, pkg_versions, fixed_versions, severities, \
-     statuses, pkg_types, classes, targets, pkg_paths, purls, cvss_scores FROM scan_findings \
-     WHERE scan_id = $1 AND version = $2";
 
 const CATALOG_STORED: &str = "SELECT id, modified_at FROM vulnerabilities WHERE id = ANY($1)";
 
@@ -147,224 +146,6 @@ const DELETE_SCANS: &str = "WITH f AS (DELETE FROM scan_findings WHERE scan_id =
 
 /// A transaction's connection, as the ingest sees it.
 pub(super) struct PgTx<'c>(pub &'c mut PgConnection);
-
-#[derive(sqlx::FromRow)]
-struct Found {
-    #[sqlx(flatten)]
-    row: ScanRow,
-    last_version: i64,
-}
-
-#[derive(sqlx::FromRow)]
-struct Written {
-    #[sqlx(flatten)]
-    row: ScanRow,
-    observation_id: i64,
-}
-
-/// One version of a scan's findings: one array per column, element *i* being finding *i*.
-#[derive(sqlx::FromRow)]
-struct VersionRow {
-    vulnerability_ids: Vec<String>,
-    pkg_names: Vec<String>,
-    pkg_versions: Vec<String>,
-    fixed_versions: Vec<Option<String>>,
-    severities: Vec<i64>,
-    statuses: Vec<Option<String>>,
-    pkg_types: Vec<Option<String>>,
-    classes: Vec<Option<String>>,
-    targets: Vec<Option<String>>,
-    pkg_paths: Vec<Option<String>>,
-    purls: Vec<Option<String>>,
-    cvss_scores: Vec<Option<f64>>,
-}
-
-impl VersionRow {
-    fn into_findings(self) -> Vec<Finding> {
-        let n = self.vulnerability_ids.len();
-        let mut out = Vec::with_capacity(n);
-        let mut cols = (
-            self.vulnerability_ids.into_iter(),
-            self.pkg_names.into_iter(),
-            self.pkg_versions.into_iter(),
-            self.fixed_versions.into_iter(),
-            self.severities.into_iter(),
-            self.statuses.into_iter(),
-            self.pkg_types.into_iter(),
-            self.classes.into_iter(),
-            self.targets.into_iter(),
-            self.pkg_paths.into_iter(),
-            self.purls.into_iter(),
-            self.cvss_scores.into_iter(),
-        );
-        for _ in 0..n {
-            out.push(Finding {
-                vulnerability_id: cols.0.next().unwrap_or_default(),
-                pkg_name: cols.1.next().unwrap_or_default(),
-                installed_version: cols.2.next().unwrap_or_default(),
-                fixed_version: cols.3.next().flatten(),
-                severity: Severity::from_rank(cols.4.next().unwrap_or_default()),
-                status: cols.5.next().flatten(),
-                pkg_type: cols.6.next().flatten(),
-                class: cols.7.next().flatten(),
-                target: cols.8.next().flatten(),
-                pkg_path: cols.9.next().flatten(),
-                purl: cols.10.next().flatten(),
-                title: None,
-                cvss_score: cols.11.next().flatten(),
-            });
-        }
-        out
-    }
-}
-
-/// The findings of one version of a scan's findings.
-pub(super) async fn read_version(
-    conn: &mut PgConnection,
-    scan_id: &str,
-    version: i64,
-) -> Result<Vec<Finding>, StoreError> {
-    let row: Option<VersionRow> = sqlx::query_as(READ_VERSION)
-        .bind(scan_id)
-        .bind(version)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(row.map(VersionRow::into_findings).unwrap_or_default())
-}
-
-/// A locked reference as returned by [`REF_COLUMNS`].
-#[derive(sqlx::FromRow)]
-struct RefRow {
-    id: i64,
-    image_tag: String,
-    scan_id: Option<String>,
-    version: Option<i64>,
-    observation_id: Option<i64>,
-    scanned_at: Option<i64>,
-    fixable: Option<i64>,
-    n_unknown: Option<i64>,
-    n_low: Option<i64>,
-    n_medium: Option<i64>,
-    n_high: Option<i64>,
-    n_critical: Option<i64>,
-}
-
-impl From<RefRow> for LockedRef {
-    fn from(r: RefRow) -> LockedRef {
-        let tip = r.scan_id.map(|scan_id| ChainObs {
-            id: r.observation_id.unwrap_or_default(),
-            scan_id,
-            version: r.version.unwrap_or(1),
-            scanned_at: r.scanned_at.unwrap_or_default(),
-            counts: fleet::image_counts(
-                r.fixable.unwrap_or_default(),
-                [r.n_unknown, r.n_low, r.n_medium, r.n_high, r.n_critical]
-                    .map(Option::unwrap_or_default),
-            ),
-        });
-        LockedRef {
-            id: r.id,
-            image_tag: r.image_tag,
-            tip,
-        }
-    }
-}
-
-/// An observation as [`sql::CHAIN_COLUMNS`] returns it, after the reference's number.
-type ChainRow = (i64, i64, String, i64, i64, i64, i64, i64, i64, i64, i64);
-/// The same without the reference.
-type ObsRow = (i64, String, i64, i64, i64, i64, i64, i64, i64, i64);
-
-fn chain_obs(
-    (id, scan_id, version, scanned_at, fixable, unk, low, med, high, crit): ObsRow,
-) -> ChainObs {
-    ChainObs {
-        id,
-        scan_id,
-        version,
-        scanned_at,
-        counts: fleet::image_counts(fixable, [unk, low, med, high, crit]),
-    }
-}
-
-fn fleet_rows(rows: Vec<(i64, String, i64, bool)>) -> Vec<FleetRow> {
-    rows.into_iter()
-        .map(|(ref_id, vulnerability_id, severity, fixable)| FleetRow {
-            ref_id,
-            vulnerability_id,
-            severity,
-            fixable,
-        })
-        .collect()
-}
-
-/// Row sources as three arrays.
-fn source_columns(sources: &[RowSource]) -> (Vec<i64>, Vec<&str>, Vec<i64>) {
-    (
-        sources.iter().map(|s| s.ref_id).collect(),
-        sources.iter().map(|s| s.scan_id.as_str()).collect(),
-        sources.iter().map(|s| s.version).collect(),
-    )
-}
-
-/// A set of counted rows as one array per count column: images, fixable, critical … unknown.
-fn count_columns<'a>(rows: impl Iterator<Item = &'a Counts> + Clone) -> [Vec<i64>; 7] {
-    let col = |i: usize| rows.clone().map(|c| c[i]).collect::<Vec<i64>>();
-    [
-        col(IMAGES),
-        col(FIXABLE),
-        col(fleet::sev_index(4)),
-        col(fleet::sev_index(3)),
-        col(fleet::sev_index(2)),
-        col(fleet::sev_index(1)),
-        col(fleet::sev_index(0)),
-    ]
-}
-
-/// A scan's findings as one array per column of `scan_findings` (and of the current fleet's
-/// rows, which are its first five and the severity).
-struct FindingColumns<'a> {
-    vulnerability_ids: Vec<&'a str>,
-    pkg_names: Vec<&'a str>,
-    pkg_versions: Vec<&'a str>,
-    fixed_versions: Vec<Option<&'a str>>,
-    severities: Vec<i64>,
-    statuses: Vec<Option<&'a str>>,
-    pkg_types: Vec<Option<&'a str>>,
-    classes: Vec<Option<&'a str>>,
-    targets: Vec<Option<&'a str>>,
-    pkg_paths: Vec<Option<&'a str>>,
-    purls: Vec<Option<&'a str>>,
-    cvss_scores: Vec<Option<f64>>,
-}
-
-impl<'a> FindingColumns<'a> {
-    fn of(findings: &'a [Finding]) -> FindingColumns<'a> {
-        FindingColumns {
-            vulnerability_ids: findings
-                .iter()
-                .map(|f| f.vulnerability_id.as_str())
-                .collect(),
-            pkg_names: findings.iter().map(|f| f.pkg_name.as_str()).collect(),
-            pkg_versions: findings
-                .iter()
-                .map(|f| f.installed_version.as_str())
-                .collect(),
-            fixed_versions: findings
-                .iter()
-                .map(|f| f.fixed_version.as_deref())
-                .collect(),
-            severities: findings.iter().map(|f| f.severity.rank()).collect(),
-            statuses: findings.iter().map(|f| f.status.as_deref()).collect(),
-            pkg_types: findings.iter().map(|f| f.pkg_type.as_deref()).collect(),
-            classes: findings.iter().map(|f| f.class.as_deref()).collect(),
-            targets: findings.iter().map(|f| f.target.as_deref()).collect(),
-            pkg_paths: findings.iter().map(|f| f.pkg_path.as_deref()).collect(),
-            purls: findings.iter().map(|f| f.purl.as_deref()).collect(),
-            cvss_scores: findings.iter().map(|f| f.cvss_score).collect(),
-        }
-    }
-}
 
 impl IngestTx for PgTx<'_> {
     async fn find_scan(

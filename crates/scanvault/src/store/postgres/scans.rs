@@ -6,7 +6,8 @@ use scanvault_core::report::Finding;
 use sqlx::PgConnection;
 use std::collections::HashMap;
 
-use super::ingest::{read_version, PgTx};
+use super::ingest::PgTx;
+use super::rows::read_version;
 use super::{jobs, PgStore};
 use crate::store::body::decompress;
 use crate::store::ingest::{self, retry_conflicts};

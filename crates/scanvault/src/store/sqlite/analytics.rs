@@ -634,7 +634,7 @@ async fn attach_catalog(
         sql::CATALOG_COLUMNS,
         " FROM vulnerabilities WHERE id IN (SELECT value FROM json_each($1))"
     ))
-    .bind(super::ingest::json(&ids)?)
+    .bind(super::rows::json(&ids)?)
     .fetch_all(&mut *conn)
     .await?;
     let mut found: HashMap<String, (Option<String>, Option<f64>)> =

@@ -4,24 +4,22 @@
 //! versions (migration `20261208000001`): a new version closes the rows it changes or drops
 //! and adds the rows it changes or brings.
 
-use scanvault_core::fleet::{self, ChainObs, Counts, FleetRow, FIXABLE, IMAGES};
-use scanvault_core::report::{Finding, FindingChanges, Severity, VulnerabilityDetail};
+use scanvault_core::fleet::{self, ChainObs, Counts, FleetRow, FIXABLE};
+use scanvault_core::report::{Finding, FindingChanges, VulnerabilityDetail};
 use serde::Serialize;
 use sqlx::SqliteConnection;
 use std::collections::HashMap;
 
+use super::rows::{
+    chain_obs, column_order, counted_json, findings_json, fleet_rows, json, read_version,
+    sources_json, CatalogJson, ChainRow, Found, ObsRow, RefRow,
+};
 use crate::store::ingest::{
     newer_details, references_json, Finish, IngestTx, LockedRef, NewObservation, RowSource,
     StoredScan, TagRow,
 };
 use crate::store::scans::{NewScan, ScanRow, ScanValues};
 use crate::store::{micros, sql, StoreError};
-
-/// The findings of version `$2` of scan `$1`.
-const READ_VERSION: &str =
-    "SELECT vulnerability_id, pkg_name, pkg_version, fixed_version, severity, status, \
-     pkg_type, class, target, pkg_path, purl, cvss_score FROM findings \
-     WHERE scan_id = $1 AND first_version <= $2 AND (last_version IS NULL OR last_version > $2)";
 
 const INSERT_TAG: &str =
     "INSERT INTO scan_tags (scan_id, image_name, image_tag, first_seen_at, observed_from) \
@@ -83,7 +81,7 @@ const COPY_ROWS: &str = const_format::concatcp!(
     " RETURNING ref_id, vulnerability_id, severity, fixed_version IS NOT NULL"
 );
 
-/// A finding of the JSON set `$1`, by the names of [`FindingJson`].
+/// A finding of the JSON set `$1`, by the names of [`super::rows::FindingJson`].
 const JSON_FINDINGS: &str = "(SELECT json_extract(value, '$.v') AS v, json_extract(value, '$.p') AS p, \
      json_extract(value, '$.iv') AS iv, json_extract(value, '$.fv') AS fv, json_extract(value, '$.sev') AS sev, \
      json_extract(value, '$.st') AS st, json_extract(value, '$.pt') AS pt, json_extract(value, '$.cl') AS cl, \
@@ -171,242 +169,6 @@ const DELETE_SCANS: &str = "DELETE FROM scans WHERE id IN (SELECT value FROM jso
 
 /// A transaction's connection, as the ingest sees it.
 pub(super) struct SqliteTx<'c>(pub &'c mut SqliteConnection);
-
-/// A set of rows as one JSON parameter.
-pub(super) fn json<T: Serialize + ?Sized>(rows: &T) -> Result<String, StoreError> {
-    serde_json::to_string(rows).map_err(|e| StoreError::Other(e.into()))
-}
-
-#[derive(sqlx::FromRow)]
-struct Found {
-    #[sqlx(flatten)]
-    row: ScanRow,
-    last_version: i64,
-}
-
-/// A finding as stored, with the names [`JSON_FINDINGS`] reads.
-#[derive(Serialize)]
-struct FindingJson<'a> {
-    v: &'a str,
-    p: &'a str,
-    iv: &'a str,
-    fv: Option<&'a str>,
-    sev: i64,
-    st: Option<&'a str>,
-    pt: Option<&'a str>,
-    cl: Option<&'a str>,
-    tg: Option<&'a str>,
-    pp: Option<&'a str>,
-    pu: Option<&'a str>,
-    cv: Option<f64>,
-}
-
-impl<'a> FindingJson<'a> {
-    fn of(f: &'a Finding) -> FindingJson<'a> {
-        FindingJson {
-            v: &f.vulnerability_id,
-            p: &f.pkg_name,
-            iv: &f.installed_version,
-            fv: f.fixed_version.as_deref(),
-            sev: f.severity.rank(),
-            st: f.status.as_deref(),
-            pt: f.pkg_type.as_deref(),
-            cl: f.class.as_deref(),
-            tg: f.target.as_deref(),
-            pp: f.pkg_path.as_deref(),
-            pu: f.purl.as_deref(),
-            cv: f.cvss_score,
-        }
-    }
-}
-
-fn findings_json(findings: &[Finding]) -> Result<String, StoreError> {
-    json(&findings.iter().map(FindingJson::of).collect::<Vec<_>>())
-}
-
-/// A catalog entry, with the names [`CATALOG_INSERT`] reads.
-#[derive(Serialize)]
-struct CatalogJson<'a> {
-    id: &'a str,
-    title: Option<&'a str>,
-    description: Option<&'a str>,
-    severity: i64,
-    cvss_score: Option<f64>,
-    cvss_vector: Option<&'a str>,
-    primary_url: Option<&'a str>,
-    refs: String,
-    published_at: Option<i64>,
-    modified_at: Option<i64>,
-}
-
-/// A finding as [`READ_VERSION`] returns it.
-#[derive(sqlx::FromRow)]
-struct FindingRow {
-    vulnerability_id: String,
-    pkg_name: String,
-    pkg_version: String,
-    fixed_version: Option<String>,
-    severity: i64,
-    status: Option<String>,
-    pkg_type: Option<String>,
-    class: Option<String>,
-    target: Option<String>,
-    pkg_path: Option<String>,
-    purl: Option<String>,
-    cvss_score: Option<f64>,
-}
-
-impl From<FindingRow> for Finding {
-    fn from(r: FindingRow) -> Finding {
-        Finding {
-            vulnerability_id: r.vulnerability_id,
-            pkg_name: r.pkg_name,
-            installed_version: r.pkg_version,
-            fixed_version: r.fixed_version,
-            severity: Severity::from_rank(r.severity),
-            status: r.status,
-            pkg_type: r.pkg_type,
-            class: r.class,
-            target: r.target,
-            pkg_path: r.pkg_path,
-            purl: r.purl,
-            title: None,
-            cvss_score: r.cvss_score,
-        }
-    }
-}
-
-/// The findings of one version of a scan's findings.
-pub(super) async fn read_version(
-    conn: &mut SqliteConnection,
-    scan_id: &str,
-    version: i64,
-) -> Result<Vec<Finding>, StoreError> {
-    let rows: Vec<FindingRow> = sqlx::query_as(READ_VERSION)
-        .bind(scan_id)
-        .bind(version)
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(rows.into_iter().map(Finding::from).collect())
-}
-
-/// A locked reference as returned by [`REF_COLUMNS`].
-#[derive(sqlx::FromRow)]
-struct RefRow {
-    id: i64,
-    image_tag: String,
-    scan_id: Option<String>,
-    version: Option<i64>,
-    observation_id: Option<i64>,
-    scanned_at: Option<i64>,
-    fixable: Option<i64>,
-    n_unknown: Option<i64>,
-    n_low: Option<i64>,
-    n_medium: Option<i64>,
-    n_high: Option<i64>,
-    n_critical: Option<i64>,
-}
-
-impl From<RefRow> for LockedRef {
-    fn from(r: RefRow) -> LockedRef {
-        let tip = r.scan_id.map(|scan_id| ChainObs {
-            id: r.observation_id.unwrap_or_default(),
-            scan_id,
-            version: r.version.unwrap_or(1),
-            scanned_at: r.scanned_at.unwrap_or_default(),
-            counts: fleet::image_counts(
-                r.fixable.unwrap_or_default(),
-                [r.n_unknown, r.n_low, r.n_medium, r.n_high, r.n_critical]
-                    .map(Option::unwrap_or_default),
-            ),
-        });
-        LockedRef {
-            id: r.id,
-            image_tag: r.image_tag,
-            tip,
-        }
-    }
-}
-
-/// An observation as [`sql::CHAIN_COLUMNS`] returns it, after the reference's number.
-type ChainRow = (i64, i64, String, i64, i64, i64, i64, i64, i64, i64, i64);
-/// The same without the reference.
-type ObsRow = (i64, String, i64, i64, i64, i64, i64, i64, i64, i64);
-
-fn chain_obs(
-    (id, scan_id, version, scanned_at, fixable, unk, low, med, high, crit): ObsRow,
-) -> ChainObs {
-    ChainObs {
-        id,
-        scan_id,
-        version,
-        scanned_at,
-        counts: fleet::image_counts(fixable, [unk, low, med, high, crit]),
-    }
-}
-
-fn fleet_rows(rows: Vec<(i64, String, i64, bool)>) -> Vec<FleetRow> {
-    rows.into_iter()
-        .map(|(ref_id, vulnerability_id, severity, fixable)| FleetRow {
-            ref_id,
-            vulnerability_id,
-            severity,
-            fixable,
-        })
-        .collect()
-}
-
-/// Row sources as one JSON set of `{r, s, v}`.
-fn sources_json(sources: &[RowSource]) -> Result<String, StoreError> {
-    #[derive(Serialize)]
-    struct Source<'a> {
-        r: i64,
-        s: &'a str,
-        v: i64,
-    }
-    json(
-        &sources
-            .iter()
-            .map(|s| Source {
-                r: s.ref_id,
-                s: &s.scan_id,
-                v: s.version,
-            })
-            .collect::<Vec<_>>(),
-    )
-}
-
-/// Counts in the order of the count columns (images, fixable, critical … unknown).
-fn column_order(c: &Counts) -> [i64; 7] {
-    [
-        c[IMAGES],
-        c[FIXABLE],
-        c[fleet::sev_index(4)],
-        c[fleet::sev_index(3)],
-        c[fleet::sev_index(2)],
-        c[fleet::sev_index(1)],
-        c[fleet::sev_index(0)],
-    ]
-}
-
-/// Counted rows as one JSON set of `{k, c}`.
-fn counted_json<K: Serialize>(
-    rows: impl Iterator<Item = (K, Counts)>,
-) -> Result<String, StoreError> {
-    #[derive(Serialize)]
-    struct Counted<K> {
-        k: K,
-        c: [i64; 7],
-    }
-    json(
-        &rows
-            .map(|(k, c)| Counted {
-                k,
-                c: column_order(&c),
-            })
-            .collect::<Vec<_>>(),
-    )
-}
 
 impl IngestTx for SqliteTx<'_> {
     async fn find_scan(

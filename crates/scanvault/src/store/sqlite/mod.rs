@@ -6,6 +6,7 @@ mod analytics;
 mod ingest;
 mod jobs;
 mod keys;
+mod rows;
 mod scans;
 
 use anyhow::Context;

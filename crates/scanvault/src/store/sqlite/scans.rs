@@ -6,7 +6,8 @@ use scanvault_core::report::Finding;
 use sqlx::SqliteConnection;
 use std::collections::HashMap;
 
-use super::ingest::{read_version, SqliteTx};
+use super::ingest::SqliteTx;
+use super::rows::read_version;
 use super::{jobs, SqliteStore};
 use crate::store::body::decompress;
 use crate::store::ingest::{self, retry_conflicts};
@@ -178,7 +179,7 @@ async fn attach_tags(conn: &mut SqliteConnection, scans: &mut [ScanRow]) -> Resu
     }
     let ids: Vec<&str> = scans.iter().map(|s| s.id.as_str()).collect();
     let rows: Vec<(String, String, i64)> = sqlx::query_as(TAGS_OF)
-        .bind(super::ingest::json(&ids)?)
+        .bind(super::rows::json(&ids)?)
         .fetch_all(&mut *conn)
         .await?;
     let mut by_id: HashMap<String, Vec<(i64, String)>> = HashMap::new();
