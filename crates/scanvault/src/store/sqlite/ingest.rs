@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use super::rows::{
     chain_obs, column_order, counted_json, findings_json, fleet_rows, json, read_version,
-    sources_json, CatalogJson, ChainRow, Found, ObsRow, RefRow,
+    sources_json, CatalogJson, ChainRow, Found, ObsRow, OpenRow, RefRow,
 };
 use crate::store::ingest::{
     newer_details, references_json, Finish, IngestTx, LockedRef, NewObservation, RowSource,
@@ -81,40 +81,24 @@ const COPY_ROWS: &str = const_format::concatcp!(
     " RETURNING ref_id, vulnerability_id, severity, fixed_version IS NOT NULL"
 );
 
-/// A finding of the JSON set `$1`, by the names of [`super::rows::FindingJson`].
-const JSON_FINDINGS: &str = "(SELECT json_extract(value, '$.v') AS v, json_extract(value, '$.p') AS p, \
-     json_extract(value, '$.iv') AS iv, json_extract(value, '$.fv') AS fv, json_extract(value, '$.sev') AS sev, \
-     json_extract(value, '$.st') AS st, json_extract(value, '$.pt') AS pt, json_extract(value, '$.cl') AS cl, \
-     json_extract(value, '$.tg') AS tg, json_extract(value, '$.pp') AS pp, json_extract(value, '$.pu') AS pu, \
-     json_extract(value, '$.cv') AS cv FROM json_each($1))";
+/// The open rows of scan `$1` (those of its newest version), with their row ids.
+const OPEN_ROWS: &str =
+    "SELECT rowid, vulnerability_id, pkg_name, pkg_version, fixed_version, severity, \
+     status, pkg_type, class, target, pkg_path, purl, cvss_score FROM findings \
+     WHERE scan_id = $1 AND last_version IS NULL";
 
-/// Whether an open row of scan `$2` stores finding `x` (`IS`: NULL-safe equality).
-const SAME_FINDING: &str = "f.scan_id = $2 AND f.last_version IS NULL AND f.vulnerability_id = x.v \
-     AND f.pkg_name = x.p AND f.pkg_version = x.iv AND f.fixed_version IS x.fv AND f.severity = x.sev \
-     AND f.status IS x.st AND f.pkg_type IS x.pt AND f.class IS x.cl AND f.target IS x.tg \
-     AND f.pkg_path IS x.pp AND f.purl IS x.pu AND f.cvss_score IS x.cv";
+/// Close the rows `$1` (row ids) at version `$2`.
+const CLOSE_ROWS: &str =
+    "UPDATE findings SET last_version = $2 WHERE rowid IN (SELECT value FROM json_each($1))";
 
-/// Version `$3` of scan `$2` is the set `$1`: the open rows (the version before it, the
-/// newest) that it does not store the same are closed…
-const CLOSE_CHANGED: &str = const_format::concatcp!(
-    "UPDATE findings AS f SET last_version = $3 WHERE f.scan_id = $2 AND f.last_version IS NULL \
-     AND NOT EXISTS (SELECT 1 FROM ",
-    JSON_FINDINGS,
-    " x WHERE ",
-    SAME_FINDING,
-    ")"
-);
-
-/// … and its findings no open row stores are added.
-const ADD_CHANGED: &str = const_format::concatcp!(
-    "INSERT INTO findings (scan_id, vulnerability_id, pkg_name, pkg_version, first_version, last_version, \
-     fixed_version, severity, status, pkg_type, class, target, pkg_path, purl, cvss_score) \
-     SELECT $2, x.v, x.p, x.iv, $3, NULL, x.fv, x.sev, x.st, x.pt, x.cl, x.tg, x.pp, x.pu, x.cv FROM ",
-    JSON_FINDINGS,
-    " x WHERE NOT EXISTS (SELECT 1 FROM findings f WHERE ",
-    SAME_FINDING,
-    ")"
-);
+/// Add the findings `$1` (by the names of [`super::rows::FindingJson`]) to scan `$2`, valid
+/// from version `$3`.
+const ADD_ROWS: &str = "INSERT INTO findings (scan_id, vulnerability_id, pkg_name, pkg_version, first_version, \
+     last_version, fixed_version, severity, status, pkg_type, class, target, pkg_path, purl, cvss_score) \
+     SELECT $2, json_extract(value, '$.v'), json_extract(value, '$.p'), json_extract(value, '$.iv'), $3, NULL, \
+     json_extract(value, '$.fv'), json_extract(value, '$.sev'), json_extract(value, '$.st'), \
+     json_extract(value, '$.pt'), json_extract(value, '$.cl'), json_extract(value, '$.tg'), \
+     json_extract(value, '$.pp'), json_extract(value, '$.pu'), json_extract(value, '$.cv') FROM json_each($1)";
 
 const UPSERT_REPORT: &str =
     "INSERT INTO scan_reports (scan_id, encoding, size_bytes, sha256, body) \
@@ -513,10 +497,47 @@ impl IngestTx for SqliteTx<'_> {
     async fn finish(&mut self, w: &Finish<'_>) -> Result<(), StoreError> {
         let conn = &mut *self.0;
         if let Some(v) = &w.version {
-            let set = findings_json(v.findings)?;
-            for statement in [CLOSE_CHANGED, ADD_CHANGED] {
-                sqlx::query(statement)
-                    .bind(&set)
+            // Version `v.version` is the set `v.findings`: the open rows it does not store the
+            // same are closed, and its findings no open row stores are added. Compared here by
+            // key, not in SQL: a join over a JSON set has no index, and is quadratic.
+            let open: Vec<OpenRow> = sqlx::query_as(OPEN_ROWS)
+                .bind(v.scan_id)
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut open: HashMap<(String, String, String), (i64, Finding)> = open
+                .into_iter()
+                .map(|r| {
+                    let f = Finding::from(r.finding);
+                    let key = (
+                        f.vulnerability_id.clone(),
+                        f.pkg_name.clone(),
+                        f.installed_version.clone(),
+                    );
+                    (key, (r.rowid, f))
+                })
+                .collect();
+            let mut added = Vec::new();
+            for f in v.findings {
+                let (a, b, c) = f.key();
+                let key = (a.to_owned(), b.to_owned(), c.to_owned());
+                match open.get(&key) {
+                    Some((_, stored)) if stored.stores_same(f) => {
+                        open.remove(&key);
+                    }
+                    _ => added.push(f),
+                }
+            }
+            let closed: Vec<i64> = open.into_values().map(|(rowid, _)| rowid).collect();
+            if !closed.is_empty() {
+                sqlx::query(CLOSE_ROWS)
+                    .bind(json(&closed)?)
+                    .bind(v.version)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            if !added.is_empty() {
+                sqlx::query(ADD_ROWS)
+                    .bind(findings_json(added)?)
                     .bind(v.scan_id)
                     .bind(v.version)
                     .execute(&mut *conn)
@@ -569,7 +590,7 @@ impl IngestTx for SqliteTx<'_> {
         if let Some((refs, findings)) = &w.rows {
             sqlx::query(INSERT_ROWS)
                 .bind(json(refs)?)
-                .bind(findings_json(findings)?)
+                .bind(findings_json(*findings)?)
                 .execute(&mut *conn)
                 .await?;
         }

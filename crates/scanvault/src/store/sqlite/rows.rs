@@ -28,7 +28,7 @@ pub(super) struct Found {
     pub(super) last_version: i64,
 }
 
-/// A finding as stored, with the names [`JSON_FINDINGS`] reads.
+/// A finding as stored, with the names `ADD_ROWS` (in the ingest) reads.
 #[derive(Serialize)]
 pub(super) struct FindingJson<'a> {
     pub(super) v: &'a str,
@@ -64,8 +64,15 @@ impl<'a> FindingJson<'a> {
     }
 }
 
-pub(super) fn findings_json(findings: &[Finding]) -> Result<String, StoreError> {
-    json(&findings.iter().map(FindingJson::of).collect::<Vec<_>>())
+pub(super) fn findings_json<'a>(
+    findings: impl IntoIterator<Item = &'a Finding>,
+) -> Result<String, StoreError> {
+    json(
+        &findings
+            .into_iter()
+            .map(FindingJson::of)
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// A catalog entry, with the names [`CATALOG_INSERT`] reads.
@@ -81,6 +88,14 @@ pub(super) struct CatalogJson<'a> {
     pub(super) refs: String,
     pub(super) published_at: Option<i64>,
     pub(super) modified_at: Option<i64>,
+}
+
+/// An open finding row with its row id.
+#[derive(sqlx::FromRow)]
+pub(super) struct OpenRow {
+    pub(super) rowid: i64,
+    #[sqlx(flatten)]
+    pub(super) finding: FindingRow,
 }
 
 /// A finding as [`READ_VERSION`] returns it.
