@@ -216,6 +216,11 @@ impl Interval {
         }
     }
 
+    /// Start (microseconds) of the bucket holding `t` (microseconds).
+    pub fn bucket_start(self, t: i64) -> i64 {
+        self.bucket_start_day(day_of(t)) * DAY_US
+    }
+
     pub fn days(self) -> i64 {
         match self {
             Interval::Day => 1,

@@ -125,14 +125,20 @@ fn familiar_ref(r: &str) -> String {
     }
 }
 
-/// A container image reference rather than a path: no whitespace, not a file path
-/// (`./x`, `/x`, `x.tar.gz`) and not `.`.
+/// A container image reference (`alpine:3.19`, `localhost:5000/app:v2`, `nginx@sha256:…`)
+/// rather than a path or an archive: only the characters of a reference, not starting like
+/// a path (`.`, `./x`, `/x`), not an archive file (`x.tar`, `x.tar.gz`, `x.tgz`, `x.zip`).
+/// The original service split such names into name and tag too.
 fn looks_like_image_reference(a: &str) -> bool {
+    let archive = [".tar", ".tar.gz", ".tgz", ".zip"]
+        .iter()
+        .any(|ext| a.to_ascii_lowercase().ends_with(ext));
     !a.is_empty()
-        && !a.contains(char::is_whitespace)
         && !a.starts_with('.')
         && !a.starts_with('/')
-        && a.contains('@')
+        && !archive
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c))
 }
 
 #[cfg(test)]
@@ -228,5 +234,30 @@ mod tests {
         let id = identify(Some("x.tar.gz"), true, &[], &[]);
         assert_eq!(id.name.as_deref(), Some("x.tar.gz"));
         assert_eq!(id.tag, None);
+    }
+
+    /// Without `ArtifactType` or `Metadata`, a reference-shaped `ArtifactName` is split into
+    /// name and tag as the original service's parser did; paths and archives are kept whole.
+    #[test]
+    fn a_bare_reference_splits_like_the_original() {
+        for (artifact, name, tag) in [
+            ("alpine:3.19", "alpine", Some("3.19")),
+            ("busybox:latest", "busybox", Some("latest")),
+            (
+                "localhost:5000/myapp:v2",
+                "localhost:5000/myapp",
+                Some("v2"),
+            ),
+            ("docker.io/library/nginx:1.25", "nginx", Some("1.25")),
+            ("myimage", "myimage", None),
+            ("./rootfs", "./rootfs", None),
+            ("/srv/app", "/srv/app", None),
+            ("backup.tar", "backup.tar", None),
+            ("my image:1", "my image:1", None),
+        ] {
+            let id = identify(Some(artifact), false, &[], &[]);
+            assert_eq!(id.name.as_deref(), Some(name), "{artifact}");
+            assert_eq!(id.tag.as_deref(), tag, "{artifact}");
+        }
     }
 }

@@ -242,6 +242,29 @@ pub struct ParsedReport {
     pub vulnerability_entries: usize,
     /// Number of Result objects.
     pub results: usize,
+    /// Vulnerability entries left out (the rest of the report is stored), by reason.
+    pub skipped: Vec<SkippedEntries>,
+}
+
+/// Vulnerability entries of a report left out for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedEntries {
+    /// Why, e.g. `no VulnerabilityID`.
+    pub reason: String,
+    pub count: usize,
+    /// Where the first one was (`Results[0].Vulnerabilities[3]`).
+    pub first_at: String,
+}
+
+impl SkippedEntries {
+    /// `2 vulnerability entries skipped (no VulnerabilityID), the first at Results[0]…`.
+    pub fn message(&self) -> String {
+        let entries = if self.count == 1 { "entry" } else { "entries" };
+        format!(
+            "{} vulnerability {entries} skipped ({}), the first at {}",
+            self.count, self.reason, self.first_at
+        )
+    }
 }
 
 impl ParsedReport {

@@ -12,7 +12,8 @@
 
 use crate::image::{identify, split_reference};
 use crate::report::{
-    Finding, ImageIdentity, ParsedReport, ReportFormat, Severity, VulnerabilityDetail,
+    Finding, ImageIdentity, ParsedReport, ReportFormat, Severity, SkippedEntries,
+    VulnerabilityDetail,
 };
 use chrono::{DateTime, Utc};
 use serde::de::IgnoredAny;
@@ -312,6 +313,10 @@ struct TVuln<'a> {
     pkg_identifier: Option<PkgIdentifier<'a>>,
     #[serde(borrow)]
     installed_version: Text<'a>,
+    /// The original service's request schema named the installed version `PkgVersion`;
+    /// read when `InstalledVersion` is absent or empty.
+    #[serde(borrow)]
+    pkg_version: Text<'a>,
     #[serde(borrow)]
     fixed_version: Text<'a>,
     #[serde(borrow)]
@@ -451,6 +456,7 @@ fn parse_object(body: &str) -> Result<ParsedReport, ParseError> {
         vulnerabilities: vec![],
         vulnerability_entries: 0,
         results: results.len(),
+        skipped: vec![],
     }))
 }
 
@@ -492,6 +498,7 @@ fn parse_legacy(body: &str) -> Result<ParsedReport, ParseError> {
         vulnerabilities: vec![],
         vulnerability_entries: 0,
         results: results.len(),
+        skipped: vec![],
     }))
 }
 
@@ -512,6 +519,9 @@ fn split_target(target: &str) -> (Option<String>, Option<(String, String)>) {
 
 // ----------------------------------------------------------------------------- findings
 
+/// Why an entry without a vulnerability id is left out.
+pub const NO_VULNERABILITY_ID: &str = "no VulnerabilityID";
+
 /// Findings and catalog entries of a report, de-duplicated on keys borrowed from the
 /// parsed document (`'d`).
 #[derive(Default)]
@@ -521,6 +531,8 @@ struct Accumulator<'d> {
     vulns: Vec<VulnerabilityDetail>,
     vuln_index: HashMap<&'d str, usize>,
     entries: usize,
+    /// Entries left out, by reason: where the first of each was.
+    skipped: Vec<SkippedEntries>,
 }
 
 impl<'d> Accumulator<'d> {
@@ -544,12 +556,16 @@ impl<'d> Accumulator<'d> {
         let at = || format!("Results[{ri}].Vulnerabilities[{vi}]");
         let id = v.vulnerability_id.as_deref().map(str::trim).unwrap_or("");
         if id.is_empty() {
-            return Err(ParseError::Invalid {
-                message: format!("at {}: VulnerabilityID is missing or empty", at()),
-            });
+            // Nothing identifies the finding: the rest of the report is still stored.
+            self.skip(NO_VULNERABILITY_ID, at());
+            return Ok(());
         }
         let pkg = v.pkg_name.as_deref().unwrap_or("").trim();
-        let ver = v.installed_version.as_deref().unwrap_or("").trim();
+        let ver = [&v.installed_version, &v.pkg_version]
+            .into_iter()
+            .filter_map(|t| t.as_deref().map(str::trim))
+            .find(|t| !t.is_empty())
+            .unwrap_or("");
         for (field, value) in [
             ("VulnerabilityID", id),
             ("PkgName", pkg),
@@ -656,10 +672,22 @@ impl<'d> Accumulator<'d> {
         Ok(())
     }
 
+    fn skip(&mut self, reason: &str, at: String) {
+        match self.skipped.iter_mut().find(|s| s.reason == reason) {
+            Some(s) => s.count += 1,
+            None => self.skipped.push(SkippedEntries {
+                reason: reason.to_string(),
+                count: 1,
+                first_at: at,
+            }),
+        }
+    }
+
     fn finish(self, mut report: ParsedReport) -> ParsedReport {
         report.findings = self.findings;
         report.vulnerabilities = self.vulns;
         report.vulnerability_entries = self.entries;
+        report.skipped = self.skipped;
         report
     }
 }

@@ -5,15 +5,12 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use scanvault_core::report::Severity;
+use scanvault_core::report::{ParsedReport, Severity};
 use scanvault_core::trivy::{self, ParseError};
 
 use crate::store::jobs::{JobCompletion, JobError};
 use crate::store::scans::{IngestOutcome, NewScan, ScanSource};
 use crate::store::{Store, StoreError, StoredBody};
-
-/// Image name used when neither the report nor the request names the image.
-pub const UNNAMED_IMAGE: &str = "unknown";
 
 #[derive(Debug, Clone, Default)]
 pub struct IngestOverrides {
@@ -34,6 +31,10 @@ pub enum IngestError {
     Parse(#[from] ParseError),
     #[error("the report has {found} findings; at most {max} are accepted per report (MAX_FINDINGS_PER_REPORT)")]
     TooManyFindings { found: usize, max: usize },
+    /// Neither the report (`ArtifactName`, `Metadata.RepoTags`, a legacy report's first
+    /// `Target`) nor the request names the image. The original service's message.
+    #[error("could not determine image_name from payload; provide ?image=<name> query param")]
+    NoImage,
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The report completes a scan job, and the job is no longer this attempt's.
@@ -73,7 +74,7 @@ pub fn build_new_scan(
         .image
         .clone()
         .or_else(|| report.image.name.clone())
-        .unwrap_or_else(|| UNNAMED_IMAGE.to_string());
+        .ok_or(IngestError::NoImage)?;
     let image_tag = overrides
         .tag
         .clone()
@@ -101,6 +102,13 @@ pub fn build_new_scan(
     })
 }
 
+/// A stored report: what the store did, and the report as parsed.
+#[derive(Debug)]
+pub struct Ingested {
+    pub outcome: IngestOutcome,
+    pub report: ParsedReport,
+}
+
 /// Store one report: parse and compress it (CPU work, off the async threads and side by
 /// side: a large report is ready in about half the time on two cores), then store it in a
 /// task of its own, which runs to completion even if the caller goes away.
@@ -112,7 +120,7 @@ pub async fn ingest(
     source: ScanSource,
     created_by: Option<String>,
     job: Option<JobCompletion>,
-) -> Result<IngestOutcome, IngestError> {
+) -> Result<Ingested, IngestError> {
     let settings = settings.clone();
     let body = raw.clone();
     let parsed = tokio::task::spawn_blocking(move || {
@@ -125,10 +133,13 @@ pub async fn ingest(
     let body = stored.map_err(failed)??;
     new.created_by = created_by;
     let store = store.clone();
-    let outcome =
-        tokio::spawn(async move { store.scans().ingest(&new, &body, job.as_ref()).await })
-            .await
-            .map_err(failed)??;
+    let (outcome, report) = tokio::spawn(async move {
+        let outcome = store.scans().ingest(&new, &body, job.as_ref()).await;
+        (outcome, new.report)
+    })
+    .await
+    .map_err(failed)?;
+    let outcome = outcome?;
     let result = if outcome.created {
         "created"
     } else {
@@ -138,5 +149,5 @@ pub async fn ingest(
         .increment(1);
     metrics::counter!("scanvault_ingest_findings_written_total")
         .increment((outcome.findings_added + outcome.findings_removed) as u64);
-    Ok(outcome)
+    Ok(Ingested { outcome, report })
 }

@@ -148,7 +148,7 @@ pub async fn ingest_files(args: IngestArgs) -> anyhow::Result<()> {
             None,
         )
         .await;
-        match result {
+        match result.map(|i| i.outcome) {
             Ok(o) => println!(
                 "{}\t{}\t{}:{}\t{} findings\t{}",
                 path.display(),

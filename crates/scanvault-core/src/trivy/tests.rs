@@ -216,9 +216,45 @@ fn legacy_target_gives_name_and_os() {
 }
 
 #[test]
-fn missing_vulnerability_id_is_invalid() {
-    let body = br#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"PkgName":"p"}]}]}"#;
-    assert!(matches!(parse(body), Err(ParseError::Invalid { .. })));
+fn entries_without_a_vulnerability_id_are_skipped_and_counted() {
+    let body = br#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[
+        {"VulnerabilityID":"CVE-1","PkgName":"a","InstalledVersion":"1","Severity":"LOW"},
+        {"PkgName":"p"}]},
+        {"Vulnerabilities":[{"VulnerabilityID":"  ","PkgName":"q"},
+        {"VulnerabilityID":"CVE-2","PkgName":"b","InstalledVersion":"2","Severity":"HIGH"}]}]}"#;
+    let r = parse(body).unwrap();
+    let ids: Vec<&str> = r
+        .findings
+        .iter()
+        .map(|f| f.vulnerability_id.as_str())
+        .collect();
+    assert_eq!(ids, ["CVE-1", "CVE-2"]);
+    assert_eq!(r.skipped.len(), 1);
+    assert_eq!(r.skipped[0].reason, NO_VULNERABILITY_ID);
+    assert_eq!(r.skipped[0].count, 2);
+    assert_eq!(r.skipped[0].first_at, "Results[0].Vulnerabilities[1]");
+    assert_eq!(
+        r.skipped[0].message(),
+        "2 vulnerability entries skipped (no VulnerabilityID), the first at Results[0].Vulnerabilities[1]"
+    );
+    let clean = br#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[{"VulnerabilityID":"CVE-1","PkgName":"a"}]}]}"#;
+    assert!(parse(clean).unwrap().skipped.is_empty());
+}
+
+#[test]
+fn pkg_version_stands_in_for_a_missing_installed_version() {
+    // The original service's request schema spelled the installed version `PkgVersion`.
+    let body = br#"{"SchemaVersion":2,"Results":[{"Vulnerabilities":[
+        {"VulnerabilityID":"CVE-1","PkgName":"a","PkgVersion":"1.0"},
+        {"VulnerabilityID":"CVE-2","PkgName":"b","InstalledVersion":"2.0","PkgVersion":"9"},
+        {"VulnerabilityID":"CVE-3","PkgName":"c","InstalledVersion":"","PkgVersion":"3.0"}]}]}"#;
+    let r = parse(body).unwrap();
+    let versions: Vec<&str> = r
+        .findings
+        .iter()
+        .map(|f| f.installed_version.as_str())
+        .collect();
+    assert_eq!(versions, ["1.0", "2.0", "3.0"]);
 }
 
 #[test]

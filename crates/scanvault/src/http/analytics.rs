@@ -17,9 +17,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::params::{int_param, severity_param, text_param, truncate, ApiPath, ApiQuery};
+use super::params::{int_param, severity_param, text_param, time_param, ApiPath, ApiQuery, DayEnd};
 use super::AppState;
-use crate::store::analytics::{FleetFinding, FleetScope, FleetSummary, Interval, TopCve, DAY_US};
+use crate::store::analytics::{FleetFinding, FleetScope, FleetSummary, Interval, TopCve};
 use crate::store::{from_micros, micros};
 
 /// Default and largest number of rows of top-cves.
@@ -95,6 +95,7 @@ pub struct TopCveView {
     pub cve_id: String,
     /// Highest severity of its findings in the fleet.
     pub severity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// Image references whose latest scan has it.
     pub image_count: i64,
@@ -105,7 +106,7 @@ pub struct TopCveView {
     /// Findings with a fixed version (added field).
     pub fixable_count: i64,
     /// CVSS base score from the catalog (added field).
-    #[serde(rename = "CVSSScore")]
+    #[serde(rename = "CVSSScore", skip_serializing_if = "Option::is_none")]
     pub cvss_score: Option<f64>,
 }
 
@@ -188,6 +189,7 @@ pub struct CveImageView {
     pub image_tag: String,
     pub pkg_name: String,
     pub pkg_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed_version: Option<String>,
     /// Severity of this finding (added field).
     pub severity: String,
@@ -202,8 +204,8 @@ pub struct CveImageView {
 pub struct CveImagesResponse {
     #[serde(rename = "CVEID")]
     pub cve_id: String,
-    /// Items in this page.
-    pub count: usize,
+    /// Items over all pages.
+    pub count: i64,
     /// Image references whose latest scan has the vulnerability (added field).
     pub image_count: i64,
     pub limit: i64,
@@ -225,6 +227,7 @@ pub struct FixableItemView {
     pub pkg_version: String,
     pub fixed_version: String,
     pub severity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     pub image_name: String,
     pub image_tag: String,
@@ -250,8 +253,8 @@ pub struct FixableResponse {
     pub fixable_pct: f64,
     pub limit: i64,
     pub offset: i64,
-    /// Items in this page (added field).
-    pub count: usize,
+    /// Fixable findings over all pages, the same as `Fixable` (added field).
+    pub count: i64,
     /// Whether another page follows (added field).
     pub has_more: bool,
     /// Fixable findings, most severe first, then by id, then by reference (in the order
@@ -267,9 +270,10 @@ pub struct FixableResponse {
 pub struct SummaryParams {
     /// Only references of this image name.
     pub image: Option<String>,
-    /// RFC 3339; leave out references whose latest scan is older.
+    /// RFC 3339, or a date (its start); leave out references whose latest observation is
+    /// older.
     pub from: Option<String>,
-    /// RFC 3339; the fleet as of this time (default: now).
+    /// RFC 3339, or a date (its end); the fleet as of this time (default: now).
     pub to: Option<String>,
 }
 
@@ -277,11 +281,12 @@ pub struct SummaryParams {
 #[into_params(parameter_in = Query)]
 pub struct TrendParams {
     pub image: Option<String>,
-    /// `day` (default) or `week` (weeks start on Monday, UTC).
+    /// `day` (default) or `week`, any case (weeks start on Monday, UTC).
     pub interval: Option<String>,
-    /// RFC 3339; default `to` minus 30 days (day) or 12 weeks (week).
+    /// RFC 3339, or a date (its start); default: the bucket of the first observation (the
+    /// whole history). At most 1000 buckets from `from` to `to`, else a 400.
     pub from: Option<String>,
-    /// RFC 3339; default now. At most 1000 buckets from `from` to `to`.
+    /// RFC 3339, or a date (its end); default now.
     pub to: Option<String>,
 }
 
@@ -291,7 +296,7 @@ pub struct TopCveParams {
     pub image: Option<String>,
     /// Only vulnerability ids whose highest severity in the fleet is this one.
     pub severity: Option<String>,
-    /// 1–100 (default 10).
+    /// 1–100 (default 10; more is capped to 100).
     pub limit: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
@@ -300,7 +305,7 @@ pub struct TopCveParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
-    /// 1–1000 (default 100).
+    /// 1–1000 (default 100; more is capped to 1000).
     pub limit: Option<String>,
     /// Items to skip (default 0).
     pub offset: Option<String>,
@@ -312,27 +317,10 @@ pub struct FixableParams {
     pub image: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
-    /// 1–1000 (default 100).
+    /// 1–1000 (default 100; more is capped to 1000).
     pub limit: Option<String>,
     /// Items to skip (default 0).
     pub offset: Option<String>,
-}
-
-fn time_param(name: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    let Some(raw) = text_param(name, v)? else {
-        return Ok(None);
-    };
-    DateTime::parse_from_rfc3339(&raw)
-        .map(|t| Some(t.with_timezone(&Utc)))
-        .map_err(|_| {
-            ApiError::bad_param(
-                name,
-                format!(
-                    "must be an RFC 3339 time such as 2025-01-31T00:00:00Z (got {:?})",
-                    truncate(&raw, 40)
-                ),
-            )
-        })
 }
 
 fn image_param(v: &Option<String>) -> Result<Option<String>, ApiError> {
@@ -349,8 +337,8 @@ fn scope_params(
     to: &Option<String>,
 ) -> Result<ScopeParams, ApiError> {
     let image = image_param(image)?;
-    let from = time_param("from", from)?;
-    let to = time_param("to", to)?;
+    let from = time_param("from", from, DayEnd::Start)?;
+    let to = time_param("to", to, DayEnd::End)?;
     if let (Some(f), Some(t)) = (from, to) {
         if f > t {
             return Err(ApiError::BadRequest(
@@ -417,21 +405,26 @@ pub async fn get_trends(
     ApiQuery(p): ApiQuery<TrendParams>,
 ) -> Result<Json<TrendsResponse>, ApiError> {
     let image = image_param(&p.image)?;
-    let interval = match text_param("interval", &p.interval)?.as_deref() {
+    let interval = match text_param("interval", &p.interval)?
+        .map(|i| i.to_ascii_lowercase())
+        .as_deref()
+    {
         None | Some("day") => Interval::Day,
         Some("week") => Interval::Week,
         Some(_) => return Err(ApiError::bad_param("interval", "must be 'day' or 'week'")),
     };
-    let to = time_param("to", &p.to)?.unwrap_or_else(Utc::now);
-    let from = match time_param("from", &p.from)? {
+    let to = time_param("to", &p.to, DayEnd::End)?.unwrap_or_else(Utc::now);
+    let from = match time_param("from", &p.from, DayEnd::Start)? {
         Some(f) => f,
-        None => {
-            let span = match interval {
-                Interval::Day => 30 * DAY_US,
-                Interval::Week => 12 * 7 * DAY_US,
-            };
-            from_micros(micros(to) - span)
-        }
+        // The whole history, as the original service answered: from the first bucket that
+        // holds an observation.
+        None => app
+            .store
+            .analytics()
+            .first_observation(image.as_deref())
+            .await?
+            .map(|first| from_micros(interval.bucket_start(first)))
+            .map_or(to, |first| first.min(to)),
     };
     if from > to {
         return Err(ApiError::BadRequest(
@@ -440,10 +433,14 @@ pub async fn get_trends(
     }
     let buckets = interval.bucket_count(micros(from), micros(to));
     if buckets > MAX_BUCKETS {
-        return Err(ApiError::BadRequest(format!(
-            "from..to spans {buckets} {}s; at most {MAX_BUCKETS} buckets per request",
-            interval.as_str()
-        )));
+        return Err(ApiError::bad_param(
+            "from",
+            format!(
+                "gives {buckets} {}s up to 'to'; at most {MAX_BUCKETS} buckets per request: \
+                 give a later 'from' (or an interval of a week)",
+                interval.as_str()
+            ),
+        ));
     }
     let points = app
         .store
@@ -534,6 +531,11 @@ pub async fn get_cve_images(
         .await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
+    let count = if offset == 0 && !has_more {
+        rows.len() as i64
+    } else {
+        app.store.analytics().cve_items(&cve_id).await?
+    };
     let images: Vec<CveImageView> = rows
         .into_iter()
         .map(|f: FleetFinding| CveImageView {
@@ -549,7 +551,7 @@ pub async fn get_cve_images(
         .collect();
     Ok(Json(CveImagesResponse {
         cve_id,
-        count: images.len(),
+        count,
         image_count,
         limit,
         offset,
@@ -607,7 +609,7 @@ pub async fn get_fixable(
         fixable_pct: pct,
         limit,
         offset,
-        count: items.len(),
+        count: summary.fixable,
         has_more,
         fixable_items: items,
     }))

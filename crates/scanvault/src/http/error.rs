@@ -1,5 +1,6 @@
 //! The one API error type. Every variant maps to a status and a stable snake_case `code`;
-//! the body is always `{"error": {"code", "message"}}`. `Internal` never sends its text to
+//! the body is always `{"error": "message", "code": "stable_code"}`, the original service's
+//! shape (`error` a string) with the stable code beside it. `Internal` never sends its text to
 //! the client: the error goes into the response extensions and is logged once.
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -13,21 +14,19 @@ use crate::store::StoreError;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
+    /// What is wrong, for a human (the original service's field).
+    pub error: String,
     /// Stable machine-readable code, e.g. `invalid_json`, `scan_not_found`.
     pub code: String,
-    /// What is wrong, for a human.
-    pub message: String,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    /// A report that names no image, without `?image=`.
+    #[error("{0}")]
+    ImageRequired(String),
     #[error("{what} not found")]
     NotFound { what: String, code: &'static str },
     #[error("{0}")]
@@ -63,9 +62,10 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::InvalidJson(_) | ApiError::EmptyBody(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::BadRequest(_)
+            | ApiError::ImageRequired(_)
+            | ApiError::InvalidJson(_)
+            | ApiError::EmptyBody(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::InvalidReport(_) | ApiError::UnsupportedFormat(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -85,6 +85,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::ImageRequired(_) => "image_required",
             ApiError::NotFound { code, .. } => code,
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::EmptyBody(_) => "empty_body",
@@ -144,6 +145,7 @@ impl From<crate::ingest::IngestError> for ApiError {
         match e {
             IngestError::Parse(p) => p.into(),
             e @ IngestError::TooManyFindings { .. } => ApiError::InvalidReport(e.to_string()),
+            e @ IngestError::NoImage => ApiError::ImageRequired(e.to_string()),
             IngestError::Store(s) => s.into(),
             IngestError::Job(j) => j.into(),
             e @ IngestError::Failed(_) => ApiError::Internal(anyhow::Error::new(e)),
@@ -164,10 +166,8 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_string(),
-                message,
-            },
+            error: message,
+            code: self.code().to_string(),
         };
         let mut resp = (status, Json(body)).into_response();
         match &self {

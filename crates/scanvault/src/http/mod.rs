@@ -108,7 +108,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     info(
         title = "ScanVault",
         description = "Store, analyse and run container vulnerability scans. Errors are always \
-            `{\"error\": {\"code\", \"message\"}}`.",
+            `{\"error\": \"message\", \"code\": \"stable_code\"}`.",
         license(name = "Apache-2.0")
     ),
     modifiers(&BearerAuth),

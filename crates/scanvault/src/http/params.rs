@@ -2,6 +2,7 @@
 //! checks every endpoint applies to its parameters.
 
 use axum::extract::{FromRequestParts, Path, Query};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use scanvault_core::report::Severity;
 
 use super::error::ApiError;
@@ -30,6 +31,8 @@ pub fn text_param(name: &str, v: &Option<String>) -> Result<Option<String>, ApiE
     Ok(Some(v.to_string()))
 }
 
+/// An integer parameter: `default` when absent; a value above `max` is capped to it (the
+/// original service capped its limits); below `min`, or not an integer, is a 400.
 pub fn int_param(
     name: &str,
     v: &Option<String>,
@@ -49,10 +52,45 @@ pub fn int_param(
     if n < min {
         return Err(ApiError::bad_param(name, format!("must be >= {min}")));
     }
-    if n > max {
-        return Err(ApiError::bad_param(name, format!("must be <= {max}")));
+    Ok(n.min(max))
+}
+
+/// Which end of a day a plain date means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayEnd {
+    /// Its first microsecond (`from`).
+    Start,
+    /// Its last microsecond (`to`).
+    End,
+}
+
+/// A time parameter: RFC 3339 (`2025-01-31T00:00:00Z`), or a plain date (`2025-01-31`), which
+/// means the start or the end of that day (UTC) by `end`.
+pub fn time_param(
+    name: &str,
+    v: &Option<String>,
+    end: DayEnd,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(raw) = text_param(name, v)? else {
+        return Ok(None);
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(&raw) {
+        return Ok(Some(t.with_timezone(&Utc)));
     }
-    Ok(n)
+    if let Ok(d) = NaiveDate::parse_from_str(&raw, "%Y-%m-%d") {
+        let start = d.and_time(NaiveTime::MIN).and_utc();
+        return Ok(Some(match end {
+            DayEnd::Start => start,
+            DayEnd::End => start + chrono::Duration::days(1) - chrono::Duration::microseconds(1),
+        }));
+    }
+    Err(ApiError::bad_param(
+        name,
+        format!(
+            "must be an RFC 3339 time such as 2025-01-31T00:00:00Z, or a date such as 2025-01-31 (got {:?})",
+            truncate(&raw, 40)
+        ),
+    ))
 }
 
 pub fn severity_param(v: &Option<String>) -> Result<Option<Severity>, ApiError> {
@@ -99,5 +137,43 @@ pub fn is_digest(d: &str) -> bool {
                     .all(|c| c.is_ascii_alphanumeric() || "=_-".contains(c))
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn limits_above_the_maximum_are_capped_and_bad_values_refused() {
+        assert_eq!(int_param("limit", &some("900"), 10, 1, 100).unwrap(), 100);
+        assert_eq!(int_param("limit", &None, 10, 1, 100).unwrap(), 10);
+        assert!(int_param("limit", &some("-1"), 10, 1, 100).is_err());
+        assert!(int_param("limit", &some("ten"), 10, 1, 100).is_err());
+    }
+
+    #[test]
+    fn a_plain_date_is_the_start_or_the_end_of_its_day() {
+        let from = time_param("from", &some("2025-01-31"), DayEnd::Start)
+            .unwrap()
+            .unwrap();
+        assert_eq!(from.to_rfc3339(), "2025-01-31T00:00:00+00:00");
+        let to = time_param("to", &some("2025-01-31"), DayEnd::End)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            to.timestamp_micros() + 1,
+            from.timestamp_micros() + 86_400_000_000
+        );
+        let t = time_param("to", &some("2025-01-31T12:00:00+02:00"), DayEnd::End)
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.to_rfc3339(), "2025-01-31T10:00:00+00:00");
+        assert!(time_param("from", &some("yesterday"), DayEnd::Start).is_err());
+        assert!(time_param("from", &some("2025-02-30"), DayEnd::Start).is_err());
     }
 }

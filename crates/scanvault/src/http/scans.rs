@@ -9,8 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use scanvault_core::image::familiar_name;
-use scanvault_core::report::Severity;
+use scanvault_core::report::{Finding, Severity};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -75,22 +76,40 @@ pub struct ScanView {
     /// 10·critical + 5·high + 3·medium + 1·low + 5·unknown.
     pub risk_score: i64,
     /// Highest CVSS base score of any finding.
-    #[serde(rename = "CVSSScore")]
+    #[serde(rename = "CVSSScore", skip_serializing_if = "Option::is_none")]
     pub cvss_score: Option<f64>,
     /// No finding at or above COMPLIANCE_FAIL_SEVERITY.
     pub is_compliant: bool,
-    #[serde(rename = "OSFamily")]
+    #[serde(rename = "OSFamily", skip_serializing_if = "Option::is_none")]
     pub os_family: Option<String>,
-    #[serde(rename = "OSName")]
+    #[serde(rename = "OSName", skip_serializing_if = "Option::is_none")]
     pub os_name: Option<String>,
     pub scanner: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scanner_version: Option<String>,
     /// `ingest` (POSTed) or `job` (scanned by a worker).
     pub source: String,
     /// Id of the API key that stored the scan (none with AUTH_DISABLED).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scan_result: Option<ScanResultView>,
+    /// Only in the answer to `POST /scans`: parts of the report that were not stored
+    /// (vulnerability entries without a `VulnerabilityID`), with how many and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<IngestWarning>,
+}
+
+/// Entries of a report left out of the stored scan, for one reason.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct IngestWarning {
+    /// E.g. `no VulnerabilityID`.
+    pub reason: String,
+    pub count: usize,
+    /// The first such entry, e.g. `Results[0].Vulnerabilities[3]`.
+    pub first_at: String,
+    pub message: String,
 }
 
 impl ScanView {
@@ -123,6 +142,7 @@ impl ScanView {
             source: s.source.clone(),
             created_by: s.created_by.clone(),
             scan_result,
+            warnings: vec![],
         }
     }
 }
@@ -131,7 +151,9 @@ impl ScanView {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct ScanResultView {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub artifact_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
     pub metadata: ScanMetadataView,
     pub results: Vec<ResultView>,
@@ -170,12 +192,60 @@ pub struct ResultVulnerabilityView {
     pub title: Option<String>,
 }
 
-fn scan_result_view(s: &ScanRow, findings: &[FindingRow]) -> ScanResultView {
+/// One finding as `ScanResult` shows it.
+struct ResultEntry<'a> {
+    target: Option<&'a str>,
+    class: Option<&'a str>,
+    kind: Option<&'a str>,
+    vulnerability_id: &'a str,
+    pkg_name: &'a str,
+    pkg_version: &'a str,
+    fixed_version: Option<&'a str>,
+    severity: Severity,
+    title: Option<&'a str>,
+}
+
+impl<'a> ResultEntry<'a> {
+    fn of_stored(f: &'a FindingRow) -> ResultEntry<'a> {
+        ResultEntry {
+            target: f.target.as_deref(),
+            class: f.class.as_deref(),
+            kind: f.pkg_type.as_deref(),
+            vulnerability_id: &f.vulnerability_id,
+            pkg_name: &f.pkg_name,
+            pkg_version: &f.pkg_version,
+            fixed_version: f.fixed_version.as_deref(),
+            severity: Severity::from_rank(f.severity),
+            title: f.title.as_deref(),
+        }
+    }
+
+    fn of_report(f: &'a Finding) -> ResultEntry<'a> {
+        ResultEntry {
+            target: f.target.as_deref(),
+            class: f.class.as_deref(),
+            kind: f.pkg_type.as_deref(),
+            vulnerability_id: &f.vulnerability_id,
+            pkg_name: &f.pkg_name,
+            pkg_version: &f.installed_version,
+            fixed_version: f.fixed_version.as_deref(),
+            severity: f.severity,
+            title: f.title.as_deref(),
+        }
+    }
+}
+
+/// `ScanResult` of a scan with these findings: grouped by (Target, Class, Type) in the order
+/// each group first appears.
+fn scan_result_view<'a>(
+    s: &ScanRow,
+    findings: impl IntoIterator<Item = ResultEntry<'a>>,
+) -> ScanResultView {
     let mut results: Vec<ResultView> = vec![];
     for f in findings {
-        let target = f.target.clone().unwrap_or_default();
-        let class = f.class.clone().unwrap_or_default();
-        let kind = f.pkg_type.clone().unwrap_or_default();
+        let target = f.target.unwrap_or_default();
+        let class = f.class.unwrap_or_default();
+        let kind = f.kind.unwrap_or_default();
         let pos = results
             .iter()
             .position(|r| r.target == target && r.class == class && r.kind == kind);
@@ -183,21 +253,21 @@ fn scan_result_view(s: &ScanRow, findings: &[FindingRow]) -> ScanResultView {
             Some(i) => i,
             None => {
                 results.push(ResultView {
-                    target,
-                    class,
-                    kind,
+                    target: target.to_string(),
+                    class: class.to_string(),
+                    kind: kind.to_string(),
                     vulnerabilities: vec![],
                 });
                 results.len() - 1
             }
         };
         results[i].vulnerabilities.push(ResultVulnerabilityView {
-            vulnerability_id: f.vulnerability_id.clone(),
-            pkg_name: f.pkg_name.clone(),
-            pkg_version: f.pkg_version.clone(),
-            fixed_version: f.fixed_version.clone(),
-            severity: Severity::from_rank(f.severity).to_string(),
-            title: f.title.clone(),
+            vulnerability_id: f.vulnerability_id.to_string(),
+            pkg_name: f.pkg_name.to_string(),
+            pkg_version: f.pkg_version.to_string(),
+            fixed_version: f.fixed_version.map(str::to_string),
+            severity: f.severity.to_string(),
+            title: f.title.map(str::to_string),
         });
     }
     ScanResultView {
@@ -212,6 +282,11 @@ fn scan_result_view(s: &ScanRow, findings: &[FindingRow]) -> ScanResultView {
     }
 }
 
+/// `ScanResult` of a stored scan, from its findings as stored.
+fn stored_result(s: &ScanRow, findings: &[FindingRow]) -> ScanResultView {
+    scan_result_view(s, findings.iter().map(ResultEntry::of_stored))
+}
+
 /// A page of scans.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
@@ -222,8 +297,8 @@ pub struct ScanListResponse {
     pub tag: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
-    /// Number of items in this page.
-    pub count: usize,
+    /// Number of scans matching the query (all pages).
+    pub count: i64,
     pub limit: i64,
     pub offset: i64,
     /// Whether another page follows.
@@ -284,7 +359,8 @@ pub struct ScanVulnerabilitiesResponse {
     pub severity: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pkg: Option<String>,
-    pub count: usize,
+    /// Findings matching the query (all pages).
+    pub count: i64,
     pub limit: i64,
     pub offset: i64,
     pub has_more: bool,
@@ -349,11 +425,12 @@ pub struct ListParams {
     pub tag: Option<String>,
     /// Only scans with at least one finding of this severity (with `image`).
     pub severity: Option<String>,
-    /// Page size, 0–500 (default 100).
+    /// Page size, 0–500 (default 100; more is capped to 500).
     pub limit: Option<String>,
     /// Items to skip (default 0).
     pub offset: Option<String>,
-    /// `result` to include each scan's `ScanResult`.
+    /// `summary` leaves each scan's `ScanResult` out (a light list); by default, as in the
+    /// original service, every item has it (`result`).
     pub include: Option<String>,
 }
 
@@ -412,7 +489,7 @@ pub async fn create_scan(
             return Err(ApiError::bad_param("digest", "must look like sha256:<hex>"));
         }
     }
-    let outcome = ingest::ingest(
+    let ingest::Ingested { outcome, report } = ingest::ingest(
         &app.store,
         &app.ingest,
         body,
@@ -427,13 +504,47 @@ pub async fn create_scan(
     } else {
         StatusCode::OK
     };
-    let location = format!("/scans/{}", outcome.scan.id);
-    Ok((
-        status,
-        [(header::LOCATION, location)],
-        Json(ScanView::from_row(&outcome.scan, None)),
-    )
-        .into_response())
+    let scan = &outcome.scan;
+    // The scan as stored: its findings are the report's, unless the report was older than
+    // the scan's latest observation (then the scan is as that one left it).
+    let result = if outcome.stale {
+        let findings = app
+            .store
+            .scans()
+            .findings(&scan.id, &FindingFilter::all())
+            .await?;
+        stored_result(scan, &findings)
+    } else {
+        let mut findings: Vec<&Finding> = report.findings.iter().collect();
+        findings.sort_unstable_by(|a, b| {
+            (
+                b.severity,
+                &a.vulnerability_id,
+                &a.pkg_name,
+                &a.installed_version,
+            )
+                .cmp(&(
+                    a.severity,
+                    &b.vulnerability_id,
+                    &b.pkg_name,
+                    &b.installed_version,
+                ))
+        });
+        scan_result_view(scan, findings.into_iter().map(ResultEntry::of_report))
+    };
+    let mut view = ScanView::from_row(scan, Some(result));
+    view.warnings = report
+        .skipped
+        .iter()
+        .map(|s| IngestWarning {
+            reason: s.reason.clone(),
+            count: s.count,
+            first_at: s.first_at.clone(),
+            message: s.message(),
+        })
+        .collect();
+    let location = format!("/scans/{}", scan.id);
+    Ok((status, [(header::LOCATION, location)], Json(view)).into_response())
 }
 
 /// Scans of a tag (`?tag=`) or of an image (`?image=[&severity=]`), newest first.
@@ -486,42 +597,50 @@ async fn list(
     let limit = int_param("limit", &p.limit, DEFAULT_LIMIT, 0, MAX_LIMIT)?;
     let offset = int_param("offset", &p.offset, 0, 0, MAX_OFFSET)?;
     let include_result = match text_param("include", &p.include)?.as_deref() {
-        None => false,
-        Some("result") => true,
-        Some(_) => return Err(ApiError::bad_param("include", "must be 'result'")),
+        None | Some("result") => true,
+        Some("summary") => false,
+        Some(_) => {
+            return Err(ApiError::bad_param(
+                "include",
+                "must be 'summary' (no ScanResult) or 'result'",
+            ))
+        }
     };
-    let mut rows = app
-        .store
-        .scans()
-        .list(&ScanFilter {
-            image: image.clone(),
-            tag: tag.clone(),
-            severity,
-            limit,
-            offset,
-        })
-        .await?;
+    let filter = ScanFilter {
+        image: image.clone(),
+        tag: tag.clone(),
+        severity,
+        limit,
+        offset,
+    };
+    let mut rows = app.store.scans().list(&filter).await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let mut items = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let result = if include_result {
-            let findings = app
-                .store
-                .scans()
-                .findings(&r.id, &FindingFilter::all())
-                .await?;
-            Some(scan_result_view(r, &findings))
-        } else {
-            None
-        };
-        items.push(ScanView::from_row(r, result));
+    let count = if offset == 0 && !has_more {
+        rows.len() as i64
+    } else {
+        app.store.scans().count(&filter).await?
+    };
+    let mut findings: HashMap<String, Vec<FindingRow>> = HashMap::new();
+    if include_result {
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        for (scan, f) in app.store.scans().findings_of(&ids).await? {
+            findings.entry(scan).or_default().push(f);
+        }
     }
+    let items = rows
+        .iter()
+        .map(|r| {
+            let result = include_result
+                .then(|| stored_result(r, findings.get(&r.id).map_or(&[][..], Vec::as_slice)));
+            ScanView::from_row(r, result)
+        })
+        .collect();
     Ok(Json(ScanListResponse {
         image,
         tag,
         severity: severity.map(|s| s.to_string()),
-        count: items.len(),
+        count,
         limit,
         offset,
         has_more,
@@ -557,7 +676,7 @@ pub async fn latest_scan(
         .scans()
         .findings(&scan.id, &FindingFilter::all())
         .await?;
-    let result = scan_result_view(&scan, &findings);
+    let result = stored_result(&scan, &findings);
     Ok(Json(ScanView::from_row(&scan, Some(result))))
 }
 
@@ -575,7 +694,7 @@ pub async fn get_scan(
         .scans()
         .findings(&scan.id, &FindingFilter::all())
         .await?;
-    let result = scan_result_view(&scan, &findings);
+    let result = stored_result(&scan, &findings);
     Ok(Json(ScanView::from_row(&scan, Some(result))))
 }
 
@@ -630,6 +749,11 @@ pub async fn get_scan_vulnerabilities(
     let mut rows = app.store.scans().findings(&id, &filter).await?;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
+    let count = if offset == 0 && !has_more {
+        rows.len() as i64
+    } else {
+        app.store.scans().count_findings(&id, &filter).await?
+    };
     let items: Vec<ScanVulnerabilityItem> = rows
         .into_iter()
         .map(|f| ScanVulnerabilityItem {
@@ -659,7 +783,7 @@ pub async fn get_scan_vulnerabilities(
         image_tag: scan.image_tag,
         severity: severity.map(|s| s.to_string()),
         pkg,
-        count: items.len(),
+        count,
         limit,
         offset,
         has_more,

@@ -94,6 +94,9 @@ pub trait AnalyticsStore: Send + Sync {
         offset: i64,
     ) -> Result<(Vec<FleetFinding>, i64), StoreError>;
 
+    /// How many items [`AnalyticsStore::cve_images`] has for `vuln_id`, over all pages.
+    async fn cve_items(&self, vuln_id: &str) -> Result<i64, StoreError>;
+
     /// Fixable findings of the fleet, most severe first, then by vulnerability id, then by
     /// reference (the current fleet: by reference number; a question about the past or
     /// scoped to images: by image name and tag), package, version; with catalog titles; up
@@ -114,6 +117,10 @@ pub trait AnalyticsStore: Send + Sync {
         from: i64,
         to: i64,
     ) -> Result<Vec<TrendPoint>, StoreError>;
+
+    /// The scan time of the first observation of the fleet (of `image`'s references when
+    /// given), where a trend with no `from` starts; `None` when there is none.
+    async fn first_observation(&self, image: Option<&str>) -> Result<Option<i64>, StoreError>;
 
     /// Fold the pending deltas into the compacted tables. Additive, so concurrent
     /// compactors (several API replicas) commute; returns the number of delta rows folded.

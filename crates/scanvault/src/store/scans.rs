@@ -248,6 +248,16 @@ pub trait ScanStore: Send + Sync {
     /// the caller can tell whether there is another page.
     async fn list(&self, filter: &ScanFilter) -> Result<Vec<ScanRow>, StoreError>;
 
+    /// How many scans match a filter (its limit and cursor aside).
+    async fn count(&self, filter: &ScanFilter) -> Result<i64, StoreError>;
+
+    /// The findings of several scans as each has them now, most severe first within a
+    /// scan: one query for a page of scans.
+    async fn findings_of(
+        &self,
+        scan_ids: &[String],
+    ) -> Result<Vec<(String, FindingRow)>, StoreError>;
+
     /// The newest scan of an image (and tag, when given), by scan time.
     async fn latest(&self, image: &str, tag: Option<&str>) -> Result<Option<ScanRow>, StoreError> {
         let mut rows = self
@@ -268,6 +278,13 @@ pub trait ScanStore: Send + Sync {
         scan_id: &str,
         filter: &FindingFilter,
     ) -> Result<Vec<FindingRow>, StoreError>;
+
+    /// How many findings [`ScanStore::findings`] has over all pages.
+    async fn count_findings(
+        &self,
+        scan_id: &str,
+        filter: &FindingFilter,
+    ) -> Result<i64, StoreError>;
 
     /// The findings of one version of a scan's findings, in key order.
     async fn version(&self, scan_id: &str, version: i64) -> Result<Vec<Finding>, StoreError>;

@@ -135,6 +135,55 @@ pub const LIST_SCANS_OF_REF: &str = scan_list!(
     "$4 OFFSET $5"
 );
 
+/// The number of scans of each list variant (the same filters, no page).
+macro_rules! scan_count {
+    ($where:literal, $sev:literal) => {
+        concatcp!(
+            "SELECT COUNT(*) FROM scans WHERE ",
+            $where,
+            " AND (",
+            $sev,
+            " < 0 OR CASE ",
+            $sev,
+            " WHEN 4 THEN vuln_critical WHEN 3 THEN vuln_high WHEN 2 THEN vuln_medium WHEN 1 THEN vuln_low \
+             ELSE vuln_unknown END > 0)"
+        )
+    };
+}
+
+pub const COUNT_SCANS: &str = scan_count!("true", "$1");
+pub const COUNT_SCANS_OF_IMAGE: &str = scan_count!("image_name = $1", "$2");
+pub const COUNT_SCANS_OF_TAG: &str = scan_count!(
+    "id IN (SELECT scan_id FROM scan_tags WHERE image_tag = $1)",
+    "$2"
+);
+pub const COUNT_SCANS_OF_REF: &str = scan_count!(
+    "id IN (SELECT scan_id FROM scan_tags WHERE image_name = $1 AND image_tag = $2)",
+    "$3"
+);
+
+/// The columns of a finding with its catalog details ([`super::scans::FindingRow`]), for
+/// findings `f` joined with the catalog `v`.
+pub const FINDING_COLUMNS: &str = "f.vulnerability_id, f.pkg_name, f.pkg_version, f.fixed_version, \
+    f.severity, f.status, f.pkg_type, f.class, f.target, f.pkg_path, f.purl, f.cvss_score, v.title, \
+    v.description, v.primary_url";
+
+/// The first observation of the fleet (the start of its first day, from the daily changes:
+/// two index probes, where the observations have no index by time), and of one image's
+/// references.
+pub const FIRST_OBSERVATION: &str = "SELECT MIN(day) * 86400000000 FROM (SELECT MIN(day) AS day \
+    FROM fleet_daily UNION ALL SELECT MIN(day) FROM fleet_daily_deltas) x";
+pub const FIRST_OBSERVATION_OF_IMAGE: &str = "SELECT MIN(o.scanned_at) FROM observations o \
+    JOIN scan_tags t ON t.scan_id = o.scan_id AND o.scanned_at >= t.observed_from WHERE t.image_name = $1";
+
+/// A scan's findings filter: scan `$1`, `$2` a severity rank (-1: any), `$3` a package
+/// name, any case ('': any).
+pub const FINDING_FILTER: &str = "WHERE s.id = $1 AND ($2 < 0 OR f.severity = $2) \
+    AND ($3 = '' OR LOWER(f.pkg_name) = LOWER($3))";
+
+/// How many (reference, package) items the current fleet has of vulnerability `$1`.
+pub const CVE_ITEMS: &str = "SELECT COUNT(*) FROM fleet_findings WHERE vulnerability_id = $1";
+
 // -------------------------------------------------------------------------------- catalog
 
 /// The catalog entries of a page of top CVEs, by the ids the backend binds as a set.

@@ -423,18 +423,21 @@ impl Runner {
         .map_err(|e| match e {
             IngestError::Job(e) => StageError::from(e),
             IngestError::Store(e) => StageError::from(JobError::Store(e)),
-            e @ (IngestError::Parse(_) | IngestError::TooManyFindings { .. }) => {
-                StageError::Permanent {
-                    code: "invalid_report".into(),
-                    message: format!("Trivy's report could not be stored: {e}"),
-                }
-            }
+            e @ (IngestError::Parse(_)
+            | IngestError::TooManyFindings { .. }
+            | IngestError::NoImage) => StageError::Permanent {
+                code: "invalid_report".into(),
+                message: format!("Trivy's report could not be stored: {e}"),
+            },
             e @ IngestError::Failed(_) => StageError::Transient {
                 code: "internal".into(),
                 message: e.to_string(),
             },
         })?;
-        let scan_id = outcome.scan.id;
+        for skipped in &outcome.report.skipped {
+            tracing::warn!(%digest, "Trivy's report: {}", skipped.message());
+        }
+        let scan_id = outcome.outcome.scan.id;
         metrics::histogram!("scanvault_job_stage_duration_seconds", "stage" => "store")
             .record(t2.elapsed().as_secs_f64());
         tracing::info!(%digest, scan = %scan_id, "scan job completed");

@@ -478,12 +478,13 @@ async fn analytics_parameters_are_validated(app: &TestApp) {
         "/analytics/vulnerabilities/trends?interval=day&from=2000-01-01T00:00:00Z&to=2025-01-01T00:00:00Z",
         "/analytics/vulnerabilities/trends?to=nope",
         "/analytics/vulnerabilities/top-cves?limit=0",
-        "/analytics/vulnerabilities/top-cves?limit=101",
+        "/analytics/vulnerabilities/top-cves?limit=x",
         "/analytics/vulnerabilities/top-cves?severity=SEVERE",
         "/analytics/vulnerabilities/cve/CVE-1/images?limit=-1",
         "/analytics/vulnerabilities/cve/CVE-1/images?offset=x",
-        "/analytics/vulnerabilities/fixable?limit=100000",
+        "/analytics/vulnerabilities/fixable?limit=-5",
         "/analytics/vulnerabilities/fixable?offset=-3",
+        "/analytics/vulnerabilities/summary?to=2025-13-01",
     ] {
         let r = app.get(uri).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}");
@@ -501,13 +502,19 @@ async fn analytics_parameters_are_validated(app: &TestApp) {
     assert_eq!(t["Count"], 50);
     assert_eq!(t["Points"][0]["Bucket"], "2025-01-01T00:00:00Z");
     let w = app
-        .get_json("/analytics/vulnerabilities/trends?interval=week&to=2025-01-10T00:00:00Z")
+        .get_json("/analytics/vulnerabilities/trends?interval=week&from=2024-10-18&to=2025-01-10")
         .await;
     assert_eq!(w["From"], "2024-10-18T00:00:00Z");
     assert_eq!(
         w["Points"][0]["Bucket"], "2024-10-14T00:00:00Z",
         "weeks start on Monday"
     );
+    // Without `from` and with nothing stored: the bucket of `to` alone.
+    let t = app
+        .get_json("/analytics/vulnerabilities/trends?to=2025-01-10T00:00:00Z")
+        .await;
+    assert_eq!(t["From"], "2025-01-10T00:00:00Z");
+    assert_eq!(t["Count"], 5);
     let f = app.get_json("/analytics/vulnerabilities/fixable").await;
     assert_eq!(f["FixablePct"], 0.0);
     assert_eq!(f["FixableItems"], json!([]));

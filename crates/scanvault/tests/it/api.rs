@@ -121,14 +121,10 @@ async fn findings(app: &TestApp, id: &str) -> Vec<String> {
         .collect()
 }
 
-/// A scan as `GET /scans/{id}` answers it, without its report (to compare with the answer
-/// of `POST /scans`).
+/// A scan as `GET /scans/{id}` answers it (to compare with the answer of `POST /scans`).
 async fn stored_scan(app: &TestApp, id: &Value) -> Value {
-    let mut s = app
-        .get_json(&format!("/scans/{}", id.as_str().unwrap()))
-        .await;
-    s.as_object_mut().unwrap().remove("ScanResult");
-    s
+    app.get_json(&format!("/scans/{}", id.as_str().unwrap()))
+        .await
 }
 
 async fn a_new_tag_for_a_digest_is_recorded_without_rewriting_history(app: &TestApp) {
@@ -137,7 +133,7 @@ async fn a_new_tag_for_a_digest_is_recorded_without_rewriting_history(app: &Test
         .vuln("CVE-9", "p", "1", "HIGH", None);
     let s1 = app.ingest("", r.bytes()).await;
     assert_eq!(s1["Tags"], serde_json::json!(["1.0"]));
-    // A new scan is answered as it is stored (the stored one also carries its report).
+    // A new scan is answered as it is stored, ScanResult included.
     assert_eq!(stored_scan(app, &s1["ID"]).await, s1);
     let retag = app.post_scan("tag=latest", r.bytes()).await;
     assert_eq!(retag.status, StatusCode::OK);
@@ -188,9 +184,26 @@ async fn reports_without_identity_are_always_new(app: &TestApp) {
 async fn legacy_null_and_bom_crlf_are_accepted(app: &TestApp) {
     let n = app.create("image=legacy&tag=1", b"null".to_vec()).await;
     assert_eq!(n["VulnTotal"], 0);
-    let unnamed = app.post_scan("", b"null".to_vec()).await;
-    assert_eq!(unnamed.status, StatusCode::CREATED);
-    assert_eq!(unnamed.json()["ImageName"], "unknown");
+    // A report that names no image needs `?image=`, as in the original service.
+    let before = app.fingerprint().await;
+    for body in [
+        &b"null"[..],
+        b"[]",
+        br#"{"SchemaVersion": 2, "Results": []}"#,
+    ] {
+        let unnamed = app.post_scan("", body.to_vec()).await;
+        assert_eq!(unnamed.status, StatusCode::BAD_REQUEST);
+        assert_eq!(unnamed.error_code(), "image_required");
+        assert!(
+            unnamed.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("provide ?image=<name>"),
+            "{}",
+            unnamed.json()
+        );
+    }
+    assert_eq!(app.fingerprint().await, before);
     let mut body = b"\xEF\xBB\xBF".to_vec();
     body.extend(
         String::from_utf8(
@@ -286,9 +299,18 @@ async fn lists_are_newest_first_paginated_and_validated(app: &TestApp) {
     let all = app.get_json("/scans?image=svc").await;
     assert_eq!(all["Count"], 5);
     assert_eq!(all["Limit"], 100);
+    // Every item carries its ScanResult by default, as the original's did.
+    for item in all["Items"].as_array().unwrap() {
+        assert_eq!(
+            item["ScanResult"]["Results"][0]["Vulnerabilities"][0]["VulnerabilityID"],
+            "CVE-A"
+        );
+    }
+    let light = app.get_json("/scans?image=svc&include=summary").await;
+    assert_eq!(light["Count"], 5);
     assert!(
-        all["Items"][0].get("ScanResult").is_none(),
-        "list items are summaries"
+        light["Items"][0].get("ScanResult").is_none(),
+        "include=summary leaves the ScanResult out"
     );
     let tags: Vec<&str> = all["Items"]
         .as_array()
@@ -297,12 +319,25 @@ async fn lists_are_newest_first_paginated_and_validated(app: &TestApp) {
         .map(|s| s["ImageTag"].as_str().unwrap())
         .collect();
     assert_eq!(tags, vec!["5", "4", "3", "2", "1"]);
+    // `Count` is every match; the page is told by Limit, Offset and HasMore.
     let page = app.get_json("/scans/all?image=svc&limit=2&offset=1").await;
-    assert_eq!(page["Count"], 2);
+    assert_eq!(page["Count"], 5);
+    assert_eq!(page["Items"].as_array().unwrap().len(), 2);
     assert_eq!(page["HasMore"], true);
     assert_eq!(page["Items"][0]["ImageTag"], "4");
-    let high = app.get_json("/scans?image=svc&severity=high").await;
+    let last = app.get_json("/scans/all?image=svc&limit=2&offset=4").await;
+    assert_eq!(last["Count"], 5);
+    assert_eq!(last["HasMore"], false);
+    let beyond = app.get_json("/scans?image=svc&offset=10").await;
+    assert_eq!(beyond["Count"], 5);
+    assert_eq!(beyond["Items"], serde_json::json!([]));
+    // Above the maximum page size: capped.
+    let capped = app.get_json("/scans?image=svc&limit=501").await;
+    assert_eq!(capped["Limit"], 500);
+    assert_eq!(capped["Count"], 5);
+    let high = app.get_json("/scans?image=svc&severity=high&limit=1").await;
     assert_eq!(high["Count"], 2);
+    assert_eq!(high["HasMore"], true);
     let with_result = app
         .get_json("/scans/all?image=svc&limit=1&include=result")
         .await;
@@ -318,7 +353,6 @@ async fn lists_are_newest_first_paginated_and_validated(app: &TestApp) {
         "/scans",
         "/scans?limit=10",
         "/scans?image=svc&limit=-1",
-        "/scans?image=svc&limit=501",
         "/scans?image=svc&limit=abc",
         "/scans?image=svc&offset=-5",
         "/scans?image=svc&offset=99999999999999999999",

@@ -83,7 +83,7 @@ async fn roles_keys_and_attribution(db: Db) {
     // Closed by default; health, readiness and the API document stay open.
     let anon = call(&app, None, Method::GET, "/scans/all", vec![]).await;
     assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(anon.body["error"]["code"], "unauthorized");
+    assert_eq!(anon.body["code"], "unauthorized");
     assert!(anon.headers["www-authenticate"]
         .to_str()
         .unwrap()
@@ -150,7 +150,7 @@ async fn roles_keys_and_attribution(db: Db) {
     );
     let denied = call(&app, Some(&reader), Method::POST, "/scans", report.clone()).await;
     assert_eq!(denied.status, StatusCode::FORBIDDEN);
-    assert_eq!(denied.body["error"]["code"], "forbidden");
+    assert_eq!(denied.body["code"], "forbidden");
     assert_eq!(
         call(&app, Some(&reader), Method::GET, "/admin/api-keys", vec![])
             .await
@@ -338,7 +338,7 @@ async fn rate_limits_answer_429_with_retry_after(db: Db) {
     assert!(statuses[..3].iter().all(|c| c.status == StatusCode::OK));
     let limited = &statuses[4];
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(limited.body["error"]["code"], "rate_limited");
+    assert_eq!(limited.body["code"], "rate_limited");
     let retry: u64 = limited.headers["retry-after"]
         .to_str()
         .unwrap()

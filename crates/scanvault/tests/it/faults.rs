@@ -505,8 +505,8 @@ async fn ingest_survives_a_postgres_outage() {
             200 | 201 => {}
             503 => {
                 let v: Value = serde_json::from_str(&a.body).unwrap_or(Value::Null);
-                let code = v["error"]["code"].as_str().unwrap_or_default();
-                let message = v["error"]["message"].as_str().unwrap_or_default();
+                let code = v["code"].as_str().unwrap_or_default();
+                let message = v["error"].as_str().unwrap_or_default();
                 if code != "database_unavailable" || message.is_empty() {
                     problems.push(format!(
                         "report {}: 503 without the database_unavailable JSON error: {}",

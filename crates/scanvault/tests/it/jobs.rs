@@ -136,7 +136,7 @@ async fn cancel_retry_events_and_lists(app: &TestApp) {
 
     for bad in [
         "/scan-jobs?status=running",
-        "/scan-jobs?limit=9999",
+        "/scan-jobs?limit=-1",
         "/scan-jobs/xyz",
         "/scan-jobs/xyz/events",
     ] {
@@ -144,6 +144,9 @@ async fn cancel_retry_events_and_lists(app: &TestApp) {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
         r.error_code();
     }
+    // A page size above the maximum is capped, not refused.
+    let capped = app.get_json("/scan-jobs?limit=9999").await;
+    assert_eq!(capped["Limit"], 500);
     let missing = "00000000-0000-7000-8000-000000000000";
     for (m, uri) in [
         (Method::GET, format!("/scan-jobs/{missing}")),

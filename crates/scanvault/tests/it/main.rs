@@ -8,6 +8,7 @@ mod cli;
 mod compat;
 mod corpus;
 mod deltas;
+mod dropin;
 mod faults;
 mod faults_worker;
 mod findings;

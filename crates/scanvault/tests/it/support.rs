@@ -75,14 +75,12 @@ impl Resp {
     /// Asserts the error shape and returns the code.
     pub fn error_code(&self) -> String {
         let v = self.json();
-        let code = v["error"]["code"]
+        let code = v["code"]
             .as_str()
             .unwrap_or_else(|| panic!("not an error body: {v}"));
         assert!(
-            v["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "error without message: {v}"
+            v["error"].as_str().is_some_and(|m| !m.is_empty()),
+            "error without a message: {v}"
         );
         code.to_string()
     }

@@ -465,6 +465,21 @@ impl AnalyticsStore for PgStore {
         Ok(fleet::prefix_points(&days, interval, first, last))
     }
 
+    async fn cve_items(&self, vuln_id: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(sql::CVE_ITEMS)
+            .bind(vuln_id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn first_observation(&self, image: Option<&str>) -> Result<Option<i64>, StoreError> {
+        let q = match image {
+            None => sqlx::query_scalar(sql::FIRST_OBSERVATION),
+            Some(img) => sqlx::query_scalar(sql::FIRST_OBSERVATION_OF_IMAGE).bind(img),
+        };
+        Ok(q.fetch_one(&self.pool).await?)
+    }
+
     async fn compact(&self) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut folded = 0i64;

@@ -18,16 +18,40 @@ use crate::store::scans::{
 };
 use crate::store::{micros, sql, StoreError, StoredBody};
 
-/// A scan's findings as it has them now, with catalog details: `$2` a severity rank (-1:
-/// any), `$3` a package name ('': any); the page follows.
-const SCAN_FINDINGS: &str = "SELECT f.vulnerability_id, f.pkg_name, f.pkg_version, f.fixed_version, \
-     f.severity, f.status, f.pkg_type, f.class, f.target, f.pkg_path, f.purl, f.cvss_score, v.title, \
-     v.description, v.primary_url FROM scans s \
-     JOIN findings f ON f.scan_id = s.id AND f.first_version <= s.findings_version \
-     AND (f.last_version IS NULL OR f.last_version > s.findings_version) \
-     LEFT JOIN vulnerabilities v ON v.id = f.vulnerability_id \
-     WHERE s.id = $1 AND ($2 < 0 OR f.severity = $2) AND ($3 = '' OR LOWER(f.pkg_name) = LOWER($3)) \
-     ORDER BY f.severity DESC, f.vulnerability_id, f.pkg_name, f.pkg_version LIMIT $4 OFFSET $5";
+/// The findings of each scan `s` as it has them now.
+const CURRENT_FINDINGS: &str =
+    "scans s JOIN findings f ON f.scan_id = s.id AND f.first_version <= s.findings_version \
+     AND (f.last_version IS NULL OR f.last_version > s.findings_version)";
+
+/// A scan's findings as it has them now, with catalog details, filtered by
+/// [`sql::FINDING_FILTER`]; the page follows.
+const SCAN_FINDINGS: &str = const_format::concatcp!(
+    "SELECT ",
+    sql::FINDING_COLUMNS,
+    " FROM ",
+    CURRENT_FINDINGS,
+    " LEFT JOIN vulnerabilities v ON v.id = f.vulnerability_id ",
+    sql::FINDING_FILTER,
+    " ORDER BY f.severity DESC, f.vulnerability_id, f.pkg_name, f.pkg_version LIMIT $4 OFFSET $5"
+);
+
+/// How many findings [`SCAN_FINDINGS`] has over all pages.
+const COUNT_FINDINGS: &str = const_format::concatcp!(
+    "SELECT COUNT(*) FROM ",
+    CURRENT_FINDINGS,
+    " ",
+    sql::FINDING_FILTER
+);
+
+/// The findings the scans `$1` have now, with catalog details.
+const FINDINGS_OF: &str = const_format::concatcp!(
+    "SELECT s.id, ",
+    sql::FINDING_COLUMNS,
+    " FROM ",
+    CURRENT_FINDINGS,
+    " LEFT JOIN vulnerabilities v ON v.id = f.vulnerability_id WHERE s.id IN (SELECT value FROM json_each($1)) \
+     ORDER BY s.id, f.severity DESC, f.vulnerability_id, f.pkg_name, f.pkg_version"
+);
 
 const TAGS_OF: &str = "SELECT scan_id, image_tag, first_seen_at FROM scan_tags \
      WHERE scan_id IN (SELECT value FROM json_each($1))";
@@ -101,6 +125,33 @@ impl ScanStore for SqliteStore {
         Ok(rows)
     }
 
+    async fn count(&self, f: &ScanFilter) -> Result<i64, StoreError> {
+        let sev = f.severity.map_or(-1, |s| s.rank());
+        let q = match (&f.image, &f.tag) {
+            (None, None) => sqlx::query_scalar(sql::COUNT_SCANS),
+            (Some(image), None) => sqlx::query_scalar(sql::COUNT_SCANS_OF_IMAGE).bind(image),
+            (None, Some(tag)) => sqlx::query_scalar(sql::COUNT_SCANS_OF_TAG).bind(tag),
+            (Some(image), Some(tag)) => sqlx::query_scalar(sql::COUNT_SCANS_OF_REF)
+                .bind(image)
+                .bind(tag),
+        };
+        Ok(q.bind(sev).fetch_one(&self.read).await?)
+    }
+
+    async fn findings_of(
+        &self,
+        scan_ids: &[String],
+    ) -> Result<Vec<(String, FindingRow)>, StoreError> {
+        if scan_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let rows: Vec<ScanFindingRow> = sqlx::query_as(FINDINGS_OF)
+            .bind(super::rows::json(scan_ids)?)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.scan_id, r.finding)).collect())
+    }
+
     async fn findings(
         &self,
         scan_id: &str,
@@ -113,6 +164,15 @@ impl ScanStore for SqliteStore {
             .bind(f.limit)
             .bind(f.offset)
             .fetch_all(&self.read)
+            .await?)
+    }
+
+    async fn count_findings(&self, scan_id: &str, f: &FindingFilter) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(COUNT_FINDINGS)
+            .bind(scan_id)
+            .bind(f.severity.map_or(-1, |s| s.rank()))
+            .bind(f.pkg.as_deref().unwrap_or_default())
+            .fetch_one(&self.read)
             .await?)
     }
 
@@ -170,6 +230,15 @@ impl ScanStore for SqliteStore {
             .fetch_optional(&self.read)
             .await?)
     }
+}
+
+/// A finding of one of several scans.
+#[derive(sqlx::FromRow)]
+struct ScanFindingRow {
+    #[sqlx(rename = "id")]
+    scan_id: String,
+    #[sqlx(flatten)]
+    finding: FindingRow,
 }
 
 /// Every tag each scan was stored under, in the order they were first seen.
