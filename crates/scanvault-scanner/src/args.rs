@@ -53,7 +53,16 @@ const SECRET_FLAGS: &[&str] = &[
 /// Renders a command line for logs: arguments quoted as needed, values of secret flags and
 /// URL user-info replaced by `***`.
 pub(crate) fn display_command(program: &str, args: &[String]) -> String {
-    let mut out = vec![shell_words::quote(program).into_owned()];
+    let program = shell_words::quote(program);
+    match display_args(args) {
+        rest if rest.is_empty() => program.into_owned(),
+        rest => format!("{program} {rest}"),
+    }
+}
+
+/// Arguments for logs, as [`display_command`] shows them.
+pub fn display_args(args: &[String]) -> String {
+    let mut out = vec![];
     let mut redact_next = false;
     for a in args {
         let shown = if redact_next {

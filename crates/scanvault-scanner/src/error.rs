@@ -46,11 +46,11 @@ pub enum ScanError {
     Cancelled,
 
     /// The Trivy binary could not be started.
-    #[error("cannot start trivy ({}): {source}", .path.display())]
+    #[error("cannot start trivy ({}): {cause}", .path.display())]
     Spawn {
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        /// In the message, not chained as a source: a chain would print it twice.
+        cause: io::Error,
     },
 
     /// Trivy exited unsuccessfully. `message` is a short (≤ ~500 chars) human-readable cause
@@ -72,11 +72,11 @@ pub enum ScanError {
     InvalidRequest { reason: String },
 
     /// Reading Trivy's pipes or waiting for it failed (the process was killed and reaped).
-    #[error("i/o error while running trivy ({context}): {source}")]
+    #[error("i/o error while running trivy ({context}): {cause}")]
     Io {
         context: &'static str,
-        #[source]
-        source: io::Error,
+        /// In the message, not chained as a source.
+        cause: io::Error,
     },
 }
 
@@ -95,7 +95,7 @@ impl ScanError {
             // The job did not fail; whoever cancelled decides what happens next. Transient
             // means "running it again can succeed" (e.g. re-queue on shutdown).
             ScanError::Cancelled => ErrorClass::Transient,
-            ScanError::Spawn { source, .. } => spawn_class(source),
+            ScanError::Spawn { cause, .. } => spawn_class(cause),
             ScanError::Failed { class, .. } => *class,
             ScanError::InvalidOutput { .. } => ErrorClass::Permanent,
             ScanError::InvalidRequest { .. } => ErrorClass::Permanent,
@@ -113,7 +113,7 @@ impl ScanError {
         match self {
             ScanError::Timeout { .. } => "trivy_timeout",
             ScanError::Cancelled => "cancelled",
-            ScanError::Spawn { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+            ScanError::Spawn { cause, .. } if cause.kind() == io::ErrorKind::NotFound => {
                 "trivy_not_found"
             }
             ScanError::Spawn { .. } => "trivy_spawn_failed",
@@ -152,13 +152,17 @@ mod tests {
 
         let nf = ScanError::Spawn {
             path: "/nope/trivy".into(),
-            source: io::Error::from(io::ErrorKind::NotFound),
+            cause: io::Error::from(io::ErrorKind::NotFound),
         };
         assert_eq!(nf.code(), "trivy_not_found");
+        // The cause is in the message and not chained again: printed as a chain, it is said
+        // once.
+        assert!(nf.to_string().ends_with(": entity not found"), "{nf}");
+        assert!(std::error::Error::source(&nf).is_none());
         assert_eq!(nf.class(), ErrorClass::Permanent);
         let busy = ScanError::Spawn {
             path: "/x/trivy".into(),
-            source: io::Error::from(io::ErrorKind::ResourceBusy),
+            cause: io::Error::from(io::ErrorKind::ResourceBusy),
         };
         assert_eq!(busy.code(), "trivy_spawn_failed");
         assert_eq!(busy.class(), ErrorClass::Transient);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use args::{format_duration, parse_duration, parse_extra_args};
+pub use args::{display_args, format_duration, parse_duration, parse_extra_args};
 pub use diagnose::{classify, diagnose, extract_message, Diagnosis};
 pub use error::{ErrorClass, ScanError};
 

@@ -86,9 +86,9 @@ pub(crate) async fn run(
         // script's trivy would otherwise keep running and keep the cache lock).
         .process_group(0)
         .spawn()
-        .map_err(|source| ScanError::Spawn {
+        .map_err(|cause| ScanError::Spawn {
             path: program.to_path_buf(),
-            source,
+            cause,
         })?;
     let pid = child.id();
     let mut group = GroupGuard { pgid: pid };
@@ -98,7 +98,7 @@ pub(crate) async fn run(
         _ => {
             return Err(ScanError::Io {
                 context: "taking trivy's pipes",
-                source: std::io::Error::other("stdout/stderr not piped"),
+                cause: std::io::Error::other("stdout/stderr not piped"),
             })
         }
     };
@@ -199,7 +199,7 @@ pub(crate) async fn run(
                     stderr_tail,
                 },
                 End::Cancelled => ScanError::Cancelled,
-                End::Io(context, source) => ScanError::Io { context, source },
+                End::Io(context, cause) => ScanError::Io { context, cause },
                 End::Exited(_) => unreachable!("handled above"),
             })
         }

@@ -64,7 +64,7 @@ async fn scan(
 ) -> Result<Vec<u8>, ScanError> {
     for _ in 0..50 {
         match t.scan(req, cancel).await {
-            Err(ScanError::Spawn { source, .. }) if source.raw_os_error() == Some(26) => {
+            Err(ScanError::Spawn { cause, .. }) if cause.raw_os_error() == Some(26) => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             other => return other,

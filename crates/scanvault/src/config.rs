@@ -30,12 +30,31 @@ impl std::str::FromStr for Dur {
     }
 }
 
+/// In the README's notation: hours, minutes, seconds and milliseconds, largest first, no
+/// spaces (`24h`, `1h30m`, `1s500ms`).
 impl std::fmt::Display for Dur {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.0.is_zero() {
             return f.write_str("0");
         }
-        write!(f, "{}", humantime::format_duration(self.0))
+        let secs = self.0.as_secs();
+        let parts = [
+            (secs / 3600, "h"),
+            (secs / 60 % 60, "m"),
+            (secs % 60, "s"),
+            (u64::from(self.0.subsec_millis()), "ms"),
+        ];
+        let mut any = false;
+        for (n, unit) in parts {
+            if n > 0 {
+                write!(f, "{n}{unit}")?;
+                any = true;
+            }
+        }
+        if !any {
+            write!(f, "{}us", self.0.subsec_micros())?;
+        }
+        Ok(())
     }
 }
 
@@ -86,6 +105,22 @@ impl std::fmt::Display for ByteSize {
 pub enum LogFormat {
     Json,
     Console,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Json => "json",
+            LogFormat::Console => "console",
+        }
+    }
+}
+
+/// `LOG_LEVEL` and `LOG_FORMAT`: options of every command, logged with a server's settings.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub level: String,
+    pub format: LogFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -276,6 +311,12 @@ pub struct ServeConfig {
         default_value_t = 8080
     )]
     pub server_port: u16,
+    /// PEM certificate chain: serve HTTPS (with TLS_KEY_FILE).
+    #[arg(long, env = "TLS_CERT_FILE", value_name = "TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of TLS_CERT_FILE.
+    #[arg(long, env = "TLS_KEY_FILE", value_name = "TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
     /// Longest time to receive a request's headers and body.
     #[arg(
         long,
@@ -541,6 +582,9 @@ impl ServeConfig {
         if self.http_max_body_size.0 == 0 {
             return Err("HTTP_MAX_BODY_SIZE must be > 0".into());
         }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err("TLS_CERT_FILE and TLS_KEY_FILE go together: set both, or neither".into());
+        }
         for (name, d) in [
             ("HTTP_READ_TIMEOUT", self.http_read_timeout),
             ("HTTP_WRITE_TIMEOUT", self.http_write_timeout),
@@ -575,7 +619,9 @@ impl ServeConfig {
     }
 
     /// `NAME=value` lines of the effective configuration, secrets masked.
-    pub fn describe(&self) -> Vec<(&'static str, String)> {
+    /// Every setting the README documents, as the server runs with it (secrets masked),
+    /// in the README's notation.
+    pub fn describe(&self, log: &LogSettings) -> Vec<(&'static str, String)> {
         let db_url = match self.db.database_url.as_ref().map(|u| u.expose_secret()) {
             Some(u) if !u.trim().is_empty() => crate::redact::redact_url(u),
             _ => "(embedded SQLite)".into(),
@@ -586,6 +632,8 @@ impl ServeConfig {
                 .unwrap_or_default()
         };
         vec![
+            ("LOG_LEVEL", log.level.clone()),
+            ("LOG_FORMAT", log.format.as_str().into()),
             ("DATABASE_URL", db_url),
             ("AUTH_DISABLED", self.auth_disabled.to_string()),
             (
@@ -609,6 +657,8 @@ impl ServeConfig {
             ("SCANVAULT_ROLE", format!("{:?}", self.role).to_lowercase()),
             ("SERVER_HOST", self.server_host.clone()),
             ("SERVER_PORT", self.server_port.to_string()),
+            ("TLS_CERT_FILE", opt(&self.tls_cert_file)),
+            ("TLS_KEY_FILE", opt(&self.tls_key_file)),
             ("HTTP_READ_TIMEOUT", self.http_read_timeout.to_string()),
             ("HTTP_WRITE_TIMEOUT", self.http_write_timeout.to_string()),
             ("HTTP_IDLE_TIMEOUT", self.http_idle_timeout.to_string()),
@@ -647,6 +697,12 @@ impl ServeConfig {
             ),
             ("JOB_LEASE", self.worker.job_lease.to_string()),
             ("JOB_MAX_ATTEMPTS", self.worker.job_max_attempts.to_string()),
+            ("JOB_BACKOFF_BASE", self.worker.job_backoff_base.to_string()),
+            ("JOB_BACKOFF_MAX", self.worker.job_backoff_max.to_string()),
+            (
+                "JOB_POLL_INTERVAL",
+                self.worker.job_poll_interval.to_string(),
+            ),
             (
                 "SCAN_CACHE_MAX_AGE",
                 self.worker.scan_cache_max_age.to_string(),
@@ -662,11 +718,25 @@ impl ServeConfig {
             ),
             ("TRIVY_TIMEOUT", self.worker.trivy_timeout.to_string()),
             ("TRIVY_CACHE_DIR", opt(&self.worker.trivy_cache_dir)),
+            (
+                "TRIVY_EXTRA_ARGS",
+                self.worker
+                    .trivy_extra_args
+                    .as_deref()
+                    .map(|a| match scanvault_scanner::parse_extra_args(a) {
+                        Ok(args) => scanvault_scanner::display_args(&args),
+                        Err(_) => "(not valid: see the error below)".into(),
+                    })
+                    .unwrap_or_default(),
+            ),
             ("REGISTRY_AUTH_FILE", opt(&self.worker.registry_auth_file)),
             (
                 "REGISTRY_INSECURE_HOSTS",
                 self.worker.registry_insecure_hosts.join(","),
             ),
+            ("REGISTRY_TIMEOUT", self.worker.registry_timeout.to_string()),
+            ("NO_MIGRATE", self.no_migrate.to_string()),
+            ("SHUTDOWN_TIMEOUT", self.shutdown_timeout.to_string()),
         ]
     }
 }

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use scanvault::cli::{Cli, Command};
-use scanvault::config::Role;
+use scanvault::config::{LogSettings, Role};
 
 /// Ingest allocates and frees many short strings per report from several threads, which
 /// glibc's allocator serves slowly (ADR 0015).
@@ -31,7 +31,7 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     if let Command::Openapi = cli.command {
-        println!("{}", scanvault::http::openapi_json());
+        scanvault::outln!("{}", scanvault::http::openapi_json());
         return std::process::ExitCode::SUCCESS;
     }
     if let Err(e) = scanvault::telemetry::init(&cli.log_level, cli.log_format) {
@@ -48,12 +48,16 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let log = LogSettings {
+        level: cli.log_level.clone(),
+        format: cli.log_format,
+    };
     let result = rt.block_on(async move {
         match cli.command {
-            Command::Serve(cfg) => scanvault::server::serve(*cfg).await,
+            Command::Serve(cfg) => scanvault::server::serve(*cfg, &log).await,
             Command::Worker(mut cfg) => {
                 cfg.role = Role::Worker;
-                scanvault::server::serve(*cfg).await
+                scanvault::server::serve(*cfg, &log).await
             }
             Command::Migrate(db) => scanvault::server::migrate(db).await,
             Command::Ingest(args) => scanvault::server::ingest_files(args).await,

@@ -5,7 +5,7 @@ use anyhow::Context;
 use chrono::Utc;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::cli::{ApikeyCommand, IngestArgs};
-use crate::config::{DbConfig, Role, ServeConfig};
+use crate::config::{DbConfig, LogSettings, Role, ServeConfig};
 use crate::http::{self, AppState, HttpSettings};
 use crate::ingest::{IngestOverrides, IngestSettings};
 use crate::periodic::Every;
@@ -78,21 +78,22 @@ pub async fn apikey(cmd: ApikeyCommand) -> anyhow::Result<()> {
             let until = expires_at
                 .map(|t| format!(", expires {}", t.to_rfc3339()))
                 .unwrap_or_default();
-            println!(
+            crate::outln!(
                 "created {} key {}{until}; it is shown only now:",
-                row.role, row.id
+                row.role,
+                row.id
             );
-            println!("{key}");
+            crate::outln!("{key}");
             Ok(())
         }
         ApikeyCommand::List { .. } => {
-            println!("ID\tROLE\tACTIVE\tCREATED\tEXPIRES\tREVOKED\tNAME");
+            crate::outln!("ID\tROLE\tACTIVE\tCREATED\tEXPIRES\tREVOKED\tNAME");
             for k in store.keys().list().await? {
                 let t = |v: Option<i64>| {
                     v.map(|t| crate::store::from_micros(t).to_rfc3339())
                         .unwrap_or_else(|| "-".into())
                 };
-                println!(
+                crate::outln!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     k.id,
                     k.role,
@@ -107,7 +108,7 @@ pub async fn apikey(cmd: ApikeyCommand) -> anyhow::Result<()> {
         }
         ApikeyCommand::Revoke { id, .. } => {
             if store.keys().revoke(id.trim(), now).await? {
-                println!("revoked {id}");
+                crate::outln!("revoked {id}");
                 Ok(())
             } else {
                 Err(anyhow::anyhow!("no API key with id {id}"))
@@ -149,7 +150,7 @@ pub async fn ingest_files(args: IngestArgs) -> anyhow::Result<()> {
         )
         .await;
         match result.map(|i| i.outcome) {
-            Ok(o) => println!(
+            Ok(o) => crate::outln!(
                 "{}\t{}\t{}:{}\t{} findings\t{}",
                 path.display(),
                 if o.created { "created" } else { "updated" },
@@ -172,9 +173,9 @@ pub async fn ingest_files(args: IngestArgs) -> anyhow::Result<()> {
 }
 
 /// `scanvault serve` / `scanvault worker`.
-pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+pub async fn serve(cfg: ServeConfig, log: &LogSettings) -> anyhow::Result<()> {
     cfg.validate().map_err(anyhow::Error::msg)?;
-    for (name, value) in cfg.describe() {
+    for (name, value) in cfg.describe(log) {
         tracing::info!(setting = name, value = %value, "configuration");
     }
     let shutdown = CancellationToken::new();
@@ -215,6 +216,10 @@ pub struct Application {
     listener: Option<TcpListener>,
     addr: Option<SocketAddr>,
     state: AppState,
+    /// The first admin key, made at this start: shown once the server listens.
+    first_key: Option<SecretString>,
+    /// HTTPS (TLS_CERT_FILE, TLS_KEY_FILE).
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Application {
@@ -240,6 +245,22 @@ impl Application {
             },
             Signals::default(),
         );
+        // Bind before creating the first key: a start that fails on a taken port must not
+        // consume the only showing of the key.
+        let (listener, addr) = if cfg.role != Role::Worker {
+            let listener = TcpListener::bind((cfg.server_host.as_str(), cfg.server_port))
+                .await
+                .with_context(|| format!("binding {}:{}", cfg.server_host, cfg.server_port))?;
+            let addr = listener.local_addr()?;
+            (Some(listener), Some(addr))
+        } else {
+            (None, None)
+        };
+        let tls = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+            (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        let mut first_key = None;
         if cfg.auth_disabled {
             tracing::warn!("AUTH_DISABLED=true: every request is allowed without an API key; use this for local trials only");
         } else if cfg.role != Role::Worker {
@@ -256,29 +277,19 @@ impl Application {
                 if from_config {
                     tracing::info!("created the first admin API key from BOOTSTRAP_ADMIN_KEY");
                 } else {
-                    tracing::warn!("no API key existed: created the first admin key; it is printed once on standard error");
-                    eprintln!(
-                        "\nScanVault created the first admin API key. It is shown only this once; store it now:\n\n    {key}\n\n\
-                         Use it as `Authorization: Bearer <key>`, and make more keys with `scanvault apikey create --role ...`.\n"
-                    );
+                    tracing::warn!("no API key existed: created the first admin key; it is shown once on standard error, after the start-up lines");
+                    first_key = Some(SecretString::from(key));
                 }
             }
         }
-        let (listener, addr) = if cfg.role != Role::Worker {
-            let listener = TcpListener::bind((cfg.server_host.as_str(), cfg.server_port))
-                .await
-                .with_context(|| format!("binding {}:{}", cfg.server_host, cfg.server_port))?;
-            let addr = listener.local_addr()?;
-            (Some(listener), Some(addr))
-        } else {
-            (None, None)
-        };
         Ok(Application {
             cfg,
             store,
             listener,
             addr,
             state,
+            first_key,
+            tls,
         })
     }
 
@@ -360,9 +371,17 @@ impl Application {
                 write_timeout: self.cfg.http_write_timeout.0,
             };
             let router = http::router(self.state.clone(), &settings);
-            tracing::info!(addr = %listener.local_addr()?, "listening");
+            let scheme = if self.tls.is_some() { "https" } else { "http" };
+            tracing::info!(addr = %listener.local_addr()?, scheme, "listening");
+            if let Some(key) = self.first_key.take() {
+                eprint!(
+                    "{}",
+                    first_key_banner(key.expose_secret(), listener.local_addr()?)
+                );
+            }
             serve_http(
                 listener,
+                self.tls.take(),
                 router,
                 self.cfg.http_idle_timeout.0,
                 self.cfg.shutdown_timeout.0,
@@ -384,9 +403,27 @@ impl Application {
     }
 }
 
-/// Accept loop with per-connection idle timeout and graceful shutdown.
+/// The first admin key, framed to stand out from the log lines around it.
+pub fn first_key_banner(key: &str, addr: SocketAddr) -> String {
+    let rule = "=".repeat(78);
+    let addr = if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    format!(
+        "\n{rule}\n ScanVault created the first admin API key. It is shown only this once: store it now.\n\n     {key}\n\n \
+         Send it as `Authorization: Bearer <key>`, e.g.\n     curl -H \"Authorization: Bearer $KEY\" http://{addr}/scans/all\n \
+         More keys, with roles reader, ingester or admin:\n     scanvault apikey create --role reader --name ci\n \
+         or POST /admin/api-keys with this key. List and revoke: scanvault apikey list | revoke <id>.\n{rule}\n\n"
+    )
+}
+
+/// Accept loop with per-connection idle timeout and graceful shutdown; with `tls`, each
+/// connection's handshake first (within the idle timeout).
 async fn serve_http(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     router: axum::Router,
     idle_timeout: Duration,
     grace: Duration,
@@ -406,21 +443,22 @@ async fn serve_http(
             },
         };
         let _ = stream.set_nodelay(true);
-        let svc = router.clone();
-        let service =
-            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                svc.clone().oneshot(req.map(axum::body::Body::new))
-            });
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(idle_timeout)
-            .keep_alive(true);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            match tls {
+                None => serve_connection(stream, router, idle_timeout, watcher).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(idle_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, router, idle_timeout, watcher).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
         });
     }
     drop(listener);
@@ -428,6 +466,28 @@ async fn serve_http(
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!("connections still open after SHUTDOWN_TIMEOUT; closing"),
     }
+}
+
+/// HTTP/1.1 or HTTP/2 on one connection until it closes or the server shuts down.
+async fn serve_connection<I>(
+    io: I,
+    router: axum::Router,
+    idle_timeout: Duration,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        router.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle_timeout)
+        .keep_alive(true);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let _ = watcher.watch(conn.into_owned()).await;
 }
 
 async fn retention_loop(

@@ -8,7 +8,10 @@ use tracing_subscriber::{fmt, EnvFilter};
 pub fn init(level: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(level)
         .map_err(|e| anyhow::anyhow!("LOG_LEVEL {level:?} is not a valid level or filter: {e}"))?;
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour(std::io::IsTerminal::is_terminal(&std::io::stderr())));
     let res = match format {
         LogFormat::Json => builder
             .json()
@@ -18,6 +21,11 @@ pub fn init(level: &str, format: LogFormat) -> anyhow::Result<()> {
         LogFormat::Console => builder.compact().try_init(),
     };
     res.map_err(|e| anyhow::anyhow!("initialising logging: {e}"))
+}
+
+/// Colour only on a terminal, and not when `NO_COLOR` is set (no-color.org).
+fn colour(terminal: bool) -> bool {
+    terminal && !matches!(std::env::var_os("NO_COLOR"), Some(v) if !v.is_empty())
 }
 
 /// For tests: prints only when `TEST_LOG` is set; safe to call many times.

@@ -35,6 +35,88 @@ fn serve(args: &[&str]) -> ServeConfig {
 
 const KEY: &str = "bootstrap-key-hunter2-0123456789";
 
+fn log() -> LogSettings {
+    LogSettings {
+        level: "info".into(),
+        format: LogFormat::Json,
+    }
+}
+
+/// The README's configuration table: each row's variable names and the default written in
+/// backticks for each, where the row gives one per name.
+fn readme_settings() -> Vec<(String, Option<String>)> {
+    let readme = include_str!("../../../../README.md");
+    let table = readme
+        .split("| variable | default | meaning |")
+        .nth(1)
+        .expect("the README has a configuration table");
+    let ticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let mut out = vec![];
+    for line in table.lines().skip(2) {
+        if !line.starts_with('|') {
+            break;
+        }
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let names = ticked(cells[1]);
+        let defaults = ticked(cells[2]);
+        let defaults_apply = defaults.len() == names.len();
+        for (i, name) in names.into_iter().enumerate() {
+            out.push((name, defaults_apply.then(|| defaults[i].clone())));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_logged_configuration_is_the_readme_table_in_its_notation() {
+    let cfg = serve(&[]);
+    let logged = cfg.describe(&log());
+    let logged_names: Vec<&str> = logged.iter().map(|(k, _)| *k).collect();
+    let documented = readme_settings();
+    assert!(
+        documented.len() > 30,
+        "the table was not read: {documented:?}"
+    );
+    for (name, default) in &documented {
+        let Some((_, value)) = logged.iter().find(|(k, _)| k == name) else {
+            panic!("{name} is documented but not logged at start; logged: {logged_names:?}");
+        };
+        if let Some(default) = default {
+            assert_eq!(value, default, "{name}: logged default vs README");
+        }
+    }
+    for name in &logged_names {
+        assert!(
+            documented.iter().any(|(n, _)| n == name),
+            "{name} is logged but not in the README's table"
+        );
+    }
+}
+
+#[test]
+fn durations_print_in_the_readme_notation() {
+    for (secs, text) in [
+        (86_400, "24h"),
+        (5_400, "1h30m"),
+        (600, "10m"),
+        (30, "30s"),
+        (0, "0"),
+        (259_200, "72h"),
+    ] {
+        assert_eq!(Dur(Duration::from_secs(secs)).to_string(), text);
+    }
+    assert_eq!(Dur(Duration::from_millis(1500)).to_string(), "1s500ms");
+    for text in ["24h", "1h30m", "1s500ms", "15s"] {
+        assert_eq!(text.parse::<Dur>().unwrap().to_string(), text);
+    }
+}
+
 #[test]
 fn secrets_stay_out_of_debug_and_the_logged_configuration() {
     let cfg = serve(&[
@@ -50,7 +132,7 @@ fn secrets_stay_out_of_debug_and_the_logged_configuration() {
     assert!(!debug.contains("hunter2"), "{debug}");
     assert!(debug.contains("REDACTED"), "{debug}");
     let described: Vec<String> = cfg
-        .describe()
+        .describe(&log())
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();

@@ -163,7 +163,11 @@ impl Auth {
 
 /// Paths that need no key.
 fn is_open(path: &str) -> bool {
-    path == "/health" || path == "/ready" || path == "/swagger" || path.starts_with("/swagger/")
+    path == "/"
+        || path == "/health"
+        || path == "/ready"
+        || path == "/swagger"
+        || path.starts_with("/swagger/")
 }
 
 /// The least role that may make this request.
@@ -414,6 +418,7 @@ mod tests {
         assert_eq!(required_role(&Method::GET, "/admin/api-keys"), Role::Admin);
         assert_eq!(required_role(&Method::PUT, "/scans"), Role::Admin);
         assert!(is_open("/health") && is_open("/ready") && is_open("/swagger/openapi.json"));
+        assert!(is_open("/"), "the root only redirects to the documentation");
         assert!(!is_open("/metrics") && !is_open("/scans"));
     }
 

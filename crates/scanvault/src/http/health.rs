@@ -24,6 +24,9 @@ pub struct HealthResponse {
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    /// Why the database cannot be reached: where, and what happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Liveness: the process answers.
@@ -32,6 +35,7 @@ pub async fn health() -> Json<HealthResponse> {
     Json(HealthResponse {
         status: "ok".into(),
         database: None,
+        error: None,
     })
 }
 
@@ -40,21 +44,25 @@ pub async fn health() -> Json<HealthResponse> {
     responses((status = 200, body = HealthResponse), (status = 503, body = HealthResponse)))]
 pub async fn ready(State(app): State<AppState>) -> Response {
     let backend = app.store.backend().as_str().to_string();
-    match tokio::time::timeout(std::time::Duration::from_secs(3), app.store.admin().ping()).await {
-        Ok(Ok(())) => Json(HealthResponse {
-            status: "ok".into(),
-            database: Some(backend),
-        })
-        .into_response(),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(HealthResponse {
-                status: "unavailable".into(),
-                database: Some(backend),
-            }),
-        )
-            .into_response(),
-    }
+    let error =
+        match tokio::time::timeout(std::time::Duration::from_secs(10), app.store.admin().ping())
+            .await
+        {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(crate::redact::redact_error(&e.to_string())),
+            Err(_) => Some("the database did not answer within 10 s".into()),
+        };
+    let status = if error.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = HealthResponse {
+        status: if error.is_none() { "ok" } else { "unavailable" }.into(),
+        database: Some(backend),
+        error,
+    };
+    (status, Json(body)).into_response()
 }
 
 /// Prometheus metrics in the text exposition format.

@@ -165,6 +165,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
     let write_timeout = settings.write_timeout;
     api.route_layer(middleware::from_fn(track_metrics))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/swagger").url("/swagger/openapi.json", doc))
+        .route("/", axum::routing::get(root))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_size))
@@ -191,6 +192,11 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// `GET /`: the API's documentation, where a browser pointed at the service lands.
+async fn root() -> axum::response::Redirect {
+    axum::response::Redirect::temporary("/swagger/")
 }
 
 async fn not_found() -> ApiError {

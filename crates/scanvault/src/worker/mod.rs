@@ -471,7 +471,7 @@ impl Runner {
                 t
             }
             StageError::Permanent { code, message } => {
-                tracing::warn!(%code, %message, "scan job failed");
+                tracing::warn!(%code, error = %message, "scan job failed");
                 let mut t = Transition::new(
                     &job.id,
                     status,
@@ -511,13 +511,13 @@ impl Runner {
                         job.attempt,
                         job.max_attempts
                     );
-                    tracing::warn!(%code, %message, delay = ?delay, "scan job will be retried");
+                    tracing::warn!(%code, error = %message, delay = ?delay, "scan job will be retried");
                 } else {
                     t.reason = format!(
                         "{code}: {message}; no attempts left ({} of {})",
                         job.attempt, job.max_attempts
                     );
-                    tracing::warn!(%code, %message, "scan job failed after its last attempt");
+                    tracing::warn!(%code, error = %message, "scan job failed after its last attempt");
                 }
                 t.error = Some(("transient".into(), message));
                 t

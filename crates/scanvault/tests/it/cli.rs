@@ -66,6 +66,28 @@ fn serve_starts_on_a_fresh_directory_prints_one_admin_key_and_stops_gracefully()
     }
     let addr = addr.unwrap_or_else(|| panic!("no listening line: {lines:#?}"));
     let key = key.expect("the first admin key is printed");
+    // The key comes after the start-up lines, in a banner that says how to make more.
+    let at = |pred: &dyn Fn(&String) -> bool| lines.iter().position(pred).unwrap();
+    let key_line = at(&|l| l.contains(&key));
+    assert!(
+        key_line > at(&|l| l.contains("\"listening\"")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[key_line.saturating_sub(4)..key_line]
+            .iter()
+            .any(|l| l.starts_with("=====")),
+        "{lines:#?}"
+    );
+    // The rest of the banner, up to its closing rule.
+    while !lines[key_line + 1..].iter().any(|l| l.starts_with("=====")) {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("the banner does not end: {lines:#?}"),
+        }
+    }
+    let rest = lines[key_line..].join("\n");
+    assert!(rest.contains("scanvault apikey create --role"), "{rest}");
     assert!(
         lines
             .iter()
@@ -166,6 +188,200 @@ fn wait_with_timeout(child: &mut std::process::Child, t: Duration) -> std::proce
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_start_that_cannot_bind_makes_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = bin()
+        .arg("serve")
+        .env("DATA_DIR", dir.path())
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", &port)
+        .env("LOG_FORMAT", "console")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("binding 127.0.0.1:{port}")), "{err}");
+    assert!(
+        !err.contains("svk_"),
+        "a key was made by a start that failed: {err}"
+    );
+    assert!(!err.contains('\u{1b}'), "colour codes on a pipe: {err}");
+    let listing = bin()
+        .args(["apikey", "list"])
+        .env("DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert_eq!(listing.lines().count(), 1, "no key yet: {listing}");
+}
+
+#[test]
+fn an_unreachable_database_is_named_with_the_reason() {
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = refused.local_addr().unwrap().port();
+    drop(refused);
+    let mut cases = vec![
+        (
+            format!("postgres://u:pw@127.0.0.1:{port}/db"),
+            vec![format!("127.0.0.1:{port}"), "connection refused".into()],
+        ),
+        (
+            "postgres://u:pw@no-such-host.invalid:5432/db".into(),
+            vec![
+                "no-such-host.invalid:5432".into(),
+                "does not resolve".into(),
+            ],
+        ),
+    ];
+    if let Some(admin) = crate::support::admin_url() {
+        // The test server's address, with a user that does not exist.
+        let url = url::Url::parse(&admin).unwrap();
+        let at = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+        cases.push((
+            format!("postgres://no_such_user:pw@{at}/postgres"),
+            vec![at, "authentication failed".into(), "no_such_user".into()],
+        ));
+    }
+    for (db, wanted) in cases {
+        let started = Instant::now();
+        let out = bin()
+            .arg("serve")
+            .env("DATABASE_URL", &db)
+            .env("SERVER_PORT", "0")
+            .env("LOG_FORMAT", "console")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{db}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{db}: too slow"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().last().unwrap_or_default();
+        for w in wanted {
+            assert!(last.contains(&w), "{db}: {w:?} missing from {last:?}");
+        }
+        assert!(!err.contains(":pw@"), "the password leaked: {err}");
+    }
+}
+
+#[test]
+fn https_with_a_certificate_and_key_from_pem_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.key_pair.serialize_pem()).unwrap();
+    let mut child = bin()
+        .arg("serve")
+        .env("DATA_DIR", dir.path())
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .env("TLS_CERT_FILE", &cert_file)
+        .env("TLS_KEY_FILE", &key_file)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut port = None;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+            if v["message"] == "listening" {
+                assert_eq!(v["scheme"], "https");
+                port = v["addr"]
+                    .as_str()
+                    .and_then(|a| a.rsplit(':').next()?.parse::<u16>().ok());
+                break;
+            }
+        }
+    }
+    let port = port.expect("the server listens");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (health, plain) = rt.block_on(async {
+        let https = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        let health = https
+            .get(format!("https://localhost:{port}/health"))
+            .send()
+            .await
+            .map(|r| r.status())
+            .map_err(|e| format!("{e:?}"));
+        let plain = reqwest::get(format!("http://localhost:{port}/health")).await;
+        (health, plain.is_err())
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let log: Vec<String> = rx.try_iter().collect();
+    assert_eq!(health, Ok(reqwest::StatusCode::OK), "{log:#?}");
+    assert!(plain, "plain HTTP on the HTTPS port got an answer");
+
+    for (cert, key, wanted) in [
+        (Some(cert_file.as_path()), None, "TLS_KEY_FILE"),
+        (
+            Some(key_file.as_path()),
+            Some(key_file.as_path()),
+            "TLS_CERT_FILE",
+        ),
+        (
+            Some(cert_file.as_path()),
+            Some(cert_file.as_path()),
+            "TLS_KEY_FILE",
+        ),
+    ] {
+        let mut c = bin();
+        c.arg("serve")
+            .env("DATA_DIR", dir.path())
+            .env("SERVER_PORT", "0");
+        if let Some(cert) = cert {
+            c.env("TLS_CERT_FILE", cert);
+        }
+        if let Some(key) = key {
+            c.env("TLS_KEY_FILE", key);
+        }
+        let out = c.output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines().last().unwrap_or_default().contains(wanted),
+            "{wanted}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    // `scanvault openapi | head -c 10`: the document is larger than a pipe's buffer, so the
+    // command writes after its reader has gone.
+    let mut child = bin()
+        .arg("openapi")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 10];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.is_empty(), "{err}");
+    assert_eq!(out.status.code(), Some(141), "SIGPIPE's status");
 }
 
 #[test]

@@ -444,6 +444,7 @@ async fn ingest_survives_a_postgres_outage() {
     // Readiness says so; liveness does not.
     let ready = http.get(format!("{base}/ready")).send().await.unwrap();
     let ready_status = ready.status().as_u16();
+    let ready_body: serde_json::Value = ready.json().await.unwrap_or_default();
     let health = http.get(format!("{base}/health")).send().await.unwrap();
     let health_status = health.status().as_u16();
     tokio::time::sleep(Duration::from_secs(7)).await;
@@ -553,6 +554,11 @@ async fn ingest_survives_a_postgres_outage() {
         problems.push(format!(
             "/ready answered {ready_status} with PostgreSQL down"
         ));
+    }
+    // It says where and why: the host and port, refused.
+    let why = ready_body["error"].as_str().unwrap_or_default();
+    if !(why.contains(&format!(":{}", pg.port)) && why.contains("connection refused")) {
+        problems.push(format!("/ready does not say where and why: {ready_body}"));
     }
     if health_status != 200 {
         problems.push(format!(

@@ -65,7 +65,8 @@ fn big_report(n_findings: usize, digest_n: u32, day: i64) -> GenReport {
 /// current-thread runtime so every statement is logged on this thread. PostgreSQL only:
 /// sqlx runs (and logs) SQLite statements on a worker thread per connection, which a
 /// thread-local subscriber does not see. SQLite runs the same statements, except that the
-/// writes PostgreSQL sends as one (`store::batch`) go one by one.
+/// writes PostgreSQL sends as one statement (`FINISH`) go one by one, and an update reads
+/// the scan's open finding rows to compare them with the new version.
 fn statements_per_ingest_are_pinned_on(db: Db) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

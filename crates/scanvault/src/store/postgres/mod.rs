@@ -45,12 +45,62 @@ pub(crate) fn classify(code: &str) -> Option<ErrorClass> {
     }
 }
 
+/// Where connections go, for messages (no password).
+fn target(o: &PgConnectOptions) -> String {
+    format!(
+        "{}:{} (database {}, user {})",
+        o.get_host(),
+        o.get_port(),
+        o.get_database().unwrap_or(o.get_username()),
+        o.get_username()
+    )
+}
+
+/// Open one connection and close it: why it failed, in words an operator acts on.
+async fn probe(o: &PgConnectOptions, timeout: Duration) -> Result<(), String> {
+    match tokio::time::timeout(timeout, PgConnection::connect_with(o)).await {
+        Ok(Ok(c)) => {
+            let _ = c.close().await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(connect_failure(&e)),
+        Err(_) => Err(format!(
+            "no answer within {} s (a firewall, or a host that is down?)",
+            timeout.as_secs_f64()
+        )),
+    }
+}
+
+fn connect_failure(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused: nothing listens there (is PostgreSQL running, on this host and port?)".into()
+        }
+        sqlx::Error::Io(io) if io.to_string().contains("lookup address") => {
+            format!("the host name does not resolve ({io})")
+        }
+        sqlx::Error::Database(d) => match d.code().as_deref() {
+            Some("28P01" | "28000") => format!("authentication failed: {}", d.message()),
+            Some("3D000") => format!("{} (create it, or correct DATABASE_URL)", d.message()),
+            _ => d.message().to_string(),
+        },
+        other => redact_error(&other.to_string()),
+    }
+}
+
 impl PgStore {
     pub(crate) async fn connect(url: &str, opts: &StoreOptions) -> anyhow::Result<PgStore> {
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL: {}", redact_error(&e.to_string())))?
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2));
+        // One connection first, on its own: the pool would report only that it timed out.
+        probe(&connect, opts.acquire_timeout).await.map_err(|why| {
+            anyhow::anyhow!(
+                "cannot connect to PostgreSQL at {}: {why}",
+                target(&connect)
+            )
+        })?;
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections)
             .min_connections(opts.min_connections.min(opts.max_connections))
@@ -88,8 +138,18 @@ impl AdminStore for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        if sqlx::query("SELECT 1").execute(&self.pool).await.is_ok() {
+            return Ok(());
+        }
+        let options = self.pool.connect_options();
+        let why = match probe(&options, Duration::from_secs(3)).await {
+            Err(why) => why,
+            Ok(()) => "connections succeed, but none of the pool's answered".into(),
+        };
+        Err(StoreError::Unavailable(format!(
+            "cannot connect to PostgreSQL at {}: {why}",
+            target(&options)
+        )))
     }
 
     async fn close(&self) {
