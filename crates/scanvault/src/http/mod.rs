@@ -6,6 +6,7 @@ pub mod error;
 pub mod health;
 pub mod jobs;
 pub mod params;
+pub mod scan_views;
 pub mod scans;
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};

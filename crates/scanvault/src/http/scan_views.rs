@@ -1,0 +1,368 @@
+//! The answers of `/scans`, in the original service's PascalCase shapes, and the
+//! `ScanResult` rebuilt from findings.
+
+use chrono::{DateTime, Utc};
+use scanvault_core::report::{Finding, Severity};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::store::scans::{FindingRow, ScanRow};
+
+/// One stored scan.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanView {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub image_name: String,
+    /// The tag the scan was first stored under ("" when none).
+    pub image_tag: String,
+    /// Registry manifest digest ("" when unknown).
+    pub image_digest: String,
+    /// Image config digest (`Metadata.ImageID`; "" when unknown).
+    #[serde(rename = "ImageID")]
+    pub image_id: String,
+    /// Every tag this scan's content was stored under.
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    /// When the scanner ran (the report's `CreatedAt`, else the time of ingest).
+    pub scanned_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub vuln_critical: i64,
+    pub vuln_high: i64,
+    pub vuln_medium: i64,
+    pub vuln_low: i64,
+    pub vuln_unknown: i64,
+    /// Number of findings (unique vulnerability/package/version triples).
+    pub vuln_total: i64,
+    pub fixable_count: i64,
+    /// 10·critical + 5·high + 3·medium + 1·low + 5·unknown.
+    pub risk_score: i64,
+    /// Highest CVSS base score of any finding.
+    #[serde(rename = "CVSSScore", skip_serializing_if = "Option::is_none")]
+    pub cvss_score: Option<f64>,
+    /// No finding at or above COMPLIANCE_FAIL_SEVERITY.
+    pub is_compliant: bool,
+    #[serde(rename = "OSFamily", skip_serializing_if = "Option::is_none")]
+    pub os_family: Option<String>,
+    #[serde(rename = "OSName", skip_serializing_if = "Option::is_none")]
+    pub os_name: Option<String>,
+    pub scanner: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scanner_version: Option<String>,
+    /// `ingest` (POSTed) or `job` (scanned by a worker).
+    pub source: String,
+    /// Id of the API key that stored the scan (none with AUTH_DISABLED).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scan_result: Option<ScanResultView>,
+    /// Only in the answer to `POST /scans`: parts of the report that were not stored
+    /// (vulnerability entries without a `VulnerabilityID`), with how many and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<IngestWarning>,
+}
+
+/// Entries of a report left out of the stored scan, for one reason.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct IngestWarning {
+    /// E.g. `no VulnerabilityID`.
+    pub reason: String,
+    pub count: usize,
+    /// The first such entry, e.g. `Results[0].Vulnerabilities[3]`.
+    pub first_at: String,
+    pub message: String,
+}
+
+impl ScanView {
+    pub fn from_row(s: &ScanRow, scan_result: Option<ScanResultView>) -> ScanView {
+        let counts = s.counts();
+        ScanView {
+            id: s.id.clone(),
+            image_name: s.image_name.clone(),
+            image_tag: s.image_tag.clone(),
+            image_digest: s.image_digest.clone(),
+            image_id: s.image_id.clone(),
+            tags: s.tags.clone(),
+            created_at: s.created_at(),
+            scanned_at: s.scanned_at(),
+            updated_at: s.updated_at(),
+            vuln_critical: counts.critical,
+            vuln_high: counts.high,
+            vuln_medium: counts.medium,
+            vuln_low: counts.low,
+            vuln_unknown: counts.unknown,
+            vuln_total: counts.total(),
+            fixable_count: s.fixable_count,
+            risk_score: s.risk_score,
+            cvss_score: s.cvss_score,
+            is_compliant: s.is_compliant != 0,
+            os_family: s.os_family.clone(),
+            os_name: s.os_name.clone(),
+            scanner: s.scanner.clone(),
+            scanner_version: s.scanner_version.clone(),
+            source: s.source.clone(),
+            created_by: s.created_by.clone(),
+            scan_result,
+            warnings: vec![],
+        }
+    }
+}
+
+/// The report in the original service's `ScanResult` shape, rebuilt from the stored findings.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanResultView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    pub metadata: ScanMetadataView,
+    pub results: Vec<ResultView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanMetadataView {
+    #[serde(rename = "ImageID")]
+    pub image_id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResultView {
+    pub target: String,
+    pub class: String,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub vulnerabilities: Vec<ResultVulnerabilityView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResultVulnerabilityView {
+    #[serde(rename = "VulnerabilityID")]
+    pub vulnerability_id: String,
+    pub pkg_name: String,
+    pub pkg_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixed_version: Option<String>,
+    pub severity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// One finding as `ScanResult` shows it.
+pub(super) struct ResultEntry<'a> {
+    target: Option<&'a str>,
+    class: Option<&'a str>,
+    kind: Option<&'a str>,
+    vulnerability_id: &'a str,
+    pkg_name: &'a str,
+    pkg_version: &'a str,
+    fixed_version: Option<&'a str>,
+    severity: Severity,
+    title: Option<&'a str>,
+}
+
+impl<'a> ResultEntry<'a> {
+    pub(super) fn of_stored(f: &'a FindingRow) -> ResultEntry<'a> {
+        ResultEntry {
+            target: f.target.as_deref(),
+            class: f.class.as_deref(),
+            kind: f.pkg_type.as_deref(),
+            vulnerability_id: &f.vulnerability_id,
+            pkg_name: &f.pkg_name,
+            pkg_version: &f.pkg_version,
+            fixed_version: f.fixed_version.as_deref(),
+            severity: Severity::from_rank(f.severity),
+            title: f.title.as_deref(),
+        }
+    }
+
+    pub(super) fn of_report(f: &'a Finding) -> ResultEntry<'a> {
+        ResultEntry {
+            target: f.target.as_deref(),
+            class: f.class.as_deref(),
+            kind: f.pkg_type.as_deref(),
+            vulnerability_id: &f.vulnerability_id,
+            pkg_name: &f.pkg_name,
+            pkg_version: &f.installed_version,
+            fixed_version: f.fixed_version.as_deref(),
+            severity: f.severity,
+            title: f.title.as_deref(),
+        }
+    }
+}
+
+/// `ScanResult` of a scan with these findings: grouped by (Target, Class, Type) in the order
+/// each group first appears.
+pub(super) fn scan_result_view<'a>(
+    s: &ScanRow,
+    findings: impl IntoIterator<Item = ResultEntry<'a>>,
+) -> ScanResultView {
+    let mut results: Vec<ResultView> = vec![];
+    for f in findings {
+        let target = f.target.unwrap_or_default();
+        let class = f.class.unwrap_or_default();
+        let kind = f.kind.unwrap_or_default();
+        let pos = results
+            .iter()
+            .position(|r| r.target == target && r.class == class && r.kind == kind);
+        let i = match pos {
+            Some(i) => i,
+            None => {
+                results.push(ResultView {
+                    target: target.to_string(),
+                    class: class.to_string(),
+                    kind: kind.to_string(),
+                    vulnerabilities: vec![],
+                });
+                results.len() - 1
+            }
+        };
+        results[i].vulnerabilities.push(ResultVulnerabilityView {
+            vulnerability_id: f.vulnerability_id.to_string(),
+            pkg_name: f.pkg_name.to_string(),
+            pkg_version: f.pkg_version.to_string(),
+            fixed_version: f.fixed_version.map(str::to_string),
+            severity: f.severity.to_string(),
+            title: f.title.map(str::to_string),
+        });
+    }
+    ScanResultView {
+        artifact_name: s.artifact_name.clone(),
+        artifact_type: s.artifact_type.clone(),
+        metadata: ScanMetadataView {
+            image_id: s.image_id.clone(),
+            repo_tags: s.repo_tags(),
+            repo_digests: s.repo_digests(),
+        },
+        results,
+    }
+}
+
+/// `ScanResult` of a stored scan, from its findings as stored.
+pub(super) fn stored_result(s: &ScanRow, findings: &[FindingRow]) -> ScanResultView {
+    scan_result_view(s, findings.iter().map(ResultEntry::of_stored))
+}
+
+/// A page of scans.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanListResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// Number of scans matching the query (all pages).
+    pub count: i64,
+    pub limit: i64,
+    pub offset: i64,
+    /// Whether another page follows.
+    pub has_more: bool,
+    pub items: Vec<ScanView>,
+}
+
+/// One observation of a scan: a report of its content, at the report's scan time.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObservationView {
+    #[serde(rename = "ID")]
+    pub id: i64,
+    /// The tag the report was stored under ("" when none).
+    pub image_tag: String,
+    /// When the scanner ran.
+    pub scanned_at: DateTime<Utc>,
+    /// When the report was stored.
+    pub observed_at: DateTime<Utc>,
+    /// `ingest` or `job`.
+    pub source: String,
+    /// The version of the scan's findings it had: observations with the same version had
+    /// the same findings.
+    pub findings_version: i64,
+    pub vuln_critical: i64,
+    pub vuln_high: i64,
+    pub vuln_medium: i64,
+    pub vuln_low: i64,
+    pub vuln_unknown: i64,
+    pub vuln_total: i64,
+    pub fixable_count: i64,
+    /// Findings it has that the observation before it did not (changed ones included).
+    pub findings_added: i64,
+    /// Findings the observation before it had that it does not (changed ones included).
+    pub findings_removed: i64,
+}
+
+/// The history of one scan.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObservationsResponse {
+    #[serde(rename = "ScanID")]
+    pub scan_id: String,
+    pub count: usize,
+    /// Oldest first.
+    pub items: Vec<ObservationView>,
+}
+
+/// Findings of one scan.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanVulnerabilitiesResponse {
+    #[serde(rename = "ScanID")]
+    pub scan_id: String,
+    pub image_name: String,
+    pub image_tag: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkg: Option<String>,
+    /// Findings matching the query (all pages).
+    pub count: i64,
+    pub limit: i64,
+    pub offset: i64,
+    pub has_more: bool,
+    pub items: Vec<ScanVulnerabilityItem>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanVulnerabilityItem {
+    pub target: String,
+    pub class: String,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub vulnerability: ScanVulnerabilityDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScanVulnerabilityDetail {
+    #[serde(rename = "VulnerabilityID")]
+    pub vulnerability_id: String,
+    pub pkg_name: String,
+    pub pkg_version: String,
+    pub current_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixed_version: Option<String>,
+    pub severity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "CVSSScore", skip_serializing_if = "Option::is_none")]
+    pub cvss_score: Option<f64>,
+    #[serde(rename = "PrimaryURL", skip_serializing_if = "Option::is_none")]
+    pub primary_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkg_path: Option<String>,
+    #[serde(rename = "PURL", skip_serializing_if = "Option::is_none")]
+    pub purl: Option<String>,
+}
