@@ -87,7 +87,13 @@ pub fn build_new_scan(
         .unwrap_or_default();
     let image_id = report.image.image_id.clone().unwrap_or_default();
     let scanned_at = report.created_at.unwrap_or(now);
+    let fingerprint = if image_digest.is_empty() && image_id.is_empty() {
+        crate::store::scans::content_fingerprint(&image_name, &image_tag, &report.findings)
+    } else {
+        String::new()
+    };
     Ok(NewScan {
+        fingerprint,
         report,
         raw,
         image_name,

@@ -327,9 +327,10 @@ impl Application {
             )?;
             match runner.check_trivy().await {
                 Ok(v) => tracing::info!(trivy = %v, "trivy found"),
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "trivy is not usable: scan jobs will fail until TRIVY_PATH points at a working trivy")
-                }
+                Err(why) => tracing::warn!(
+                    error = %why,
+                    "trivy cannot run: this worker takes no scan job until it can (checked again every 10 s)"
+                ),
             }
             tasks.spawn(Arc::new(runner).run(shutdown.clone()));
         }

@@ -27,6 +27,12 @@ pub struct HealthResponse {
     /// Why the database cannot be reached: where, and what happened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// On /ready: scan workers heard from in the last 30 s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// On /ready: why scan jobs cannot run now (the API itself is ready).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Liveness: the process answers.
@@ -36,6 +42,8 @@ pub async fn health() -> Json<HealthResponse> {
         status: "ok".into(),
         database: None,
         error: None,
+        workers: None,
+        warnings: vec![],
     })
 }
 
@@ -57,10 +65,23 @@ pub async fn ready(State(app): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let (mut workers, mut warnings) = (None, vec![]);
+    if error.is_none() {
+        let live_since = crate::store::micros(chrono::Utc::now())
+            - crate::worker::WORKER_LIVE_FOR.as_micros() as i64;
+        if let Ok(rows) = app.store.jobs().workers(live_since).await {
+            workers = Some(rows.len());
+        }
+        warnings = super::workers::scanning_warnings(&app)
+            .await
+            .unwrap_or_default();
+    }
     let body = HealthResponse {
         status: if error.is_none() { "ok" } else { "unavailable" }.into(),
         database: Some(backend),
         error,
+        workers,
+        warnings,
     };
     (status, Json(body)).into_response()
 }

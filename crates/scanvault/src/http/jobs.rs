@@ -100,6 +100,10 @@ pub struct JobView {
     pub vuln_low: Option<i64>,
     pub vuln_unknown: Option<i64>,
     pub requested_by: Option<String>,
+    /// Only in the answer to `POST /scan-jobs`: why the job cannot run now, if it cannot
+    /// (no live worker, or none whose Trivy runs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl From<JobRow> for JobView {
@@ -132,6 +136,7 @@ impl From<JobRow> for JobView {
             vuln_low: when_done(j.vuln_low),
             vuln_unknown: when_done(j.vuln_unknown),
             requested_by: j.requested_by,
+            warnings: vec![],
         }
     }
 }
@@ -251,7 +256,18 @@ pub async fn create_job(
     if created {
         app.signals.job_queued();
     }
-    Ok(job_response(StatusCode::ACCEPTED, job))
+    let mut view = JobView::from(job);
+    view.warnings = super::workers::scanning_warnings(&app).await?;
+    for w in &view.warnings {
+        tracing::warn!(job = %view.id, "{w}");
+    }
+    let location = format!("/scan-jobs/{}", view.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(view),
+    )
+        .into_response())
 }
 
 /// One scan job.

@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod params;
 pub mod scan_views;
 pub mod scans;
+pub mod workers;
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
@@ -149,6 +150,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(scans::router())
         .merge(analytics::router())
         .merge(jobs::router())
+        .merge(workers::router())
         .merge(auth::router())
         .merge(health::router())
         .split_for_parts()

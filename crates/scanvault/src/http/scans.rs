@@ -100,8 +100,8 @@ pub struct VulnParams {
 ///
 /// Accepts Trivy `SchemaVersion: 2` and the legacy top-level array (even `null`), with or
 /// without a UTF-8 BOM. A report for content already stored under the same image name
-/// (same manifest digest, else image id) updates that scan in place (200); anything new
-/// is created (201).
+/// (same manifest digest, else image id, else the same tag and findings) updates that scan
+/// in place (200); anything new is created (201).
 #[utoipa::path(post, path = "/scans", tag = "scans", params(IngestParams),
     request_body(content = String, description = "Trivy JSON report", content_type = "application/json"),
     responses(

@@ -234,6 +234,19 @@ pub enum JobNotice {
     Cancelled(String),
 }
 
+/// A scan worker as it last said: its version, whether its Trivy runs, when it was heard.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WorkerRow {
+    pub id: String,
+    pub version: String,
+    pub trivy_version: Option<String>,
+    /// Why Trivy cannot run there (`None`: it can).
+    pub trivy_error: Option<String>,
+    pub concurrency: i64,
+    pub started_at: i64,
+    pub heartbeat_at: i64,
+}
+
 #[async_trait]
 pub trait JobStore: Send + Sync {
     /// Queue a scan, or return the active job for the same image. `true` = newly queued.
@@ -284,6 +297,16 @@ pub trait JobStore: Send + Sync {
         lease: std::time::Duration,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Record a worker's heartbeat (and its Trivy's state); forgets workers not heard from
+    /// for a day.
+    async fn worker_heartbeat(&self, w: &WorkerRow) -> Result<(), StoreError>;
+
+    /// Workers heard from since `since`, oldest first.
+    async fn workers(&self, since: i64) -> Result<Vec<WorkerRow>, StoreError>;
+
+    /// A worker that stops says so.
+    async fn worker_stopped(&self, id: &str) -> Result<(), StoreError>;
 
     /// Status and attempt of a job, without joins (cheap; workers use it to notice a cancel).
     async fn status(&self, id: &str) -> Result<Option<(JobStatus, i64)>, StoreError>;

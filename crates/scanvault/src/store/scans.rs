@@ -47,15 +47,65 @@ pub struct NewScan {
     /// The lowest severity that makes a scan non-compliant.
     pub compliance_fail_on: Severity,
     pub created_by: Option<String>,
+    /// For a report with neither: `content:<sha256>` of its name, tag and findings
+    /// ([`content_fingerprint`]).
+    pub fingerprint: String,
 }
 
 impl NewScan {
-    /// Content identity used for de-duplication: manifest digest, else image id.
+    /// Content identity used for de-duplication: the manifest digest, else the image id,
+    /// else the content fingerprint.
     pub fn identity(&self) -> Option<&str> {
-        [self.image_digest.as_str(), self.image_id.as_str()]
-            .into_iter()
-            .find(|s| !s.is_empty())
+        [
+            self.image_digest.as_str(),
+            self.image_id.as_str(),
+            self.fingerprint.as_str(),
+        ]
+        .into_iter()
+        .find(|s| !s.is_empty())
     }
+}
+
+/// The identity of a report that names neither a manifest digest nor an image id (a legacy
+/// report, a scan of a filesystem): the SHA-256 of its image name, tag and findings (each
+/// finding's key and stored attributes, in key order). The same report posted again, or
+/// another with the same findings under the same name and tag, is then the same scan.
+pub fn content_fingerprint(name: &str, tag: &str, findings: &[Finding]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&Finding> = findings.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+    let mut h = Sha256::new();
+    // Each field with its length (absent: u64::MAX), so that no two lists hash alike.
+    let field = |h: &mut Sha256, s: Option<&str>| match s {
+        Some(s) => {
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+        None => h.update(u64::MAX.to_le_bytes()),
+    };
+    field(&mut h, Some(name));
+    field(&mut h, Some(tag));
+    for f in sorted {
+        let cvss = f.cvss_score.map(|c| c.to_string());
+        for v in [
+            Some(f.vulnerability_id.as_str()),
+            Some(f.pkg_name.as_str()),
+            Some(f.installed_version.as_str()),
+            f.fixed_version.as_deref(),
+            Some(f.severity.as_str()),
+            f.status.as_deref(),
+            f.pkg_type.as_deref(),
+            f.class.as_deref(),
+            f.target.as_deref(),
+            f.pkg_path.as_deref(),
+            f.purl.as_deref(),
+            cvss.as_deref(),
+        ] {
+            field(&mut h, v);
+        }
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("content:{hex}")
 }
 
 /// What an ingest did.

@@ -313,3 +313,20 @@ pub const COUNT_COLUMNS: &str = "images, fixable, n_critical, n_high, n_medium, 
 
 /// The newest observation a reference of the current fleet shows.
 pub const NEWEST_IN_FLEET: &str = "SELECT MAX(scanned_at) FROM fleet_refs";
+
+// -------------------------------------------------------------------------------- workers
+
+pub const UPSERT_WORKER: &str = "INSERT INTO workers (id, version, trivy_version, trivy_error, \
+    concurrency, started_at, heartbeat_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO UPDATE \
+    SET trivy_version = excluded.trivy_version, trivy_error = excluded.trivy_error, \
+    heartbeat_at = excluded.heartbeat_at";
+
+/// Workers heard from since `$1`.
+pub const WORKERS: &str =
+    "SELECT id, version, trivy_version, trivy_error, concurrency, started_at, \
+    heartbeat_at FROM workers WHERE heartbeat_at >= $1 ORDER BY started_at, id";
+
+pub const DELETE_WORKER: &str = "DELETE FROM workers WHERE id = $1";
+
+/// Workers not heard from since `$1` (gone without saying so).
+pub const FORGET_WORKERS: &str = "DELETE FROM workers WHERE heartbeat_at < $1";

@@ -7,7 +7,6 @@
 //! Shutdown: stop claiming, let running scans finish until the deadline, then kill the rest
 //! and hand their jobs back to the queue.
 
-use anyhow::Context;
 use chrono::Utc;
 use rand::SeedableRng;
 use scanvault_core::job::{backoff, JobEvent, JobStatus};
@@ -21,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
 use crate::ingest::{self, IngestError, IngestOverrides, IngestSettings};
-use crate::store::jobs::{Actor, JobCompletion, JobError, JobNotice, JobRow, Transition};
+use crate::store::jobs::{
+    Actor, JobCompletion, JobError, JobNotice, JobRow, Transition, WorkerRow,
+};
 use crate::store::scans::ScanSource;
 use crate::store::{micros, Store};
 
@@ -65,11 +66,26 @@ impl From<JobError> for StageError {
     }
 }
 
+/// How often a worker says it is alive; one not heard from for [`WORKER_LIVE_FOR`] is gone.
+pub const WORKER_HEARTBEAT: Duration = Duration::from_secs(10);
+pub const WORKER_LIVE_FOR: Duration = Duration::from_secs(30);
+
+/// Whether this worker's Trivy runs, as last checked.
+#[derive(Debug, Clone)]
+enum TrivyState {
+    /// Not checked (a worker made in a test): it takes jobs.
+    Unchecked,
+    Usable(String),
+    /// Why not: the worker takes no job until it can.
+    Unusable(String),
+}
+
 pub struct Runner {
     store: Store,
     signals: Signals,
     registry: RegistryClient,
     trivy: Trivy,
+    trivy_state: std::sync::Mutex<TrivyState>,
     settings: WorkerSettings,
     id: String,
     /// Fires when running scans must stop now (after the shutdown deadline).
@@ -144,6 +160,7 @@ impl Runner {
             signals,
             registry,
             trivy,
+            trivy_state: std::sync::Mutex::new(TrivyState::Unchecked),
             settings,
             id,
             hard_stop: CancellationToken::new(),
@@ -154,12 +171,67 @@ impl Runner {
         &self.id
     }
 
-    /// Check that Trivy runs at all, so a bad TRIVY_PATH fails the start, not every job.
-    pub async fn check_trivy(&self) -> anyhow::Result<String> {
-        self.trivy
-            .version()
-            .await
-            .context("running `trivy --version` (TRIVY_PATH)")
+    /// Check that Trivy runs (`trivy --version`): its version, or why it cannot run, with
+    /// the setting to fix. A worker whose Trivy cannot run takes no job (they would all
+    /// fail) until a later check succeeds; its heartbeat says why, for `GET /ready`.
+    pub async fn check_trivy(&self) -> Result<String, String> {
+        let state = match self.trivy.version().await {
+            Ok(v) => TrivyState::Usable(v),
+            // It runs, and prints something else: a wrapper, or a build of its own.
+            Err(ScanError::InvalidOutput { .. }) => TrivyState::Usable("unknown".into()),
+            Err(e) => TrivyState::Unusable(format!(
+                "{e}; set TRIVY_PATH to a working trivy (now {})",
+                self.trivy.config().path.display()
+            )),
+        };
+        *self.trivy_state.lock().unwrap_or_else(|p| p.into_inner()) = state.clone();
+        match state {
+            TrivyState::Unusable(why) => Err(why),
+            TrivyState::Usable(v) => Ok(v),
+            TrivyState::Unchecked => unreachable!(),
+        }
+    }
+
+    fn trivy_state(&self) -> TrivyState {
+        self.trivy_state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Say every [`WORKER_HEARTBEAT`] that this worker is alive and whether its Trivy runs
+    /// (checking again while it does not); say it stopped at `shutdown`.
+    async fn presence(self: Arc<Self>, shutdown: CancellationToken) {
+        let started_at = micros(Utc::now());
+        loop {
+            if let TrivyState::Unusable(_) = self.trivy_state() {
+                if let Ok(v) = self.check_trivy().await {
+                    tracing::info!(trivy = %v, "trivy runs now: taking scan jobs");
+                }
+            }
+            let (trivy_version, trivy_error) = match self.trivy_state() {
+                TrivyState::Unchecked => (None, None),
+                TrivyState::Usable(v) => (Some(v), None),
+                TrivyState::Unusable(why) => (None, Some(why)),
+            };
+            let row = WorkerRow {
+                id: self.id.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                trivy_version,
+                trivy_error,
+                concurrency: self.settings.concurrency as i64,
+                started_at,
+                heartbeat_at: micros(Utc::now()),
+            };
+            if let Err(e) = self.store.jobs().worker_heartbeat(&row).await {
+                tracing::debug!(error = %e, "worker heartbeat not recorded");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(WORKER_HEARTBEAT) => {}
+            }
+        }
+        let _ = self.store.jobs().worker_stopped(&self.id).await;
     }
 
     /// Claim and run jobs until `shutdown` fires.
@@ -182,9 +254,17 @@ impl Runner {
                     }
                 })
             });
+        let presence = tokio::spawn(self.clone().presence(shutdown.clone()));
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut running = JoinSet::new();
         loop {
+            if let TrivyState::Unusable(_) = self.trivy_state() {
+                // Jobs stay queued for a worker that can run them.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(WORKER_HEARTBEAT) => continue,
+                }
+            }
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -233,6 +313,7 @@ impl Runner {
         if let Some(l) = listener {
             l.abort();
         }
+        let _ = presence.await;
         tracing::info!(worker = %self.id, "scan worker stopped");
     }
 

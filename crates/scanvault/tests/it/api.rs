@@ -170,15 +170,48 @@ async fn query_parameters_override_the_report(app: &TestApp) {
     assert_eq!(bad.error_code(), "bad_request");
 }
 
-async fn reports_without_identity_are_always_new(app: &TestApp) {
-    let mut r = Report::image("tool:1", &digest(4));
+async fn reports_without_identity_are_known_by_their_content(app: &TestApp) {
+    let mut r = Report::image("tool:1", &digest(4))
+        .at("2025-03-01T00:00:00Z")
+        .vuln("CVE-1", "p", "1", "HIGH", Some("2"));
     r.repo_digests.clear();
     r.image_id = None;
     let a = app.post_scan("", r.bytes()).await;
-    let b = app.post_scan("", r.bytes()).await;
     assert_eq!(a.status, StatusCode::CREATED);
-    assert_eq!(b.status, StatusCode::CREATED);
-    assert_ne!(a.json()["ID"], b.json()["ID"]);
+    let id = a.json()["ID"].clone();
+    // The same bytes again: the stored scan, not a duplicate.
+    let b = app.post_scan("", r.bytes()).await;
+    assert_eq!(b.status, StatusCode::OK);
+    assert_eq!(b.json()["ID"], id);
+    // The same findings under the same name and tag, scanned later: the same scan, observed
+    // again.
+    let later = r.clone().at("2025-03-02T00:00:00Z");
+    let c = app.post_scan("", later.bytes()).await;
+    assert_eq!(c.status, StatusCode::OK);
+    assert_eq!(c.json()["ID"], id);
+    assert_eq!(c.json()["ScannedAt"], "2025-03-02T00:00:00Z");
+    let obs = app
+        .get_json(&format!("/scans/{}/observations", id.as_str().unwrap()))
+        .await;
+    assert_eq!(obs["Count"], 2);
+    // Another tag, other findings, another fixed version: other scans.
+    for (query, other) in [
+        ("tag=2", r.clone()),
+        ("", r.clone().vuln("CVE-2", "q", "1", "LOW", None)),
+        ("", {
+            let mut o = Report::image("tool:1", &digest(4))
+                .at("2025-03-01T00:00:00Z")
+                .vuln("CVE-1", "p", "1", "HIGH", Some("3"));
+            o.repo_digests.clear();
+            o.image_id = None;
+            o
+        }),
+    ] {
+        let d = app.post_scan(query, other.bytes()).await;
+        assert_eq!(d.status, StatusCode::CREATED, "{query}");
+        assert_ne!(d.json()["ID"], id);
+    }
+    assert_eq!(app.get_json("/scans?image=tool").await["Count"], 4);
 }
 
 async fn legacy_null_and_bom_crlf_are_accepted(app: &TestApp) {
@@ -518,7 +551,10 @@ on_both_backends!(
     a_new_tag_for_a_digest_is_recorded_without_rewriting_history
 );
 on_both_backends!(ingest_overrides, query_parameters_override_the_report);
-on_both_backends!(ingest_no_identity, reports_without_identity_are_always_new);
+on_both_backends!(
+    ingest_no_identity,
+    reports_without_identity_are_known_by_their_content
+);
 on_both_backends!(ingest_legacy_bom, legacy_null_and_bom_crlf_are_accepted);
 on_both_backends!(
     ingest_bad_bodies,

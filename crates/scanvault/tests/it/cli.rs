@@ -365,6 +365,150 @@ fn https_with_a_certificate_and_key_from_pem_files() {
     }
 }
 
+/// The keys of one JSON object, in order, repeats included (serde_json keeps the last).
+fn json_keys(line: &str) -> Option<Vec<String>> {
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut m: A,
+                ) -> Result<Keys, A::Error> {
+                    let mut keys = vec![];
+                    while let Some(k) = m.next_key::<String>()? {
+                        m.next_value::<serde::de::IgnoredAny>()?;
+                        keys.push(k);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    serde_json::from_str::<Keys>(line).ok().map(|k| k.0)
+}
+
+/// A server's standard error, line by line, until `done` says so or `limit` passes.
+fn serve_until(
+    c: &mut Command,
+    limit: Duration,
+    done: impl Fn(&str) -> bool,
+) -> (std::process::Child, Vec<String>) {
+    let mut child = c
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = vec![];
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            let stop = done(&line);
+            lines.push(line);
+            if stop {
+                break;
+            }
+        }
+    }
+    (child, lines)
+}
+
+#[test]
+fn worker_log_lines_have_each_key_once_and_a_broken_trivy_is_told_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("trivy");
+    std::fs::write(&fake, "#!/bin/sh\necho 'Version: 0.59.1'\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let registry = closed.local_addr().unwrap();
+    drop(closed);
+    let mut c = bin();
+    c.arg("serve")
+        .env("DATA_DIR", dir.path())
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .env("AUTH_DISABLED", "true")
+        .env("WORKER_CONCURRENCY", "1")
+        .env("JOB_BACKOFF_BASE", "60s")
+        .env("TRIVY_PATH", &fake);
+    // Request a scan of an image on a registry that refuses connections: the worker's
+    // retry line carries a code, an error and a delay.
+    let (mut child, lines) = serve_until(&mut c, Duration::from_secs(60), |line| {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            if v["message"] == "listening" {
+                let addr = v["addr"].as_str().unwrap().to_string();
+                let image = format!("{registry}/app:1");
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Runtime::new().unwrap();
+                    rt.block_on(async {
+                        let r = reqwest::Client::new()
+                            .post(format!("http://{addr}/scan-jobs"))
+                            .json(&serde_json::json!({ "image": image }))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(r.status(), 202);
+                    });
+                });
+            }
+        }
+        line.contains("scan job will be retried")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        lines.iter().any(|l| l.contains("scan job will be retried")),
+        "{lines:#?}"
+    );
+    for line in &lines {
+        let keys = json_keys(line).unwrap_or_else(|| panic!("not a JSON object: {line}"));
+        let mut seen = std::collections::BTreeSet::new();
+        for k in &keys {
+            assert!(seen.insert(k), "{k:?} twice in {line}");
+        }
+    }
+
+    // A Trivy that cannot start: said once, at start, with the setting to fix.
+    let mut c = bin();
+    c.arg("serve")
+        .env("DATA_DIR", dir.path())
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .env("AUTH_DISABLED", "true")
+        .env("WORKER_CONCURRENCY", "1")
+        .env("TRIVY_PATH", dir.path().join("missing-trivy"));
+    // Past one re-check (every 10 s): still said once.
+    let (mut child, lines) = serve_until(&mut c, Duration::from_secs(12), |_| false);
+    let _ = child.kill();
+    let _ = child.wait();
+    let told: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("trivy cannot run"))
+        .collect();
+    assert_eq!(told.len(), 1, "{lines:#?}");
+    assert!(
+        told[0].contains("TRIVY_PATH") && told[0].contains("missing-trivy"),
+        "{}",
+        told[0]
+    );
+}
+
 #[test]
 fn a_closed_pipe_ends_a_command_quietly() {
     // `scanvault openapi | head -c 10`: the document is larger than a pipe's buffer, so the

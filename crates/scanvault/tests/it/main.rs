@@ -19,3 +19,4 @@ mod jobs;
 mod retention;
 mod statements;
 mod worker;
+mod workers;

@@ -407,6 +407,7 @@ impl TestApp {
 }
 
 /// A small Trivy report builder for tests.
+#[derive(Clone)]
 pub struct Report {
     pub artifact: String,
     pub repo_tags: Vec<String>,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::PgStore;
 use crate::store::jobs::{
     Actor, AuditRow, ExpiredLease, JobError, JobGauges, JobNotice, JobRow, JobStore, NewJob,
-    Transition,
+    Transition, WorkerRow,
 };
 use crate::store::{duration_micros, micros, sql, StoreError};
 
@@ -200,6 +200,41 @@ impl JobStore for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    async fn worker_heartbeat(&self, w: &WorkerRow) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::UPSERT_WORKER)
+            .bind(&w.id)
+            .bind(&w.version)
+            .bind(&w.trivy_version)
+            .bind(&w.trivy_error)
+            .bind(w.concurrency)
+            .bind(w.started_at)
+            .bind(w.heartbeat_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::FORGET_WORKERS)
+            .bind(w.heartbeat_at - 86_400_000_000)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn workers(&self, since: i64) -> Result<Vec<WorkerRow>, StoreError> {
+        Ok(sqlx::query_as(sql::WORKERS)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn worker_stopped(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(sql::DELETE_WORKER)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn status(&self, id: &str) -> Result<Option<(JobStatus, i64)>, StoreError> {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::SqliteStore;
 use crate::store::jobs::{
     Actor, AuditRow, ExpiredLease, JobError, JobGauges, JobNotice, JobRow, JobStore, NewJob,
-    Transition,
+    Transition, WorkerRow,
 };
 use crate::store::{duration_micros, micros, sql, StoreError};
 
@@ -192,6 +192,41 @@ impl JobStore for SqliteStore {
             .execute(&self.write)
             .await?;
         Ok(r.rows_affected() == 1)
+    }
+
+    async fn worker_heartbeat(&self, w: &WorkerRow) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query(sql::UPSERT_WORKER)
+            .bind(&w.id)
+            .bind(&w.version)
+            .bind(&w.trivy_version)
+            .bind(&w.trivy_error)
+            .bind(w.concurrency)
+            .bind(w.started_at)
+            .bind(w.heartbeat_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::FORGET_WORKERS)
+            .bind(w.heartbeat_at - 86_400_000_000)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn workers(&self, since: i64) -> Result<Vec<WorkerRow>, StoreError> {
+        Ok(sqlx::query_as(sql::WORKERS)
+            .bind(since)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
+    async fn worker_stopped(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query(sql::DELETE_WORKER)
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 
     async fn status(&self, id: &str) -> Result<Option<(JobStatus, i64)>, StoreError> {
