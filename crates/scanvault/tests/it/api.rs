@@ -752,3 +752,68 @@ on_both_backends!(
     ingest_concurrent_new_catalog_entries,
     concurrent_new_catalog_entries_do_not_deadlock
 );
+
+/// The README's table of list limits, as rows of (paths, default, maximum).
+fn documented_limits() -> Vec<(Vec<String>, i64, i64)> {
+    let readme = include_str!("../../../../README.md");
+    let table = readme
+        .split("| list | default `limit` | maximum |")
+        .nth(1)
+        .expect("the README has a table of list limits");
+    let number = |cell: &str| -> i64 {
+        let digits: String = cell
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("no number in {cell:?}"))
+    };
+    table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let paths = cells[1]
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(|p| p.trim_start_matches("GET ").to_string())
+                .collect();
+            (paths, number(cells[2]), number(cells[3]))
+        })
+        .collect()
+}
+
+async fn documented_limits_are_the_limits(app: &TestApp) {
+    let s = app
+        .create(
+            "",
+            Report::image("limits:1", &digest(900))
+                .vuln("CVE-L", "p", "1", "HIGH", Some("2"))
+                .bytes(),
+        )
+        .await;
+    let id = s["ID"].as_str().unwrap();
+    let rows = documented_limits();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for (paths, default, max) in rows {
+        for path in paths {
+            let mut path = path.replace("{id}", if path.contains("/cve/") { "CVE-L" } else { id });
+            if path.ends_with('=') {
+                path.push_str("limits");
+            }
+            let sep = if path.contains('?') { "&" } else { "?" };
+            let plain = app.get_json(&path).await;
+            assert_eq!(plain["Limit"], default, "{path}: default");
+            let huge = app.get_json(&format!("{path}{sep}limit=999999999")).await;
+            assert_eq!(huge["Limit"], max, "{path}: maximum");
+            let r = app.get(&format!("{path}{sep}limit=-1")).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: negative");
+        }
+    }
+}
+
+on_both_backends!(documented_limits, documented_limits_are_the_limits);

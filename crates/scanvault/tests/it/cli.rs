@@ -674,3 +674,75 @@ fn metrics_can_move_to_a_port_of_their_own_without_a_key() {
         .unwrap();
     assert!(wait_with_timeout(&mut child, Duration::from_secs(30)).success());
 }
+
+/// The README's API examples (the block that starts with `KEY=` and the one under
+/// "Requesting a scan"), as written.
+fn readme_examples() -> String {
+    let readme = include_str!("../../../../README.md");
+    let block = |from: &str| -> String {
+        let start = readme
+            .find(from)
+            .unwrap_or_else(|| panic!("{from:?} not in the README"));
+        let body = &readme[start..];
+        body[..body.find("\n```").unwrap()].to_string()
+    };
+    let api = block("```sh\nKEY=svk_");
+    let scan = &readme[readme.find("### Requesting a scan").unwrap()..];
+    let job = &scan[scan.find("```sh\n").unwrap()..];
+    let job = &job[..job[6..].find("\n```").unwrap() + 6];
+    [api.as_str(), job]
+        .iter()
+        .map(|b| b.trim_start_matches("```sh\n"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_readme_examples_run_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = bin();
+    c.arg("serve")
+        .env("DATA_DIR", dir.path())
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("LOG_FORMAT", "json");
+    let (mut child, lines) = serve_until(&mut c, Duration::from_secs(60), |l| l.contains("svk_"));
+    let key = lines
+        .iter()
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("svk_")))
+        .unwrap_or_else(|| panic!("no key: {lines:#?}"))
+        .to_string();
+    let addr = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "listening")
+        .and_then(|v| v["addr"].as_str().map(str::to_string))
+        .unwrap();
+    // The key line stays as the reader's; the key comes from the environment instead.
+    let examples: String = readme_examples()
+        .lines()
+        .filter(|l| !l.starts_with("KEY="))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("localhost:8080", &addr);
+    let script = format!(
+        "set -euo pipefail\ncurl() {{ command curl --fail-with-body \"$@\"; }}\n{examples}\n"
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env("KEY", &key)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script}\n--- stdout\n{stdout}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("CVE-2024-2961"), "{stdout}");
+    assert!(stdout.contains("\"Status\":\"queued\""), "{stdout}");
+}
