@@ -1,7 +1,10 @@
-//! Fuzz `scanvault_core::trivy::parse` with arbitrary bytes.
+//! Fuzz `scanvault_core::parse::parse` with arbitrary bytes: the format (Trivy, `trivy k8s`,
+//! Grype, CycloneDX) is detected from the content before parsing, so this one target covers
+//! every reader.
 //!
-//! Beyond "never panics, overflows the stack or hangs", every `Ok` report must satisfy the
-//! invariants the store relies on (see docs/fuzzing.md):
+//! Beyond "never panics, overflows the stack or hangs", every `Ok` report (each image's
+//! report of a cluster report too) must satisfy the invariants the store relies on (see
+//! docs/fuzzing.md):
 //! - `findings.len() <= vulnerability_entries`
 //! - finding keys `(vulnerability_id, pkg_name, installed_version)` are unique, the id is
 //!   non-empty, and no key part is untrimmed, longer than `MAX_KEY_LEN` or holds a NUL
@@ -17,13 +20,30 @@
 
 use libfuzzer_sys::fuzz_target;
 use scanvault_core::report::ParsedReport;
-use scanvault_core::trivy::{parse, MAX_KEY_LEN};
+use scanvault_core::parse::{parse, Parsed};
+use scanvault_core::trivy::MAX_KEY_LEN;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
 fuzz_target!(|data: &[u8]| {
     match parse(data) {
-        Ok(report) => check(&report),
+        Ok(Parsed::Report(report)) => check(&report),
+        Ok(Parsed::Cluster(cluster)) => {
+            for image in &cluster.images {
+                check(&image.report);
+                // Written back as Trivy JSON, an image's report reads as the same findings.
+                let json = scanvault_core::render::trivy_json(&image.report);
+                match parse(&json) {
+                    Ok(Parsed::Report(back)) => {
+                        assert_eq!(back.findings.len(), image.report.findings.len());
+                        for (a, b) in back.findings.iter().zip(&image.report.findings) {
+                            assert!(a.stores_same(b), "{a:?} != {b:?}");
+                        }
+                    }
+                    other => panic!("a rendered image report reads as {other:?}"),
+                }
+            }
+        }
         Err(e) => {
             let msg = e.to_string();
             assert!(!msg.is_empty());

@@ -8,9 +8,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Severity of a finding. The order is the order of gravity: `Unknown < Low < … < Critical`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Severity {
+    #[default]
     Unknown,
     Low,
     Medium,
@@ -134,6 +137,12 @@ pub enum ReportFormat {
     TrivyV2,
     /// Trivy before 0.20: a top-level array of Results, or the literal `null`.
     TrivyLegacy,
+    /// One image of a `trivy k8s` cluster report.
+    TrivyK8s,
+    /// Anchore Grype JSON (`matches[]`).
+    Grype,
+    /// CycloneDX JSON with `vulnerabilities[]`.
+    CycloneDx,
 }
 
 impl ReportFormat {
@@ -141,6 +150,9 @@ impl ReportFormat {
         match self {
             ReportFormat::TrivyV2 => "trivy",
             ReportFormat::TrivyLegacy => "trivy-legacy",
+            ReportFormat::TrivyK8s => "trivy-k8s",
+            ReportFormat::Grype => "grype",
+            ReportFormat::CycloneDx => "cyclonedx",
         }
     }
 }
@@ -186,6 +198,48 @@ pub struct Finding {
     /// CVSS base score for this finding: the severity source's score when present,
     /// else the highest of any source (v3 preferred, then v4, then v2).
     pub cvss_score: Option<f64>,
+    /// What some formats say beyond Trivy's fields.
+    #[serde(default, skip_serializing_if = "FindingExtra::is_empty")]
+    pub extra: FindingExtra,
+}
+
+/// A finding's attributes that only some formats carry, stored together.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FindingExtra {
+    /// The scanner's own severity word when it is not one of the five (Grype's
+    /// `Negligible`, counted as LOW).
+    #[serde(rename = "sev", default, skip_serializing_if = "Option::is_none")]
+    pub scanner_severity: Option<String>,
+    /// CycloneDX VEX `analysis.state` (`not_affected`, `false_positive`, `resolved`,
+    /// `exploitable`, `in_triage`).
+    #[serde(rename = "vex", default, skip_serializing_if = "Option::is_none")]
+    pub vex_state: Option<String>,
+    /// CycloneDX VEX `analysis.justification`.
+    #[serde(rename = "just", default, skip_serializing_if = "Option::is_none")]
+    pub vex_justification: Option<String>,
+    /// EPSS probability (0–1), as Grype writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epss: Option<f64>,
+    /// Grype's risk score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<f64>,
+}
+
+impl FindingExtra {
+    pub fn is_empty(&self) -> bool {
+        *self == FindingExtra::default()
+    }
+
+    /// As stored: compact JSON, or nothing when empty.
+    pub fn to_stored(&self) -> Option<String> {
+        (!self.is_empty()).then(|| serde_json::to_string(self).unwrap_or_default())
+    }
+
+    /// From the stored JSON (an unreadable value reads as empty).
+    pub fn from_stored(s: Option<&str>) -> FindingExtra {
+        s.and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default()
+    }
 }
 
 impl Finding {
@@ -314,6 +368,7 @@ impl Finding {
             && self.pkg_path == other.pkg_path
             && self.purl == other.purl
             && self.cvss_score == other.cvss_score
+            && self.extra == other.extra
     }
 }
 
@@ -375,6 +430,7 @@ mod changes_tests {
             purl: None,
             title: None,
             cvss_score: None,
+            extra: FindingExtra::default(),
         }
     }
 

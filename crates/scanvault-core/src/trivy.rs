@@ -10,16 +10,14 @@
 //! string has no escapes, owned when it has (Go's encoder escapes `&`, `<`, `>` as
 //! `\u0026`… in real reports, so a plain `&str` would fail).
 
+use crate::accumulate::{Accumulator, Entry};
 use crate::image::{identify, split_reference};
-use crate::report::{
-    Finding, ImageIdentity, ParsedReport, ReportFormat, Severity, SkippedEntries,
-    VulnerabilityDetail,
-};
+use crate::report::{ImageIdentity, ParsedReport, ReportFormat, Severity};
 use chrono::{DateTime, Utc};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Longest vulnerability id, package name or version we accept (bytes).
 pub const MAX_KEY_LEN: usize = 512;
@@ -37,23 +35,42 @@ pub enum ParseError {
     #[error("the body is not valid JSON: {message}")]
     Syntax { message: String },
     /// JSON of the wrong shape: a field with the wrong type, a missing required field.
-    #[error("the report is not valid Trivy JSON: {message}")]
+    #[error("the report is not valid: {message}")]
     Invalid { message: String },
     /// A recognised format that this version does not ingest.
     #[error(
-        "{format} reports are not supported yet; send Trivy JSON (`trivy image --format json`)"
+        "{format} documents are not a report ScanVault reads; send Trivy, Grype or CycloneDX JSON \
+         with vulnerabilities (`trivy image --format json`, `grype -o json`)"
     )]
     Unsupported { format: &'static str },
 }
 
-/// Parse a Trivy report.
+/// The markers [`ParseError::Unsupported`] names other formats by, for the dispatcher
+/// (`crate::parse`) to hand the body to their parser.
+pub const FORMAT_K8S: &str = "Trivy Kubernetes cluster (`trivy k8s`)";
+pub const FORMAT_GRYPE: &str = "Grype";
+pub const FORMAT_CYCLONEDX: &str = "CycloneDX";
+
+/// Parse a Trivy report (one image: a `trivy k8s` cluster report, Grype or CycloneDX is
+/// [`ParseError::Unsupported`] here; `crate::parse::parse` reads every format).
 pub fn parse(body: &[u8]) -> Result<ParsedReport, ParseError> {
+    parse_text(prepare(body)?)
+}
+
+/// The body as text: without a UTF-8 byte-order mark, valid UTF-8, nested no deeper than
+/// [`MAX_DEPTH`].
+pub(crate) fn prepare(body: &[u8]) -> Result<&str, ParseError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     // Validated once here; the deserializer then reads the text without checking it again.
     let text = std::str::from_utf8(body).map_err(|e| ParseError::NotUtf8 {
         offset: e.valid_up_to(),
     })?;
     check_depth(body)?;
+    Ok(text)
+}
+
+pub(crate) fn parse_text(text: &str) -> Result<ParsedReport, ParseError> {
+    let body = text.as_bytes();
     let first = body.iter().position(|b| !b.is_ascii_whitespace());
     let report = match first.map(|i| body[i]) {
         None => Err(ParseError::Empty),
@@ -116,7 +133,7 @@ fn check_depth(body: &[u8]) -> Result<(), ParseError> {
 }
 
 /// Stored text may not hold NUL characters (PostgreSQL cannot store them in TEXT).
-fn check_text(r: &ParsedReport) -> Result<(), ParseError> {
+pub(crate) fn check_text(r: &ParsedReport) -> Result<(), ParseError> {
     let bad = |field: &str| ParseError::Invalid {
         message: format!("{field} contains a NUL character"),
     };
@@ -182,7 +199,7 @@ fn check_text(r: &ParsedReport) -> Result<(), ParseError> {
 /// The path-tracking deserializer, which names the field that is wrong, costs about a fifth
 /// of the parse time, so it runs only to explain a failure: the plain pass accepts exactly
 /// what the tracked pass accepts (the tracker only wraps it).
-fn from_text<'de, T: Deserialize<'de>>(body: &'de str) -> Result<T, ParseError> {
+pub(crate) fn from_text<'de, T: Deserialize<'de>>(body: &'de str) -> Result<T, ParseError> {
     let mut de = serde_json::Deserializer::from_str(body);
     if let Ok(value) = T::deserialize(&mut de) {
         de.end().map_err(|e| classify_json_error("", &e))?;
@@ -233,12 +250,16 @@ struct Doc<'a> {
     resources: Option<IgnoredAny>,
     #[serde(rename = "matches")]
     grype_matches: Option<IgnoredAny>,
-    #[serde(rename = "descriptor")]
-    grype_descriptor: Option<IgnoredAny>,
     #[serde(rename = "bomFormat")]
     cdx_bom_format: Option<IgnoredAny>,
     #[serde(rename = "specVersion")]
     cdx_spec_version: Option<IgnoredAny>,
+    #[serde(rename = "spdxVersion")]
+    spdx_version: Option<IgnoredAny>,
+    #[serde(rename = "runs")]
+    sarif_runs: Option<IgnoredAny>,
+    #[serde(rename = "artifacts")]
+    syft_artifacts: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -267,25 +288,36 @@ struct Os {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct TResult<'a> {
-    target: Option<String>,
-    class: Option<String>,
+pub(crate) struct TResult<'a> {
+    pub(crate) target: Option<String>,
+    pub(crate) class: Option<String>,
     #[serde(rename = "Type")]
-    kind: Option<String>,
+    pub(crate) kind: Option<String>,
     #[serde(borrow)]
-    vulnerabilities: Option<Vec<TVuln<'a>>>,
+    pub(crate) vulnerabilities: Option<Vec<TVuln<'a>>>,
+    /// Misconfigurations (`trivy k8s`, `trivy config`): counted, not stored.
+    pub(crate) misconfigurations: Option<Vec<IgnoredAny>>,
+}
+
+/// A list (or any value with a default) that may also be `null`.
+pub(crate) fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Text borrowed from the body when it has no escapes (most of a report's bytes are
 /// descriptions, titles and references repeated per package; only the first of each id is
 /// kept, so copying every one was wasted work).
-type Text<'a> = Option<Str<'a>>;
+pub(crate) type Text<'a> = Option<Str<'a>>;
 
 /// A JSON string, borrowed from the body when it has no escapes. A newtype because serde
 /// borrows a `Cow<str>` only where it is the field's own type: inside an `Option`, a `Vec`
 /// or a map it would always be copied.
 #[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+pub(crate) struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
 
 impl std::ops::Deref for Str<'_> {
     type Target = str;
@@ -302,7 +334,7 @@ impl std::borrow::Borrow<str> for Str<'_> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct TVuln<'a> {
+pub(crate) struct TVuln<'a> {
     #[serde(rename = "VulnerabilityID", borrow)]
     vulnerability_id: Text<'a>,
     #[serde(borrow)]
@@ -382,16 +414,29 @@ impl Cvss<'_> {
 fn parse_object(body: &str) -> Result<ParsedReport, ParseError> {
     let doc: Doc = from_text(body)?;
     if doc.cluster_name.is_some() || doc.resources.is_some() {
-        return Err(ParseError::Unsupported {
-            format: "Trivy Kubernetes cluster (`trivy k8s`)",
-        });
+        return Err(ParseError::Unsupported { format: FORMAT_K8S });
     }
-    if doc.grype_matches.is_some() || doc.grype_descriptor.is_some() {
-        return Err(ParseError::Unsupported { format: "Grype" });
+    if doc.grype_matches.is_some() {
+        return Err(ParseError::Unsupported {
+            format: FORMAT_GRYPE,
+        });
     }
     if doc.cdx_bom_format.is_some() || doc.cdx_spec_version.is_some() {
         return Err(ParseError::Unsupported {
-            format: "CycloneDX",
+            format: FORMAT_CYCLONEDX,
+        });
+    }
+    if doc.spdx_version.is_some() {
+        return Err(ParseError::Unsupported {
+            format: "SPDX (an SBOM without vulnerabilities)",
+        });
+    }
+    if doc.sarif_runs.is_some() {
+        return Err(ParseError::Unsupported { format: "SARIF" });
+    }
+    if doc.syft_artifacts.is_some() && doc.results.is_none() {
+        return Err(ParseError::Unsupported {
+            format: "Syft (an SBOM without vulnerabilities)",
         });
     }
     match doc.schema_version {
@@ -404,7 +449,9 @@ fn parse_object(body: &str) -> Result<ParsedReport, ParseError> {
         None if doc.artifact_name.is_some() || doc.results.is_some() => {}
         None => {
             return Err(ParseError::Invalid {
-                message: "not a Trivy report: no SchemaVersion, ArtifactName or Results".into(),
+                message: "not a Trivy, Grype or CycloneDX report: no SchemaVersion, ArtifactName \
+                    or Results (Trivy), no matches (Grype), no bomFormat (CycloneDX)"
+                    .into(),
             })
         }
     }
@@ -428,7 +475,7 @@ fn parse_object(body: &str) -> Result<ParsedReport, ParseError> {
     let results = doc.results.unwrap_or_default();
     let mut acc = Accumulator::default();
     for (ri, r) in results.iter().enumerate() {
-        acc.add_result(ri, r)?;
+        add_result(&mut acc, ri, r)?;
     }
     let (os_family, os_name) = md
         .os
@@ -465,7 +512,7 @@ fn parse_legacy(body: &str) -> Result<ParsedReport, ParseError> {
     let results = results.unwrap_or_default();
     let mut acc = Accumulator::default();
     for (ri, r) in results.iter().enumerate() {
-        acc.add_result(ri, r)?;
+        add_result(&mut acc, ri, r)?;
     }
     // Legacy reports carry no artifact identity: the first Result's Target is
     // "<artifact> (<os family> <os version>)".
@@ -503,7 +550,7 @@ fn parse_legacy(body: &str) -> Result<ParsedReport, ParseError> {
 }
 
 /// `"alpine:3.10 (alpine 3.10.2)"` → (`alpine:3.10`, (`alpine`, `3.10.2`)).
-fn split_target(target: &str) -> (Option<String>, Option<(String, String)>) {
+pub(crate) fn split_target(target: &str) -> (Option<String>, Option<(String, String)>) {
     let t = target.trim();
     if let Some(open) = t.rfind(" (") {
         if let Some(inner) = t[open + 2..].strip_suffix(')') {
@@ -519,177 +566,51 @@ fn split_target(target: &str) -> (Option<String>, Option<(String, String)>) {
 
 // ----------------------------------------------------------------------------- findings
 
-/// Why an entry without a vulnerability id is left out.
-pub const NO_VULNERABILITY_ID: &str = "no VulnerabilityID";
+pub use crate::accumulate::NO_VULNERABILITY_ID;
 
-/// Findings and catalog entries of a report, de-duplicated on keys borrowed from the
-/// parsed document (`'d`).
-#[derive(Default)]
-struct Accumulator<'d> {
-    findings: Vec<Finding>,
-    index: HashMap<(&'d str, &'d str, &'d str), usize>,
-    vulns: Vec<VulnerabilityDetail>,
-    vuln_index: HashMap<&'d str, usize>,
-    entries: usize,
-    /// Entries left out, by reason: where the first of each was.
-    skipped: Vec<SkippedEntries>,
-}
-
-impl<'d> Accumulator<'d> {
-    fn add_result(&mut self, ri: usize, r: &'d TResult<'_>) -> Result<(), ParseError> {
-        let Some(vulns) = r.vulnerabilities.as_ref() else {
-            return Ok(());
-        };
-        for (vi, v) in vulns.iter().enumerate() {
-            self.add_entry(ri, vi, r, v)?;
-        }
-        Ok(())
-    }
-
-    fn add_entry(
-        &mut self,
-        ri: usize,
-        vi: usize,
-        r: &TResult<'_>,
-        v: &'d TVuln<'_>,
-    ) -> Result<(), ParseError> {
-        let at = || format!("Results[{ri}].Vulnerabilities[{vi}]");
-        let id = v.vulnerability_id.as_deref().map(str::trim).unwrap_or("");
-        if id.is_empty() {
-            // Nothing identifies the finding: the rest of the report is still stored.
-            self.skip(NO_VULNERABILITY_ID, at());
-            return Ok(());
-        }
-        let pkg = v.pkg_name.as_deref().unwrap_or("").trim();
+/// Add the vulnerability entries of Result `ri`.
+pub(crate) fn add_result<'d>(
+    acc: &mut Accumulator<'d>,
+    ri: usize,
+    r: &'d TResult<'_>,
+) -> Result<(), ParseError> {
+    let Some(vulns) = r.vulnerabilities.as_ref() else {
+        return Ok(());
+    };
+    for (vi, v) in vulns.iter().enumerate() {
         let ver = [&v.installed_version, &v.pkg_version]
             .into_iter()
-            .filter_map(|t| t.as_deref().map(str::trim))
-            .find(|t| !t.is_empty())
+            .filter_map(|t| t.as_deref())
+            .find(|t| !t.trim().is_empty())
             .unwrap_or("");
-        for (field, value) in [
-            ("VulnerabilityID", id),
-            ("PkgName", pkg),
-            ("InstalledVersion", ver),
-        ] {
-            if value.len() > MAX_KEY_LEN {
-                return Err(ParseError::Invalid {
-                    message: format!(
-                        "at {}.{field}: longer than {MAX_KEY_LEN} bytes ({} bytes)",
-                        at(),
-                        value.len()
-                    ),
-                });
-            }
-            if value.contains('\0') {
-                return Err(ParseError::Invalid {
-                    message: format!("at {}.{field}: contains a NUL character", at()),
-                });
-            }
-        }
-        self.entries += 1;
-        let severity = Severity::from_label(v.severity.as_deref());
-        let fixed = v
-            .fixed_version
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        let (cvss, vector) = entry_cvss(v);
-
-        let key = (id, pkg, ver);
-        match self.index.get(&key) {
-            Some(&i) => {
-                let f = &mut self.findings[i];
-                f.severity = f.severity.max(severity);
-                if f.fixed_version.is_none() {
-                    f.fixed_version = fixed;
-                }
-                if f.status.is_none() {
-                    f.status = owned(&v.status);
-                }
-                f.cvss_score = max_opt(f.cvss_score, cvss);
-                if f.title.is_none() {
-                    f.title = owned(&v.title);
-                }
-            }
-            None => {
-                self.index.insert(key, self.findings.len());
-                self.findings.push(Finding {
-                    vulnerability_id: id.to_string(),
-                    pkg_name: pkg.to_string(),
-                    installed_version: ver.to_string(),
-                    fixed_version: fixed,
-                    severity,
-                    status: owned(&v.status),
-                    pkg_type: non_empty(r.kind.clone()),
-                    class: non_empty(r.class.clone()),
-                    target: r.target.clone(),
-                    pkg_path: owned(&v.pkg_path),
-                    purl: v.pkg_identifier.as_ref().and_then(|p| owned(&p.purl)),
-                    title: owned(&v.title),
-                    cvss_score: cvss,
-                });
-            }
-        }
-
-        match self.vuln_index.get(id) {
-            Some(&i) => {
-                let d = &mut self.vulns[i];
-                d.severity = d.severity.max(severity);
-                if cvss.is_some() && max_opt(d.cvss_score, cvss) != d.cvss_score {
-                    d.cvss_score = cvss;
-                    d.cvss_vector = vector.map(str::to_string);
-                }
-                fill(&mut d.title, &v.title);
-                fill(&mut d.description, &v.description);
-                fill(&mut d.primary_url, &v.primary_url);
-                if d.references.is_empty() {
-                    d.references = owned_list(&v.references);
-                }
-                if d.published_at.is_none() {
-                    d.published_at = v.published_date.as_deref().and_then(lenient_time);
-                }
-                if d.modified_at.is_none() {
-                    d.modified_at = v.last_modified_date.as_deref().and_then(lenient_time);
-                }
-            }
-            None => {
-                self.vuln_index.insert(id, self.vulns.len());
-                self.vulns.push(VulnerabilityDetail {
-                    id: id.to_string(),
-                    title: owned(&v.title),
-                    description: owned(&v.description),
-                    severity,
-                    cvss_score: cvss,
-                    cvss_vector: vector.map(str::to_string),
-                    primary_url: owned(&v.primary_url),
-                    references: owned_list(&v.references),
-                    published_at: v.published_date.as_deref().and_then(lenient_time),
-                    modified_at: v.last_modified_date.as_deref().and_then(lenient_time),
-                });
-            }
-        }
-        Ok(())
+        let (cvss, cvss_vector) = entry_cvss(v);
+        let entry = Entry {
+            id: Cow::Borrowed(v.vulnerability_id.as_deref().unwrap_or("")),
+            pkg: Cow::Borrowed(v.pkg_name.as_deref().unwrap_or("")),
+            // The original service's request schema named the installed version
+            // `PkgVersion`: read when `InstalledVersion` is absent or empty.
+            ver: Cow::Borrowed(ver),
+            fixed: v.fixed_version.as_deref(),
+            severity: Severity::from_label(v.severity.as_deref()),
+            status: v.status.as_deref(),
+            pkg_type: r.kind.as_deref(),
+            class: r.class.as_deref(),
+            target: r.target.as_deref(),
+            pkg_path: v.pkg_path.as_deref(),
+            purl: v.pkg_identifier.as_ref().and_then(|p| p.purl.as_deref()),
+            title: v.title.as_deref(),
+            description: v.description.as_deref(),
+            primary_url: v.primary_url.as_deref(),
+            references: v.references.iter().flatten().map(|r| &**r).collect(),
+            published: v.published_date.as_deref().and_then(lenient_time),
+            modified: v.last_modified_date.as_deref().and_then(lenient_time),
+            cvss,
+            cvss_vector,
+            extra: Default::default(),
+        };
+        acc.add(|| format!("Results[{ri}].Vulnerabilities[{vi}]"), entry)?;
     }
-
-    fn skip(&mut self, reason: &str, at: String) {
-        match self.skipped.iter_mut().find(|s| s.reason == reason) {
-            Some(s) => s.count += 1,
-            None => self.skipped.push(SkippedEntries {
-                reason: reason.to_string(),
-                count: 1,
-                first_at: at,
-            }),
-        }
-    }
-
-    fn finish(self, mut report: ParsedReport) -> ParsedReport {
-        report.findings = self.findings;
-        report.vulnerabilities = self.vulns;
-        report.vulnerability_entries = self.entries;
-        report.skipped = self.skipped;
-        report
-    }
+    Ok(())
 }
 
 /// CVSS base score of one entry: the severity source's when it has one, else NVD's,
@@ -715,42 +636,17 @@ fn entry_cvss<'v>(v: &'v TVuln<'_>) -> (Option<f64>, Option<&'v str>) {
         })
 }
 
-fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.max(y)),
-        (x, None) => x,
-        (None, y) => y,
-    }
-}
-
-fn fill(slot: &mut Option<String>, value: &Text<'_>) {
-    if slot.is_none() {
-        *slot = owned(value);
-    }
-}
-
-/// The text as an owned string, unless absent or blank.
-fn owned(s: &Text<'_>) -> Option<String> {
-    s.as_deref()
-        .filter(|v| !v.trim().is_empty())
-        .map(str::to_string)
-}
-
-fn owned_list(l: &Option<Vec<Str<'_>>>) -> Vec<String> {
-    l.iter().flatten().map(|s| s.to_string()).collect()
-}
-
-fn non_empty(s: Option<String>) -> Option<String> {
+pub(crate) fn non_empty(s: Option<String>) -> Option<String> {
     s.filter(|v| !v.trim().is_empty())
 }
 
 /// `CreatedAt`: RFC 3339; Go's zero time means "not set".
-fn parse_time(s: &str) -> Result<Option<DateTime<Utc>>, chrono::ParseError> {
+pub(crate) fn parse_time(s: &str) -> Result<Option<DateTime<Utc>>, chrono::ParseError> {
     let t = DateTime::parse_from_rfc3339(s.trim())?.with_timezone(&Utc);
     Ok((t.timestamp() > 0).then_some(t))
 }
 
-fn lenient_time(s: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn lenient_time(s: &str) -> Option<DateTime<Utc>> {
     parse_time(s).ok().flatten()
 }
 

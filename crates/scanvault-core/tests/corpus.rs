@@ -120,8 +120,10 @@ fn every_trivy_corpus_file_matches_expected_counts() {
     assert!(checked >= 19, "only {checked} files checked");
 }
 
+/// The Trivy reader names other scanners' reports instead of misreading them, so that
+/// `parse::parse` hands them to their own readers (tests/formats.rs).
 #[test]
-fn non_trivy_corpus_files_are_refused_as_unsupported() {
+fn the_trivy_reader_names_other_formats_as_unsupported() {
     let dir = corpus_dir();
     for sub in ["grype", "cyclonedx"] {
         for e in std::fs::read_dir(dir.join(sub)).unwrap() {

@@ -19,7 +19,9 @@ use utoipa_axum::routes;
 use super::error::{ApiError, ErrorBody};
 use super::params::{int_param, severity_param, text_param, time_param, ApiPath, ApiQuery, DayEnd};
 use super::AppState;
-use crate::store::analytics::{FleetFinding, FleetScope, FleetSummary, Interval, TopCve};
+use crate::store::analytics::{
+    FleetFinding, FleetScope, FleetSummary, Interval, TopCve, WorkloadQuery,
+};
 use crate::store::{from_micros, micros};
 
 /// Default and largest number of rows of top-cves.
@@ -309,6 +311,9 @@ pub struct PageParams {
     pub limit: Option<String>,
     /// Items to skip (default 0).
     pub offset: Option<String>,
+    /// Only images run by a Kubernetes workload matching this glob over
+    /// `cluster/namespace/kind/name` (`*` matches any text), from cluster reports.
+    pub workload: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -317,6 +322,10 @@ pub struct FixableParams {
     pub image: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
+    /// Only images run by a Kubernetes workload matching this glob over
+    /// `cluster/namespace/kind/name` (`*` matches any text); the current fleet, so not with
+    /// `image`, `from` or `to`.
+    pub workload: Option<String>,
     /// 1–1000 (default 100; more is capped to 1000).
     pub limit: Option<String>,
     /// Items to skip (default 0).
@@ -524,17 +533,34 @@ pub async fn get_cve_images(
         .ok_or_else(|| ApiError::BadRequest("the vulnerability id is empty".into()))?;
     let limit = int_param("limit", &p.limit, PAGE_DEFAULT, 1, PAGE_MAX)?;
     let offset = int_param("offset", &p.offset, 0, 0, MAX_OFFSET)?;
-    let (mut rows, image_count) = app
-        .store
-        .analytics()
-        .cve_images(&cve_id, limit, offset)
-        .await?;
+    let workload = text_param("workload", &p.workload)?;
+    let (mut rows, image_count, items) = match workload {
+        Some(workload) => {
+            let q = WorkloadQuery {
+                workload,
+                vulnerability: Some(cve_id.clone()),
+                fixable: false,
+                limit,
+                offset,
+            };
+            let (rows, items, refs) = app.store.analytics().workload_findings(&q).await?;
+            (rows, refs, Some(items))
+        }
+        None => {
+            let (rows, refs) = app
+                .store
+                .analytics()
+                .cve_images(&cve_id, limit, offset)
+                .await?;
+            (rows, refs, None)
+        }
+    };
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let count = if offset == 0 && !has_more {
-        rows.len() as i64
-    } else {
-        app.store.analytics().cve_items(&cve_id).await?
+    let count = match items {
+        Some(n) => n,
+        None if offset == 0 && !has_more => rows.len() as i64,
+        None => app.store.analytics().cve_items(&cve_id).await?,
     };
     let images: Vec<CveImageView> = rows
         .into_iter()
@@ -575,15 +601,39 @@ pub async fn get_fixable(
     let (scope, from, to) = scope_params(&p.image, &p.from, &p.to)?;
     let limit = int_param("limit", &p.limit, PAGE_DEFAULT, 1, PAGE_MAX)?;
     let offset = int_param("offset", &p.offset, 0, 0, MAX_OFFSET)?;
-    let summary = app.store.analytics().summary(&scope).await?;
-    let mut rows = app.store.analytics().fixable(&scope, limit, offset).await?;
+    let (mut rows, total, fixable) = match text_param("workload", &p.workload)? {
+        Some(workload) => {
+            if !scope.is_whole_current_fleet() {
+                return Err(ApiError::bad_param(
+                    "workload",
+                    "is about the current fleet and cannot be combined with image, from or to",
+                ));
+            }
+            let mut q = WorkloadQuery {
+                workload,
+                vulnerability: None,
+                fixable: true,
+                limit,
+                offset,
+            };
+            let (rows, fixable, _) = app.store.analytics().workload_findings(&q).await?;
+            q.fixable = false;
+            q.limit = 0;
+            let (_, total, _) = app.store.analytics().workload_findings(&q).await?;
+            (rows, total, fixable)
+        }
+        None => {
+            let summary = app.store.analytics().summary(&scope).await?;
+            let rows = app.store.analytics().fixable(&scope, limit, offset).await?;
+            (rows, summary.total(), summary.fixable)
+        }
+    };
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let total = summary.total();
     let pct = if total == 0 {
         0.0
     } else {
-        (summary.fixable as f64 * 10000.0 / total as f64).round() / 100.0
+        (fixable as f64 * 10000.0 / total as f64).round() / 100.0
     };
     let items: Vec<FixableItemView> = rows
         .into_iter()
@@ -604,12 +654,12 @@ pub async fn get_fixable(
         from,
         to,
         total_vulns: total,
-        fixable: summary.fixable,
-        not_fixable: total - summary.fixable,
+        fixable,
+        not_fixable: total - fixable,
         fixable_pct: pct,
         limit,
         offset,
-        count: summary.fixable,
+        count: fixable,
         has_more,
         fixable_items: items,
     }))

@@ -146,6 +146,8 @@ impl From<crate::ingest::IngestError> for ApiError {
             IngestError::Parse(p) => p.into(),
             e @ IngestError::TooManyFindings { .. } => ApiError::InvalidReport(e.to_string()),
             e @ IngestError::NoImage => ApiError::ImageRequired(e.to_string()),
+            e @ IngestError::OverrideOnCluster => ApiError::BadRequest(e.to_string()),
+            e @ IngestError::ClusterNotAccepted => ApiError::UnsupportedFormat(e.to_string()),
             IngestError::Store(s) => s.into(),
             IngestError::Job(j) => j.into(),
             e @ IngestError::Failed(_) => ApiError::Internal(anyhow::Error::new(e)),

@@ -113,6 +113,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             `{\"error\": \"message\", \"code\": \"stable_code\"}`.",
         license(name = "Apache-2.0")
     ),
+    components(schemas(scans::ClusterIngestView)),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
     tags(

@@ -50,6 +50,11 @@ pub struct ScanView {
     pub scanner: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scanner_version: Option<String>,
+    /// The format of the report: `trivy`, `trivy-legacy`, `trivy-k8s`, `grype`, `cyclonedx`.
+    pub report_format: String,
+    /// The Kubernetes workloads that run the image, from cluster reports.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadView>,
     /// `ingest` (POSTed) or `job` (scanned by a worker).
     pub source: String,
     /// Id of the API key that stored the scan (none with AUTH_DISABLED).
@@ -63,6 +68,27 @@ pub struct ScanView {
     pub warnings: Vec<IngestWarning>,
 }
 
+/// A workload of a cluster that runs an image.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct WorkloadView {
+    pub cluster: String,
+    pub namespace: String,
+    pub kind: String,
+    pub name: String,
+}
+
+impl WorkloadView {
+    pub fn of(w: &scanvault_core::k8s::Workload) -> WorkloadView {
+        WorkloadView {
+            cluster: w.cluster.clone(),
+            namespace: w.namespace.clone(),
+            kind: w.kind.clone(),
+            name: w.name.clone(),
+        }
+    }
+}
+
 /// Entries of a report left out of the stored scan, for one reason.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
@@ -73,6 +99,32 @@ pub struct IngestWarning {
     /// The first such entry, e.g. `Results[0].Vulnerabilities[3]`.
     pub first_at: String,
     pub message: String,
+}
+
+impl IngestWarning {
+    pub fn of(s: &scanvault_core::report::SkippedEntries) -> IngestWarning {
+        IngestWarning {
+            reason: s.reason.clone(),
+            count: s.count,
+            first_at: s.first_at.clone(),
+            message: s.message(),
+        }
+    }
+}
+
+/// The answer to a cluster report: the scans it created or updated, one per image.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct ClusterIngestView {
+    pub cluster_name: String,
+    pub created: usize,
+    pub updated: usize,
+    /// Each image's scan (without `ScanResult`), with the workloads that run it.
+    pub scans: Vec<ScanView>,
+    /// What was left out: configuration findings, resources with an `Error`, findings of
+    /// images the report does not name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<IngestWarning>,
 }
 
 impl ScanView {
@@ -102,6 +154,8 @@ impl ScanView {
             os_name: s.os_name.clone(),
             scanner: s.scanner.clone(),
             scanner_version: s.scanner_version.clone(),
+            report_format: s.report_format.clone(),
+            workloads: s.workloads.iter().map(WorkloadView::of).collect(),
             source: s.source.clone(),
             created_by: s.created_by.clone(),
             scan_result,
@@ -365,4 +419,20 @@ pub struct ScanVulnerabilityDetail {
     pub pkg_path: Option<String>,
     #[serde(rename = "PURL", skip_serializing_if = "Option::is_none")]
     pub purl: Option<String>,
+    /// The scanner's own severity word, where the format has one (Grype's `Negligible` is
+    /// stored as `LOW`; CycloneDX's `info` and `none` as `UNKNOWN`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scanner_severity: Option<String>,
+    /// CycloneDX VEX `analysis.state` (`not_affected`, `false_positive`, `resolved`, …).
+    #[serde(rename = "VEXState", skip_serializing_if = "Option::is_none")]
+    pub vex_state: Option<String>,
+    /// CycloneDX VEX `analysis.justification`.
+    #[serde(rename = "VEXJustification", skip_serializing_if = "Option::is_none")]
+    pub vex_justification: Option<String>,
+    /// EPSS probability as the scanner reported it (Grype 0.9x).
+    #[serde(rename = "EPSS", skip_serializing_if = "Option::is_none")]
+    pub epss: Option<f64>,
+    /// The scanner's risk score (Grype 0.9x).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub risk: Option<f64>,
 }

@@ -8,7 +8,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use scanvault_core::image::familiar_name;
-use scanvault_core::report::{Finding, Severity};
+use scanvault_core::report::{Finding, FindingExtra, Severity};
 use serde::Deserialize;
 use std::collections::HashMap;
 use utoipa::IntoParams;
@@ -96,16 +96,19 @@ pub struct VulnParams {
 
 // ------------------------------------------------------------------------------ handlers
 
-/// Ingest a Trivy JSON report.
+/// Ingest a report: Trivy JSON, a `trivy k8s` cluster report, Grype JSON or CycloneDX JSON
+/// with vulnerabilities, detected from the content.
 ///
 /// Accepts Trivy `SchemaVersion: 2` and the legacy top-level array (even `null`), with or
 /// without a UTF-8 BOM. A report for content already stored under the same image name
 /// (same manifest digest, else image id, else the same tag and findings) updates that scan
-/// in place (200); anything new is created (201).
+/// in place (200); anything new is created (201). A cluster report stores one scan per
+/// image it names, with the workloads that run it, and answers with the list
+/// (`ClusterIngestView`: 201 when any scan is new).
 #[utoipa::path(post, path = "/scans", tag = "scans", params(IngestParams),
-    request_body(content = String, description = "Trivy JSON report", content_type = "application/json"),
+    request_body(content = String, description = "A Trivy, trivy k8s, Grype or CycloneDX JSON report", content_type = "application/json"),
     responses(
-        (status = 201, description = "New scan stored", body = ScanView),
+        (status = 201, description = "New scan stored (a cluster report: `ClusterIngestView`)", body = ScanView),
         (status = 200, description = "Stored scan updated in place", body = ScanView),
         (status = 400, description = "Not JSON, empty, not UTF-8, or bad parameters", body = ErrorBody),
         (status = 413, description = "Body larger than HTTP_MAX_BODY_SIZE", body = ErrorBody),
@@ -130,16 +133,23 @@ pub async fn create_scan(
             return Err(ApiError::bad_param("digest", "must look like sha256:<hex>"));
         }
     }
-    let ingest::Ingested { outcome, report } = ingest::ingest(
+    let ingested = ingest::ingest_body(
         &app.store,
         &app.ingest,
         body,
         overrides,
         ScanSource::Ingest,
         caller.id(),
-        None,
     )
     .await?;
+    let ingest::Ingested { outcome, report } = match ingested {
+        ingest::IngestedBody::One(one) => *one,
+        ingest::IngestedBody::Cluster {
+            cluster,
+            images,
+            skipped,
+        } => return Ok(cluster_answer(cluster, images, &skipped)),
+    };
     let status = if outcome.created {
         StatusCode::CREATED
     } else {
@@ -174,18 +184,34 @@ pub async fn create_scan(
         scan_result_view(scan, findings.into_iter().map(ResultEntry::of_report))
     };
     let mut view = ScanView::from_row(scan, Some(result));
-    view.warnings = report
-        .skipped
-        .iter()
-        .map(|s| IngestWarning {
-            reason: s.reason.clone(),
-            count: s.count,
-            first_at: s.first_at.clone(),
-            message: s.message(),
-        })
-        .collect();
+    view.warnings = report.skipped.iter().map(IngestWarning::of).collect();
     let location = format!("/scans/{}", scan.id);
     Ok((status, [(header::LOCATION, location)], Json(view)).into_response())
+}
+
+/// The answer to a cluster report: 201 when it created a scan, else 200.
+fn cluster_answer(
+    cluster: String,
+    images: Vec<(ingest::Ingested, Vec<scanvault_core::k8s::Workload>)>,
+    skipped: &[scanvault_core::report::SkippedEntries],
+) -> Response {
+    let created = images.iter().filter(|(i, _)| i.outcome.created).count();
+    let answer = ClusterIngestView {
+        cluster_name: cluster,
+        created,
+        updated: images.len() - created,
+        scans: images
+            .iter()
+            .map(|(i, _)| ScanView::from_row(&i.outcome.scan, None))
+            .collect(),
+        warnings: skipped.iter().map(IngestWarning::of).collect(),
+    };
+    let status = if created > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(answer)).into_response()
 }
 
 /// Scans of a tag (`?tag=`) or of an image (`?image=[&severity=]`), newest first.
@@ -397,25 +423,33 @@ pub async fn get_scan_vulnerabilities(
     };
     let items: Vec<ScanVulnerabilityItem> = rows
         .into_iter()
-        .map(|f| ScanVulnerabilityItem {
-            target: f.target.unwrap_or_default(),
-            class: f.class.unwrap_or_default(),
-            kind: f.pkg_type.unwrap_or_default(),
-            vulnerability: ScanVulnerabilityDetail {
-                vulnerability_id: f.vulnerability_id,
-                pkg_name: f.pkg_name,
-                pkg_version: f.pkg_version.clone(),
-                current_version: f.pkg_version,
-                fixed_version: f.fixed_version,
-                severity: Severity::from_rank(f.severity).to_string(),
-                title: f.title,
-                description: f.description,
-                status: f.status,
-                cvss_score: f.cvss_score,
-                primary_url: f.primary_url,
-                pkg_path: f.pkg_path,
-                purl: f.purl,
-            },
+        .map(|f| {
+            let extra = FindingExtra::from_stored(f.extra.as_deref());
+            ScanVulnerabilityItem {
+                target: f.target.unwrap_or_default(),
+                class: f.class.unwrap_or_default(),
+                kind: f.pkg_type.unwrap_or_default(),
+                vulnerability: ScanVulnerabilityDetail {
+                    vulnerability_id: f.vulnerability_id,
+                    pkg_name: f.pkg_name,
+                    pkg_version: f.pkg_version.clone(),
+                    current_version: f.pkg_version,
+                    fixed_version: f.fixed_version,
+                    severity: Severity::from_rank(f.severity).to_string(),
+                    title: f.title,
+                    description: f.description,
+                    status: f.status,
+                    cvss_score: f.cvss_score,
+                    primary_url: f.primary_url,
+                    pkg_path: f.pkg_path,
+                    purl: f.purl,
+                    scanner_severity: extra.scanner_severity,
+                    vex_state: extra.vex_state,
+                    vex_justification: extra.vex_justification,
+                    epss: extra.epss,
+                    risk: extra.risk,
+                },
+            }
         })
         .collect();
     Ok(Json(ScanVulnerabilitiesResponse {

@@ -70,8 +70,75 @@ pub struct FleetFinding {
     pub title: Option<String>,
 }
 
+/// Which findings of the current fleet a workload-filtered listing shows.
+#[derive(Debug, Clone)]
+pub struct WorkloadQuery {
+    /// A glob (`*` any text) over `cluster/namespace/kind/name`.
+    pub workload: String,
+    /// Only this vulnerability (the CVE's images listing), else every one.
+    pub vulnerability: Option<String>,
+    /// Only fixable findings, most severe first (the fixable listing).
+    pub fixable: bool,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl WorkloadQuery {
+    /// The glob as a `LIKE` pattern with `\\` escaping.
+    pub fn like_pattern(&self) -> String {
+        let mut p = String::with_capacity(self.workload.len() + 4);
+        for c in self.workload.chars() {
+            match c {
+                '%' | '_' | '\\' => {
+                    p.push('\\');
+                    p.push(c);
+                }
+                '*' => p.push('%'),
+                c => p.push(c),
+            }
+        }
+        p
+    }
+}
+
+/// A row of [`super::sql::WORKLOAD_FINDINGS`].
+pub(crate) type WorkloadFindingRow = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<String>,
+);
+
+pub(crate) fn workload_finding(r: WorkloadFindingRow) -> FleetFinding {
+    FleetFinding {
+        image_name: r.0,
+        image_tag: r.1,
+        scan_id: r.2,
+        scanned_at: r.3,
+        vulnerability_id: r.4,
+        pkg_name: r.5,
+        pkg_version: r.6,
+        fixed_version: r.7,
+        severity: r.8,
+        title: r.9,
+    }
+}
+
 #[async_trait]
 pub trait AnalyticsStore: Send + Sync {
+    /// Findings of the current fleet's references whose image runs in a matching workload:
+    /// the page (up to `limit + 1` rows), the rows over all pages and the references.
+    async fn workload_findings(
+        &self,
+        q: &WorkloadQuery,
+    ) -> Result<(Vec<FleetFinding>, i64, i64), StoreError>;
+
     /// Images, findings per severity and fixable findings of the fleet.
     async fn summary(&self, scope: &FleetScope) -> Result<FleetSummary, StoreError>;
 

@@ -8,7 +8,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use scanvault_core::k8s::Workload;
 use scanvault_core::report::{Finding, ParsedReport, Severity, SeverityCounts};
+use std::collections::HashMap;
 
 use super::jobs::{JobCompletion, JobError};
 use super::{from_micros, StoreError, StoredBody};
@@ -161,6 +163,9 @@ pub struct ScanRow {
     pub findings_version: i64,
     #[sqlx(skip)]
     pub tags: Vec<String>,
+    /// The Kubernetes workloads that run its image, by cluster, namespace, kind and name.
+    #[sqlx(skip)]
+    pub workloads: Vec<Workload>,
 }
 
 impl ScanRow {
@@ -205,6 +210,8 @@ pub struct FindingRow {
     pub pkg_path: Option<String>,
     pub purl: Option<String>,
     pub cvss_score: Option<f64>,
+    /// [`scanvault_core::report::FindingExtra`] as stored (JSON), when there is any.
+    pub extra: Option<String>,
     pub title: Option<String>,
     pub description: Option<String>,
     pub primary_url: Option<String>,
@@ -350,6 +357,16 @@ pub trait ScanStore: Send + Sync {
     /// go at the next catalog sweep, marked due here.
     async fn delete(&self, ids: &[String]) -> Result<u64, StoreError>;
 
+    /// Record the workloads of `cluster` that run each scan's image (`runs`: scan id and
+    /// workload), as a cluster report at `seen_at` says: for each namespace `runs` covers,
+    /// they replace what was recorded of that cluster and namespace. One transaction.
+    async fn record_workloads(
+        &self,
+        cluster: &str,
+        runs: &[(String, Workload)],
+        seen_at: i64,
+    ) -> Result<(), StoreError>;
+
     /// A scan of `digest` for `image_name` observed at or after `since`: its id and time.
     async fn fresh(
         &self,
@@ -387,4 +404,56 @@ impl ScanValues {
                 .unwrap_or_else(|_| "[]".into()),
         }
     }
+}
+
+/// Rows `(scan id, tag, first seen)` as each scan's tags, in the order first seen.
+pub(crate) fn set_tags(scans: &mut [ScanRow], rows: Vec<(String, String, i64)>) {
+    let mut by_id: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+    for (scan, tag, first_seen) in rows {
+        by_id.entry(scan).or_default().push((first_seen, tag));
+    }
+    for s in scans.iter_mut() {
+        let mut tags = by_id.remove(&s.id).unwrap_or_default();
+        tags.sort();
+        s.tags = tags
+            .into_iter()
+            .map(|(_, t)| t)
+            .filter(|t| !t.is_empty())
+            .collect();
+    }
+}
+
+/// A row of `scan_workloads`: scan id, cluster, namespace, kind, name.
+pub(crate) type WorkloadRow = (String, String, String, String, String);
+
+/// Rows of `scan_workloads` as each scan's workloads, sorted.
+pub(crate) fn set_workloads(scans: &mut [ScanRow], rows: Vec<WorkloadRow>) {
+    let mut by_id: HashMap<String, Vec<Workload>> = HashMap::new();
+    for (scan, cluster, namespace, kind, name) in rows {
+        by_id.entry(scan).or_default().push(Workload {
+            cluster,
+            namespace,
+            kind,
+            name,
+        });
+    }
+    for s in scans.iter_mut() {
+        let mut w = by_id.remove(&s.id).unwrap_or_default();
+        w.sort();
+        s.workloads = w;
+    }
+}
+
+/// The namespaces `(cluster, namespace)` a set of runs covers, each once.
+pub(crate) fn namespaces_of<'a>(
+    cluster: &'a str,
+    runs: &'a [(String, Workload)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut ns: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|(_, w)| (cluster, w.namespace.as_str()))
+        .collect();
+    ns.sort_unstable();
+    ns.dedup();
+    ns
 }

@@ -165,8 +165,8 @@ pub const COUNT_SCANS_OF_REF: &str = scan_count!(
 /// The columns of a finding with its catalog details ([`super::scans::FindingRow`]), for
 /// findings `f` joined with the catalog `v`.
 pub const FINDING_COLUMNS: &str = "f.vulnerability_id, f.pkg_name, f.pkg_version, f.fixed_version, \
-    f.severity, f.status, f.pkg_type, f.class, f.target, f.pkg_path, f.purl, f.cvss_score, v.title, \
-    v.description, v.primary_url";
+    f.severity, f.status, f.pkg_type, f.class, f.target, f.pkg_path, f.purl, f.cvss_score, f.extra, \
+    v.title, v.description, v.primary_url";
 
 /// The first observation of the fleet (the start of its first day, from the daily changes:
 /// two index probes, where the observations have no index by time), and of one image's
@@ -330,3 +330,36 @@ pub const DELETE_WORKER: &str = "DELETE FROM workers WHERE id = $1";
 
 /// Workers not heard from since `$1` (gone without saying so).
 pub const FORGET_WORKERS: &str = "DELETE FROM workers WHERE heartbeat_at < $1";
+
+/// A cluster report replaces what was recorded of a namespace of that cluster.
+pub const FORGET_NAMESPACE_WORKLOADS: &str =
+    "DELETE FROM scan_workloads WHERE cluster = $1 AND namespace = $2";
+
+pub const RECORD_WORKLOAD: &str =
+    "INSERT INTO scan_workloads (scan_id, cluster, namespace, kind, name, seen_at) \
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scan_id, cluster, namespace, kind, name) \
+     DO UPDATE SET seen_at = excluded.seen_at";
+
+/// The current fleet's rows of references whose scan runs in a workload matching `$1` (a
+/// `LIKE` pattern over `cluster/namespace/kind/name`), of vulnerability `$2` ('' = any), only
+/// fixable when `$3` = 1.
+const WORKLOAD_ROWS: &str = "FROM fleet_refs r JOIN fleet_findings f ON f.ref_id = r.id \
+     WHERE r.scan_id IN (SELECT scan_id FROM scan_workloads \
+     WHERE cluster || '/' || namespace || '/' || kind || '/' || name LIKE $1 ESCAPE '\\') \
+     AND ($2 = '' OR f.vulnerability_id = $2) AND ($3 = 0 OR f.fixed_version IS NOT NULL)";
+
+/// A page of [`WORKLOAD_ROWS`] (`$4` limit, `$5` offset) in the order of the CVE's images
+/// listing (`$6` = 0) or of the fixable listing (`$6` = 1), with titles.
+pub const WORKLOAD_FINDINGS: &str = concatcp!(
+    "SELECT r.image_name, r.image_tag, r.scan_id, r.scanned_at, f.vulnerability_id, f.pkg_name, \
+     f.pkg_version, f.fixed_version, f.severity, \
+     (SELECT v.title FROM vulnerabilities v WHERE v.id = f.vulnerability_id) AS title ",
+    WORKLOAD_ROWS,
+    " ORDER BY CASE WHEN $6 = 1 THEN -f.severity ELSE 0 END, \
+     CASE WHEN $6 = 1 THEN f.vulnerability_id ELSE '' END, r.id, f.pkg_name, f.pkg_version \
+     LIMIT $4 OFFSET $5"
+);
+
+/// How many rows and references [`WORKLOAD_ROWS`] has.
+pub const COUNT_WORKLOAD_FINDINGS: &str =
+    concatcp!("SELECT COUNT(*), COUNT(DISTINCT r.id) ", WORKLOAD_ROWS);

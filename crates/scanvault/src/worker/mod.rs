@@ -506,7 +506,9 @@ impl Runner {
             IngestError::Store(e) => StageError::from(JobError::Store(e)),
             e @ (IngestError::Parse(_)
             | IngestError::TooManyFindings { .. }
-            | IngestError::NoImage) => StageError::Permanent {
+            | IngestError::NoImage
+            | IngestError::OverrideOnCluster
+            | IngestError::ClusterNotAccepted) => StageError::Permanent {
                 code: "invalid_report".into(),
                 message: format!("Trivy's report could not be stored: {e}"),
             },

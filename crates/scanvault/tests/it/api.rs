@@ -285,13 +285,15 @@ async fn bad_bodies_get_clear_errors_and_change_nothing(app: &TestApp) {
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_report",
         ),
-        (br#"{"matches":[],"source":{},"descriptor":{}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "unsupported_format"),
+        // A Grype report of nothing it can name.
+        (br#"{"matches":[],"source":{},"descriptor":{}}"#.to_vec(), StatusCode::BAD_REQUEST, "image_required"),
+        (br#"{"matches":7,"source":{},"descriptor":{}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_report"),
         (
             br#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#.to_vec(),
             StatusCode::UNPROCESSABLE_ENTITY,
             "unsupported_format",
         ),
-        (br#"{"ClusterName":"c","Resources":[]}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "unsupported_format"),
+        (br#"{"ClusterName":"c","Resources":{}}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_report"),
     ];
     for (body, status, code) in cases {
         let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).to_string();

@@ -31,8 +31,24 @@ fn hostile_requests(scan: &str, job: &str) -> Vec<(Method, String, Vec<u8>)> {
         b"{\"SchemaVersion\": 99}".to_vec(),
         b"{\"SchemaVersion\": -1.5}".to_vec(),
         b"{\"SchemaVersion\": 2, \"CreatedAt\": 12}".to_vec(),
+        // Grype: a NUL in a stored field, an oversized id, a wrong type.
+        br#"{"matches":[{"vulnerability":{"id":"CVE-1","severity":"High"},"artifact":{"name":"a\u0000b","version":"1"}}],"source":{"type":"image","target":{"userInput":"x:1"}},"descriptor":{"name":"grype"}}"#.to_vec(),
+        format!(r#"{{"matches":[{{"vulnerability":{{"id":"{}"}},"artifact":{{"name":"a","version":"1"}}}}],"source":{{"type":"image","target":{{"userInput":"x:1"}}}}}}"#, "C".repeat(100_000)).into_bytes(),
+        br#"{"matches":[{"vulnerability":"CVE-1"}],"source":{"type":"image","target":{"userInput":"x:1"}}}"#.to_vec(),
+        // CycloneDX: vulnerabilities of the wrong type, a NUL, no image named.
+        br#"{"bomFormat":"CycloneDX","specVersion":"1.6","vulnerabilities":"x"}"#.to_vec(),
+        br#"{"bomFormat":"CycloneDX","specVersion":"1.6","metadata":{"component":{"type":"container","name":"x:1"}},"components":[{"bom-ref":"c","name":"a\u0000","version":"1"}],"vulnerabilities":[{"id":"CVE-1","affects":[{"ref":"c"}]}]}"#.to_vec(),
+        br#"{"bomFormat":"CycloneDX","specVersion":"1.6","components":[{"bom-ref":"c","name":"a","version":"1"}],"vulnerabilities":[{"id":"CVE-1","affects":[{"ref":"c"}]}]}"#.to_vec(),
+        // trivy k8s: resources of the wrong type, a NUL in a finding.
+        br#"{"ClusterName":"c","Resources":{}}"#.to_vec(),
+        br#"{"ClusterName":"c","Resources":[{"Namespace":"n","Kind":"Deployment","Name":"w","Results":[{"Target":"img:1 (alpine 3.1)","Class":"os-pkgs","Vulnerabilities":[{"VulnerabilityID":"CVE-1","PkgName":"\u0000"}]}]}]}"#.to_vec(),
     ] {
         v.push((Method::POST, "/scans".into(), body));
+    }
+    // A cluster report names its images itself.
+    let cluster = br#"{"ClusterName":"c","Resources":[{"Namespace":"n","Kind":"Deployment","Name":"w","Results":[{"Target":"img:1 (alpine 3.1)","Class":"os-pkgs","Vulnerabilities":[{"VulnerabilityID":"CVE-1","PkgName":"p","InstalledVersion":"1"}]}]}]}"#;
+    for q in ["image=x", "tag=1", "digest=sha256:aa"] {
+        v.push((Method::POST, format!("/scans?{q}"), cluster.to_vec()));
     }
     let valid = Report::image("hostile:1", &digest(77)).bytes();
     for q in [
@@ -161,15 +177,23 @@ async fn every_endpoint_refuses_bad_input_without_changing_data(app: &TestApp) {
         );
         r.error_code();
     }
-    // Truncations of a real report at random points are all refused.
-    let report = corpus_file("trivy/ubuntu-18.04_trivy-dev-head.json");
+    // Truncations of real reports of each format at random points are all refused.
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    for _ in 0..40 {
-        let cut = rng.gen_range(1..report.len() - 2);
-        let r = app.post_scan("", report[..cut].to_vec()).await;
-        assert_eq!(r.status, StatusCode::BAD_REQUEST, "cut at {cut}");
-        assert_eq!(r.error_code(), "invalid_json");
+    for file in [
+        "grype/busybox-1.32.1_epss_grype-0.94.0.json",
+        "cyclonedx/ubuntu-22.04_trivy-0.48.1_cdx-1.5.json",
+        "trivy/k8s-cluster_local_resources.json",
+        "trivy/ubuntu-18.04_trivy-dev-head.json",
+    ] {
+        let report = corpus_file(file);
+        for _ in 0..15 {
+            let cut = rng.gen_range(1..report.len() - 2);
+            let r = app.post_scan("", report[..cut].to_vec()).await;
+            assert_eq!(r.status, StatusCode::BAD_REQUEST, "{file} cut at {cut}");
+            assert_eq!(r.error_code(), "invalid_json");
+        }
     }
+    let report = corpus_file("trivy/ubuntu-18.04_trivy-dev-head.json");
     assert_eq!(
         app.fingerprint().await,
         before,

@@ -13,6 +13,7 @@ mod faults;
 mod faults_worker;
 mod findings;
 mod fleet_model;
+mod formats;
 mod history;
 mod hostile;
 mod jobs;

@@ -13,7 +13,8 @@ use std::time::Instant;
 use super::ingest::LISTING_KEY;
 use super::{close_quietly, PgStore};
 use crate::store::analytics::{
-    AnalyticsStore, FleetFinding, FleetScope, SHRINK_PAGES, SHRINK_RETRY,
+    workload_finding, AnalyticsStore, FleetFinding, FleetScope, WorkloadFindingRow, WorkloadQuery,
+    SHRINK_PAGES, SHRINK_RETRY,
 };
 use crate::store::{sql, StoreError};
 
@@ -308,6 +309,31 @@ const DELTA_PAGES: &str = "SELECT t, CAST(pg_relation_size(CAST(t AS regclass)) 
 
 #[async_trait]
 impl AnalyticsStore for PgStore {
+    async fn workload_findings(
+        &self,
+        q: &WorkloadQuery,
+    ) -> Result<(Vec<FleetFinding>, i64, i64), StoreError> {
+        let pattern = q.like_pattern();
+        let vuln = q.vulnerability.as_deref().unwrap_or_default();
+        let fixable = i64::from(q.fixable);
+        let rows: Vec<WorkloadFindingRow> = sqlx::query_as(sql::WORKLOAD_FINDINGS)
+            .bind(&pattern)
+            .bind(vuln)
+            .bind(fixable)
+            .bind(q.limit + 1)
+            .bind(q.offset)
+            .bind(fixable)
+            .fetch_all(&self.pool)
+            .await?;
+        let (n, refs): (i64, i64) = sqlx::query_as(sql::COUNT_WORKLOAD_FINDINGS)
+            .bind(&pattern)
+            .bind(vuln)
+            .bind(fixable)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((rows.into_iter().map(workload_finding).collect(), n, refs))
+    }
+
     async fn summary(&self, scope: &FleetScope) -> Result<FleetSummary, StoreError> {
         if scope.is_whole_current_fleet() {
             // One statement: consistent without a transaction.

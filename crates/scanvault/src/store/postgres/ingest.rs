@@ -110,8 +110,8 @@ const COPY_ROWS: &str = "INSERT INTO fleet_findings (ref_id, vulnerability_id, p
 /// one statement's overhead instead of eight.
 const FINISH: &str = "WITH \
      v AS (INSERT INTO scan_findings (scan_id, version, vulnerability_ids, pkg_names, pkg_versions, \
-       fixed_versions, severities, statuses, pkg_types, classes, targets, pkg_paths, purls, cvss_scores) \
-       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 WHERE $2 > 0), \
+       fixed_versions, severities, statuses, pkg_types, classes, targets, pkg_paths, purls, cvss_scores, extras) \
+       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $62 WHERE $2 > 0), \
      r AS (INSERT INTO scan_reports (scan_id, encoding, size_bytes, sha256, body) \
        SELECT $15, $16, $17, $18, $19 WHERE $15 <> '' \
        ON CONFLICT (scan_id) DO UPDATE SET encoding = excluded.encoding, size_bytes = excluded.size_bytes, \
@@ -585,6 +585,7 @@ impl IngestTx for PgTx<'_> {
             .bind(&day_counts[4])
             .bind(&day_counts[5])
             .bind(&day_counts[6])
+            .bind(&f.extras)
             .execute(&mut *self.0)
             .await?;
         Ok(())

@@ -2,7 +2,7 @@
 //! per column for a set of rows.
 
 use scanvault_core::fleet::{self, ChainObs, Counts, FleetRow, FIXABLE, IMAGES};
-use scanvault_core::report::{Finding, Severity};
+use scanvault_core::report::{Finding, FindingExtra, Severity};
 use sqlx::PgConnection;
 
 use crate::store::ingest::{LockedRef, RowSource};
@@ -11,7 +11,7 @@ use crate::store::StoreError;
 
 pub(super) const READ_VERSION: &str =
     "SELECT vulnerability_ids, pkg_names, pkg_versions, fixed_versions, severities, \
-     statuses, pkg_types, classes, targets, pkg_paths, purls, cvss_scores FROM scan_findings \
+     statuses, pkg_types, classes, targets, pkg_paths, purls, cvss_scores, extras FROM scan_findings \
      WHERE scan_id = $1 AND version = $2";
 
 #[derive(sqlx::FromRow)]
@@ -43,6 +43,8 @@ pub(super) struct VersionRow {
     pub(super) pkg_paths: Vec<Option<String>>,
     pub(super) purls: Vec<Option<String>>,
     pub(super) cvss_scores: Vec<Option<f64>>,
+    /// NULL for versions without any (and those stored before the column existed).
+    pub(super) extras: Option<Vec<Option<String>>>,
 }
 
 impl VersionRow {
@@ -62,6 +64,7 @@ impl VersionRow {
             self.pkg_paths.into_iter(),
             self.purls.into_iter(),
             self.cvss_scores.into_iter(),
+            self.extras.unwrap_or_default().into_iter(),
         );
         for _ in 0..n {
             out.push(Finding {
@@ -78,6 +81,7 @@ impl VersionRow {
                 purl: cols.10.next().flatten(),
                 title: None,
                 cvss_score: cols.11.next().flatten(),
+                extra: FindingExtra::from_stored(cols.12.next().flatten().as_deref()),
             });
         }
         out
@@ -202,6 +206,8 @@ pub(super) struct FindingColumns<'a> {
     pub(super) pkg_paths: Vec<Option<&'a str>>,
     pub(super) purls: Vec<Option<&'a str>>,
     pub(super) cvss_scores: Vec<Option<f64>>,
+    /// `None` when no finding has any.
+    pub(super) extras: Option<Vec<Option<String>>>,
 }
 
 impl<'a> FindingColumns<'a> {
@@ -228,6 +234,10 @@ impl<'a> FindingColumns<'a> {
             pkg_paths: findings.iter().map(|f| f.pkg_path.as_deref()).collect(),
             purls: findings.iter().map(|f| f.purl.as_deref()).collect(),
             cvss_scores: findings.iter().map(|f| f.cvss_score).collect(),
+            extras: findings
+                .iter()
+                .any(|f| !f.extra.is_empty())
+                .then(|| findings.iter().map(|f| f.extra.to_stored()).collect()),
         }
     }
 }

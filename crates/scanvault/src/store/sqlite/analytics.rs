@@ -10,7 +10,9 @@ use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use std::collections::{BTreeMap, HashMap};
 
 use super::SqliteStore;
-use crate::store::analytics::{AnalyticsStore, FleetFinding, FleetScope};
+use crate::store::analytics::{
+    workload_finding, AnalyticsStore, FleetFinding, FleetScope, WorkloadFindingRow, WorkloadQuery,
+};
 use crate::store::{sql, StoreError};
 
 /// SQLite sums integers exactly as they are.
@@ -267,6 +269,31 @@ const IMAGE_CHAINS: &str = concatcp!(
 
 #[async_trait]
 impl AnalyticsStore for SqliteStore {
+    async fn workload_findings(
+        &self,
+        q: &WorkloadQuery,
+    ) -> Result<(Vec<FleetFinding>, i64, i64), StoreError> {
+        let pattern = q.like_pattern();
+        let vuln = q.vulnerability.as_deref().unwrap_or_default();
+        let fixable = i64::from(q.fixable);
+        let rows: Vec<WorkloadFindingRow> = sqlx::query_as(sql::WORKLOAD_FINDINGS)
+            .bind(&pattern)
+            .bind(vuln)
+            .bind(fixable)
+            .bind(q.limit + 1)
+            .bind(q.offset)
+            .bind(fixable)
+            .fetch_all(&self.read)
+            .await?;
+        let (n, refs): (i64, i64) = sqlx::query_as(sql::COUNT_WORKLOAD_FINDINGS)
+            .bind(&pattern)
+            .bind(vuln)
+            .bind(fixable)
+            .fetch_one(&self.read)
+            .await?;
+        Ok((rows.into_iter().map(workload_finding).collect(), n, refs))
+    }
+
     async fn summary(&self, scope: &FleetScope) -> Result<FleetSummary, StoreError> {
         if scope.is_whole_current_fleet() {
             // One statement: consistent without a transaction.

@@ -84,7 +84,7 @@ const COPY_ROWS: &str = const_format::concatcp!(
 /// The open rows of scan `$1` (those of its newest version), with their row ids.
 const OPEN_ROWS: &str =
     "SELECT rowid, vulnerability_id, pkg_name, pkg_version, fixed_version, severity, \
-     status, pkg_type, class, target, pkg_path, purl, cvss_score FROM findings \
+     status, pkg_type, class, target, pkg_path, purl, cvss_score, extra FROM findings \
      WHERE scan_id = $1 AND last_version IS NULL";
 
 /// Close the rows `$1` (row ids) at version `$2`.
@@ -94,11 +94,12 @@ const CLOSE_ROWS: &str =
 /// Add the findings `$1` (by the names of [`super::rows::FindingJson`]) to scan `$2`, valid
 /// from version `$3`.
 const ADD_ROWS: &str = "INSERT INTO findings (scan_id, vulnerability_id, pkg_name, pkg_version, first_version, \
-     last_version, fixed_version, severity, status, pkg_type, class, target, pkg_path, purl, cvss_score) \
+     last_version, fixed_version, severity, status, pkg_type, class, target, pkg_path, purl, cvss_score, extra) \
      SELECT $2, json_extract(value, '$.v'), json_extract(value, '$.p'), json_extract(value, '$.iv'), $3, NULL, \
      json_extract(value, '$.fv'), json_extract(value, '$.sev'), json_extract(value, '$.st'), \
      json_extract(value, '$.pt'), json_extract(value, '$.cl'), json_extract(value, '$.tg'), \
-     json_extract(value, '$.pp'), json_extract(value, '$.pu'), json_extract(value, '$.cv') FROM json_each($1)";
+     json_extract(value, '$.pp'), json_extract(value, '$.pu'), json_extract(value, '$.cv'), \
+     json_extract(value, '$.ex') FROM json_each($1)";
 
 const UPSERT_REPORT: &str =
     "INSERT INTO scan_reports (scan_id, encoding, size_bytes, sha256, body) \

@@ -2,7 +2,7 @@
 //! for a set of rows.
 
 use scanvault_core::fleet::{self, ChainObs, Counts, FleetRow, FIXABLE, IMAGES};
-use scanvault_core::report::{Finding, Severity};
+use scanvault_core::report::{Finding, FindingExtra, Severity};
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
@@ -18,7 +18,7 @@ pub(super) fn json<T: Serialize + ?Sized>(rows: &T) -> Result<String, StoreError
 /// The findings of version `$2` of scan `$1`.
 pub(super) const READ_VERSION: &str =
     "SELECT vulnerability_id, pkg_name, pkg_version, fixed_version, severity, status, \
-     pkg_type, class, target, pkg_path, purl, cvss_score FROM findings \
+     pkg_type, class, target, pkg_path, purl, cvss_score, extra FROM findings \
      WHERE scan_id = $1 AND first_version <= $2 AND (last_version IS NULL OR last_version > $2)";
 
 #[derive(sqlx::FromRow)]
@@ -43,6 +43,7 @@ pub(super) struct FindingJson<'a> {
     pub(super) pp: Option<&'a str>,
     pub(super) pu: Option<&'a str>,
     pub(super) cv: Option<f64>,
+    pub(super) ex: Option<String>,
 }
 
 impl<'a> FindingJson<'a> {
@@ -60,6 +61,7 @@ impl<'a> FindingJson<'a> {
             pp: f.pkg_path.as_deref(),
             pu: f.purl.as_deref(),
             cv: f.cvss_score,
+            ex: f.extra.to_stored(),
         }
     }
 }
@@ -113,6 +115,7 @@ pub(super) struct FindingRow {
     pub(super) pkg_path: Option<String>,
     pub(super) purl: Option<String>,
     pub(super) cvss_score: Option<f64>,
+    pub(super) extra: Option<String>,
 }
 
 impl From<FindingRow> for Finding {
@@ -131,6 +134,7 @@ impl From<FindingRow> for Finding {
             purl: r.purl,
             title: None,
             cvss_score: r.cvss_score,
+            extra: FindingExtra::from_stored(r.extra.as_deref()),
         }
     }
 }

@@ -2,9 +2,9 @@
 //! lookups, deletion.
 
 use async_trait::async_trait;
+use scanvault_core::k8s::Workload;
 use scanvault_core::report::Finding;
 use sqlx::SqliteConnection;
-use std::collections::HashMap;
 
 use super::ingest::SqliteTx;
 use super::rows::read_version;
@@ -13,8 +13,8 @@ use crate::store::body::decompress;
 use crate::store::ingest::{self, retry_conflicts};
 use crate::store::jobs::{JobCompletion, JobError};
 use crate::store::scans::{
-    FindingFilter, FindingRow, IngestError, IngestOutcome, NewScan, ObservationRow, ScanFilter,
-    ScanRow, ScanStore,
+    namespaces_of, set_tags, set_workloads, FindingFilter, FindingRow, IngestError, IngestOutcome,
+    NewScan, ObservationRow, ScanFilter, ScanRow, ScanStore,
 };
 use crate::store::{micros, sql, StoreError, StoredBody};
 
@@ -55,6 +55,9 @@ const FINDINGS_OF: &str = const_format::concatcp!(
 
 const TAGS_OF: &str = "SELECT scan_id, image_tag, first_seen_at FROM scan_tags \
      WHERE scan_id IN (SELECT value FROM json_each($1))";
+
+const WORKLOADS_OF: &str =
+    "SELECT scan_id, cluster, namespace, kind, name FROM scan_workloads WHERE scan_id IN (SELECT value FROM json_each($1))";
 
 #[async_trait]
 impl ScanStore for SqliteStore {
@@ -217,6 +220,35 @@ impl ScanStore for SqliteStore {
         Ok(n)
     }
 
+    async fn record_workloads(
+        &self,
+        cluster: &str,
+        runs: &[(String, Workload)],
+        seen_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        for (cluster, namespace) in namespaces_of(cluster, runs) {
+            sqlx::query(sql::FORGET_NAMESPACE_WORKLOADS)
+                .bind(cluster)
+                .bind(namespace)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for (scan_id, w) in runs {
+            sqlx::query(sql::RECORD_WORKLOAD)
+                .bind(scan_id)
+                .bind(cluster)
+                .bind(&w.namespace)
+                .bind(&w.kind)
+                .bind(&w.name)
+                .bind(seen_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn fresh(
         &self,
         image_name: &str,
@@ -241,28 +273,22 @@ struct ScanFindingRow {
     finding: FindingRow,
 }
 
-/// Every tag each scan was stored under, in the order they were first seen.
+/// Every tag each scan was stored under, in the order they were first seen, and the
+/// workloads that run its image.
 async fn attach_tags(conn: &mut SqliteConnection, scans: &mut [ScanRow]) -> Result<(), StoreError> {
     if scans.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = scans.iter().map(|s| s.id.as_str()).collect();
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(TAGS_OF)
+    let ids: Vec<String> = scans.iter().map(|s| s.id.clone()).collect();
+    let rows = sqlx::query_as(TAGS_OF)
         .bind(super::rows::json(&ids)?)
         .fetch_all(&mut *conn)
         .await?;
-    let mut by_id: HashMap<String, Vec<(i64, String)>> = HashMap::new();
-    for (scan, tag, first_seen) in rows {
-        by_id.entry(scan).or_default().push((first_seen, tag));
-    }
-    for s in scans.iter_mut() {
-        let mut tags = by_id.remove(&s.id).unwrap_or_default();
-        tags.sort();
-        s.tags = tags
-            .into_iter()
-            .map(|(_, t)| t)
-            .filter(|t| !t.is_empty())
-            .collect();
-    }
+    set_tags(scans, rows);
+    let rows = sqlx::query_as(WORKLOADS_OF)
+        .bind(super::rows::json(&ids)?)
+        .fetch_all(&mut *conn)
+        .await?;
+    set_workloads(scans, rows);
     Ok(())
 }
