@@ -411,6 +411,43 @@ impl FindingChanges {
     }
 }
 
+/// What changed from one set of findings to another, finding by finding.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FindingDiff {
+    /// Findings only the new set has, in key order.
+    pub added: Vec<Finding>,
+    /// Findings only the old set has, in key order.
+    pub removed: Vec<Finding>,
+    /// Findings both have whose severity or fixed version changed: (before, after).
+    pub changed: Vec<(Finding, Finding)>,
+}
+
+impl FindingDiff {
+    /// The difference from `old` to `new`, by key `(vulnerability, package, version)`.
+    pub fn between(old: &[Finding], new: &[Finding]) -> FindingDiff {
+        let old_by_key: BTreeMap<(&str, &str, &str), &Finding> =
+            old.iter().map(|f| (f.key(), f)).collect();
+        let new_by_key: BTreeMap<(&str, &str, &str), &Finding> =
+            new.iter().map(|f| (f.key(), f)).collect();
+        let mut d = FindingDiff::default();
+        for (k, f) in &new_by_key {
+            match old_by_key.get(k) {
+                None => d.added.push((*f).clone()),
+                Some(o) if o.severity != f.severity || o.fixed_version != f.fixed_version => {
+                    d.changed.push(((*o).clone(), (*f).clone()))
+                }
+                Some(_) => {}
+            }
+        }
+        d.removed = old_by_key
+            .iter()
+            .filter(|(k, _)| !new_by_key.contains_key(*k))
+            .map(|(_, f)| (*f).clone())
+            .collect();
+        d
+    }
+}
+
 #[cfg(test)]
 mod changes_tests {
     use super::*;
@@ -450,6 +487,11 @@ mod changes_tests {
             }
         );
         assert!(FindingChanges::between(&old, &old).is_empty());
+        let d = FindingDiff::between(&old, &new);
+        assert_eq!(d.added.len(), c.added);
+        assert_eq!(d.removed.len(), c.removed);
+        assert_eq!(d.changed.len(), c.changed);
+        assert!(FindingDiff::between(&old, &old) == FindingDiff::default());
         assert_eq!(FindingChanges::between(&[], &old).added, 3);
     }
 }

@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod auth;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod jobs;
 pub mod params;
 pub mod scan_views;
@@ -149,6 +150,7 @@ impl utoipa::Modify for BearerAuth {
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(scans::router())
+        .merge(history::router())
         .merge(analytics::router())
         .merge(jobs::router())
         .merge(workers::router())

@@ -243,6 +243,14 @@ pub struct ObservationRow {
     pub findings_removed: i64,
 }
 
+/// An observation as an image reference sees it, with the digest of its scan.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReferenceObservation {
+    #[sqlx(flatten)]
+    pub observation: ObservationRow,
+    pub image_digest: String,
+}
+
 /// Filters of the scan lists.
 #[derive(Debug, Clone, Default)]
 pub struct ScanFilter {
@@ -356,6 +364,28 @@ pub trait ScanStore: Send + Sync {
     /// aggregate consistent; returns how many existed. Catalog entries only they referenced
     /// go at the next catalog sweep, marked due here.
     async fn delete(&self, ids: &[String]) -> Result<u64, StoreError>;
+
+    /// The observations of the image reference `(image, tag)` (every tag of `image` when
+    /// `tag` is `None`), newest first: a page of up to `limit` rows.
+    async fn history(
+        &self,
+        image: &str,
+        tag: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<ReferenceObservation>, StoreError>;
+
+    /// How many observations [`ScanStore::history`] has over all pages.
+    async fn count_history(&self, image: &str, tag: Option<&str>) -> Result<i64, StoreError>;
+
+    /// The observation the reference `(image, tag)` saw before `(scanned_at, id)`.
+    async fn observation_before(
+        &self,
+        image: &str,
+        tag: &str,
+        scanned_at: i64,
+        id: i64,
+    ) -> Result<Option<ReferenceObservation>, StoreError>;
 
     /// Record the workloads of `cluster` that run each scan's image (`runs`: scan id and
     /// workload), as a cluster report at `seen_at` says: for each namespace `runs` covers,

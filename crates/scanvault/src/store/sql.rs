@@ -363,3 +363,46 @@ pub const WORKLOAD_FINDINGS: &str = concatcp!(
 /// How many rows and references [`WORKLOAD_ROWS`] has.
 pub const COUNT_WORKLOAD_FINDINGS: &str =
     concatcp!("SELECT COUNT(*), COUNT(DISTINCT r.id) ", WORKLOAD_ROWS);
+
+/// [`super::scans::ReferenceObservation`]'s columns.
+const REF_OBSERVATION_COLUMNS: &str = "o.id, o.scan_id, o.image_tag, o.scanned_at, o.observed_at, \
+     o.source, o.version, o.fixable, o.n_critical, o.n_high, o.n_medium, o.n_low, o.n_unknown, \
+     o.findings_added, o.findings_removed, s.image_digest";
+
+/// The observations the reference `($1, $2)` sees (DESIGN.md: from each tag's start).
+const OF_REFERENCE: &str = " FROM scan_tags t JOIN observations o ON o.scan_id = t.scan_id \
+     AND o.scanned_at >= t.observed_from JOIN scans s ON s.id = o.scan_id \
+     WHERE t.image_name = $1 AND t.image_tag = $2";
+
+/// Every observation of the scans of image `$1`.
+const OF_IMAGE: &str =
+    " FROM observations o JOIN scans s ON s.id = o.scan_id WHERE s.image_name = $1";
+
+const NEWEST_FIRST: &str = " ORDER BY o.scanned_at DESC, o.id DESC";
+
+pub const REFERENCE_HISTORY: &str = concatcp!(
+    "SELECT ",
+    REF_OBSERVATION_COLUMNS,
+    OF_REFERENCE,
+    NEWEST_FIRST,
+    " LIMIT $3 OFFSET $4"
+);
+pub const IMAGE_HISTORY: &str = concatcp!(
+    "SELECT ",
+    REF_OBSERVATION_COLUMNS,
+    OF_IMAGE,
+    NEWEST_FIRST,
+    " LIMIT $2 OFFSET $3"
+);
+pub const COUNT_REFERENCE_HISTORY: &str = concatcp!("SELECT COUNT(*)", OF_REFERENCE);
+pub const COUNT_IMAGE_HISTORY: &str = concatcp!("SELECT COUNT(*)", OF_IMAGE);
+
+/// The reference's observation before `($3, $4)` (scan time, id).
+pub const REFERENCE_BEFORE: &str = concatcp!(
+    "SELECT ",
+    REF_OBSERVATION_COLUMNS,
+    OF_REFERENCE,
+    " AND (o.scanned_at < $3 OR (o.scanned_at = $3 AND o.id < $4))",
+    NEWEST_FIRST,
+    " LIMIT 1"
+);

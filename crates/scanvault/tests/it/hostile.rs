@@ -89,6 +89,16 @@ fn hostile_requests(scan: &str, job: &str) -> Vec<(Method, String, Vec<u8>)> {
         format!("/scans/{scan}/vulnerabilities?offset=-1"),
         format!("/scans/{MISSING}"),
         format!("/scans/{MISSING}/report"),
+        format!("/scans/{BAD_ID}/diff"),
+        format!("/scans/{scan}/diff"),
+        format!("/scans/{scan}/diff?against={sql}"),
+        format!("/scans/{scan}/diff?against={MISSING}"),
+        format!("/scans/{MISSING}/diff?against=previous"),
+        "/images/history".into(),
+        "/images/history?image=%00".into(),
+        format!("/images/history?image={long}"),
+        "/images/history?image=a&limit=abc".into(),
+        "/images/history?image=a&offset=-1".into(),
     ] {
         v.push(get(u));
     }

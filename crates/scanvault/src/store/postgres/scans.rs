@@ -14,7 +14,7 @@ use crate::store::ingest::{self, retry_conflicts};
 use crate::store::jobs::{JobCompletion, JobError};
 use crate::store::scans::{
     namespaces_of, set_tags, set_workloads, FindingFilter, FindingRow, IngestError, IngestOutcome,
-    NewScan, ObservationRow, ScanFilter, ScanRow, ScanStore,
+    NewScan, ObservationRow, ReferenceObservation, ScanFilter, ScanRow, ScanStore,
 };
 use crate::store::{micros, sql, StoreError, StoredBody};
 
@@ -217,6 +217,46 @@ impl ScanStore for PgStore {
             self.sweep.mark();
         }
         Ok(n)
+    }
+
+    async fn history(
+        &self,
+        image: &str,
+        tag: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<ReferenceObservation>, StoreError> {
+        let q = match tag {
+            Some(tag) => sqlx::query_as(sql::REFERENCE_HISTORY).bind(image).bind(tag),
+            None => sqlx::query_as(sql::IMAGE_HISTORY).bind(image),
+        };
+        Ok(q.bind(limit).bind(offset).fetch_all(&self.pool).await?)
+    }
+
+    async fn count_history(&self, image: &str, tag: Option<&str>) -> Result<i64, StoreError> {
+        let q = match tag {
+            Some(tag) => sqlx::query_scalar(sql::COUNT_REFERENCE_HISTORY)
+                .bind(image)
+                .bind(tag),
+            None => sqlx::query_scalar(sql::COUNT_IMAGE_HISTORY).bind(image),
+        };
+        Ok(q.fetch_one(&self.pool).await?)
+    }
+
+    async fn observation_before(
+        &self,
+        image: &str,
+        tag: &str,
+        scanned_at: i64,
+        id: i64,
+    ) -> Result<Option<ReferenceObservation>, StoreError> {
+        Ok(sqlx::query_as(sql::REFERENCE_BEFORE)
+            .bind(image)
+            .bind(tag)
+            .bind(scanned_at)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn record_workloads(
