@@ -7,6 +7,7 @@
 //! sum of the severity counts agree. Names are PascalCase, as the original service's.
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use scanvault_core::image::familiar_name;
@@ -17,6 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
+use super::export::{csv_stream, PageFetch};
 use super::params::{int_param, severity_param, text_param, time_param, ApiPath, ApiQuery, DayEnd};
 use super::AppState;
 use crate::store::analytics::{
@@ -314,6 +316,8 @@ pub struct PageParams {
     /// Only images run by a Kubernetes workload matching this glob over
     /// `cluster/namespace/kind/name` (`*` matches any text), from cluster reports.
     pub workload: Option<String>,
+    /// `csv`: every item (from `offset`, at most `limit` when given) as CSV, streamed.
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -326,10 +330,75 @@ pub struct FixableParams {
     /// `cluster/namespace/kind/name` (`*` matches any text); the current fleet, so not with
     /// `image`, `from` or `to`.
     pub workload: Option<String>,
+    /// `csv`: every fixable finding (from `offset`, at most `limit` when given) as CSV,
+    /// streamed.
+    pub format: Option<String>,
     /// 1–1000 (default 100; more is capped to 1000).
     pub limit: Option<String>,
     /// Items to skip (default 0).
     pub offset: Option<String>,
+}
+
+/// Whether `format` asks for CSV (the only other format of a listing than JSON).
+fn csv_format(format: &Option<String>) -> Result<bool, ApiError> {
+    match text_param("format", format)?.map(|f| f.to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(f) if f == "json" => Ok(false),
+        Some(f) if f == "csv" => Ok(true),
+        Some(_) => Err(ApiError::bad_param("format", "must be json or csv")),
+    }
+}
+
+const CVE_IMAGES_CSV: [&str; 9] = [
+    "ImageName",
+    "ImageTag",
+    "ScanID",
+    "ScannedAt",
+    "CVEID",
+    "PkgName",
+    "PkgVersion",
+    "FixedVersion",
+    "Severity",
+];
+
+fn cve_image_row(f: FleetFinding) -> Vec<String> {
+    vec![
+        f.image_name,
+        f.image_tag,
+        f.scan_id,
+        from_micros(f.scanned_at).to_rfc3339(),
+        f.vulnerability_id,
+        f.pkg_name,
+        f.pkg_version,
+        f.fixed_version.unwrap_or_default(),
+        Severity::from_rank(f.severity).as_str().to_string(),
+    ]
+}
+
+const FIXABLE_CSV: [&str; 9] = [
+    "CVEID",
+    "Severity",
+    "PkgName",
+    "PkgVersion",
+    "FixedVersion",
+    "Title",
+    "ImageName",
+    "ImageTag",
+    "ScanID",
+];
+
+fn fixable_row(f: FleetFinding) -> Vec<String> {
+    vec![
+        f.vulnerability_id,
+        Severity::from_rank(f.severity).as_str().to_string(),
+        f.pkg_name,
+        f.pkg_version,
+        f.fixed_version.unwrap_or_default(),
+        f.title.unwrap_or_default(),
+        f.image_name,
+        f.image_tag,
+        f.scan_id,
+    ]
 }
 
 fn image_param(v: &Option<String>) -> Result<Option<String>, ApiError> {
@@ -528,12 +597,43 @@ pub async fn get_cve_images(
     State(app): State<AppState>,
     ApiPath(cve_id): ApiPath<String>,
     ApiQuery(p): ApiQuery<PageParams>,
-) -> Result<Json<CveImagesResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let cve_id = text_param("cve_id", &Some(cve_id))?
         .ok_or_else(|| ApiError::BadRequest("the vulnerability id is empty".into()))?;
     let limit = int_param("limit", &p.limit, PAGE_DEFAULT, 1, PAGE_MAX)?;
     let offset = int_param("offset", &p.offset, 0, 0, MAX_OFFSET)?;
     let workload = text_param("workload", &p.workload)?;
+    if csv_format(&p.format)? {
+        let store = app.store.clone();
+        let cve = cve_id.clone();
+        let fetch: PageFetch = Box::new(move |offset, limit| {
+            let (store, cve, workload) = (store.clone(), cve.clone(), workload.clone());
+            Box::pin(async move {
+                Ok(match workload {
+                    Some(workload) => {
+                        let q = WorkloadQuery {
+                            workload,
+                            vulnerability: Some(cve),
+                            fixable: false,
+                            limit,
+                            offset,
+                        };
+                        store.analytics().workload_findings(&q).await?.0
+                    }
+                    None => store.analytics().cve_images(&cve, limit, offset).await?.0,
+                })
+            })
+        });
+        let limit = p.limit.as_ref().map(|_| limit);
+        return Ok(csv_stream(
+            &format!("{cve_id}-images.csv"),
+            &CVE_IMAGES_CSV,
+            cve_image_row,
+            fetch,
+            offset,
+            limit,
+        ));
+    }
     let (mut rows, image_count, items) = match workload {
         Some(workload) => {
             let q = WorkloadQuery {
@@ -583,7 +683,8 @@ pub async fn get_cve_images(
         offset,
         has_more,
         images,
-    }))
+    })
+    .into_response())
 }
 
 /// Fixable and not fixable findings of the fleet, and the fixable ones, most severe first.
@@ -597,18 +698,49 @@ pub async fn get_cve_images(
 pub async fn get_fixable(
     State(app): State<AppState>,
     ApiQuery(p): ApiQuery<FixableParams>,
-) -> Result<Json<FixableResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let (scope, from, to) = scope_params(&p.image, &p.from, &p.to)?;
     let limit = int_param("limit", &p.limit, PAGE_DEFAULT, 1, PAGE_MAX)?;
     let offset = int_param("offset", &p.offset, 0, 0, MAX_OFFSET)?;
-    let (mut rows, total, fixable) = match text_param("workload", &p.workload)? {
+    let workload = text_param("workload", &p.workload)?;
+    if workload.is_some() && !scope.is_whole_current_fleet() {
+        return Err(ApiError::bad_param(
+            "workload",
+            "is about the current fleet and cannot be combined with image, from or to",
+        ));
+    }
+    if csv_format(&p.format)? {
+        let store = app.store.clone();
+        let fetch: PageFetch = Box::new(move |offset, limit| {
+            let (store, scope, workload) = (store.clone(), scope.clone(), workload.clone());
+            Box::pin(async move {
+                Ok(match workload {
+                    Some(workload) => {
+                        let q = WorkloadQuery {
+                            workload,
+                            vulnerability: None,
+                            fixable: true,
+                            limit,
+                            offset,
+                        };
+                        store.analytics().workload_findings(&q).await?.0
+                    }
+                    None => store.analytics().fixable(&scope, limit, offset).await?,
+                })
+            })
+        });
+        let limit = p.limit.as_ref().map(|_| limit);
+        return Ok(csv_stream(
+            "fixable.csv",
+            &FIXABLE_CSV,
+            fixable_row,
+            fetch,
+            offset,
+            limit,
+        ));
+    }
+    let (mut rows, total, fixable) = match workload {
         Some(workload) => {
-            if !scope.is_whole_current_fleet() {
-                return Err(ApiError::bad_param(
-                    "workload",
-                    "is about the current fleet and cannot be combined with image, from or to",
-                ));
-            }
             let mut q = WorkloadQuery {
                 workload,
                 vulnerability: None,
@@ -662,5 +794,6 @@ pub async fn get_fixable(
         count: fixable,
         has_more,
         fixable_items: items,
-    }))
+    })
+    .into_response())
 }

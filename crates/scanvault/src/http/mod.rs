@@ -3,6 +3,7 @@
 pub mod analytics;
 pub mod auth;
 pub mod error;
+pub mod export;
 pub mod health;
 pub mod history;
 pub mod jobs;
@@ -151,6 +152,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(scans::router())
         .merge(history::router())
+        .merge(export::router())
         .merge(analytics::router())
         .merge(jobs::router())
         .merge(workers::router())

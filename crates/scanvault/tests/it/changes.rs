@@ -198,7 +198,10 @@ async fn diff_and_history_match_the_reports(app: &TestApp) {
         assert_eq!(app.get_json(&format!("/scans/{id}/diff")).await, v);
     }
 
-    assert!(changes_seen > 0, "the sequence exercises additions, removals and changes");
+    assert!(
+        changes_seen > 0,
+        "the sequence exercises additions, removals and changes"
+    );
     assert_eq!(scan_of.len(), 3, "three digests");
 
     // Against another scan: its findings as it has them now.

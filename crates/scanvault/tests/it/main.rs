@@ -10,6 +10,7 @@ mod compat;
 mod corpus;
 mod deltas;
 mod dropin;
+mod exports;
 mod faults;
 mod faults_worker;
 mod findings;
