@@ -43,7 +43,8 @@ pub enum Command {
     Worker(Box<ServeConfig>),
     /// Apply database migrations and exit.
     Migrate(DbConfig),
-    /// Ingest report files without a running server.
+    /// Ingest report files, directories (every `*.json` below) or standard input (`-`):
+    /// into the database, or with `--server` into a running service.
     Ingest(IngestArgs),
     /// Print the OpenAPI document.
     Openapi,
@@ -114,7 +115,26 @@ pub struct IngestArgs {
     /// Manifest digest, overriding the reports'.
     #[arg(long)]
     pub digest: Option<String>,
-    /// Report files (Trivy JSON).
+    /// Post the reports to a running service at this URL instead of opening the database
+    /// (with the key in SCANVAULT_API_KEY or --api-key-file).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The API key for --server (an ingester or admin key).
+    #[arg(
+        long,
+        env = "SCANVAULT_API_KEY",
+        value_name = "SCANVAULT_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<secrecy::SecretString>,
+    /// A file holding the API key for --server (its content, trimmed).
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Attempts per report when the service answers 429 or 503 or cannot be reached.
+    #[arg(long, default_value_t = 5)]
+    pub attempts: u32,
+    /// Report files (Trivy, trivy k8s, Grype or CycloneDX JSON), directories (every
+    /// `*.json` below them) or `-` for standard input.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod export;
 pub mod http;
 pub mod ingest;
+pub mod ingest_cli;
 pub mod metrics;
 pub mod output;
 pub mod periodic;

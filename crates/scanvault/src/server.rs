@@ -16,10 +16,9 @@ use tower::ServiceExt;
 use crate::cli::{ApikeyCommand, IngestArgs};
 use crate::config::{DbConfig, LogSettings, Role, ServeConfig};
 use crate::http::{self, AppState, HttpSettings};
-use crate::ingest::{IngestOverrides, IngestSettings};
+use crate::ingest::IngestSettings;
 use crate::periodic::Every;
 use crate::store::admin::{apply_retention, RetentionPolicy};
-use crate::store::scans::ScanSource;
 use crate::store::Store;
 use crate::worker::Signals;
 
@@ -121,55 +120,7 @@ pub async fn apikey(cmd: ApikeyCommand) -> anyhow::Result<()> {
 
 /// `scanvault ingest FILE...`: each file is one transaction, as over HTTP.
 pub async fn ingest_files(args: IngestArgs) -> anyhow::Result<()> {
-    args.db.validate().map_err(anyhow::Error::msg)?;
-    let store = Store::connect(&args.db.store_options()).await?;
-    store.migrate().await?;
-    let settings = IngestSettings {
-        compliance_fail_on: args.ingest.compliance_fail_severity,
-        max_findings: args.ingest.max_findings_per_report,
-    };
-    let overrides = IngestOverrides {
-        image: args
-            .image
-            .clone()
-            .map(|s| scanvault_core::image::familiar_name(s.trim())),
-        tag: args.tag.clone(),
-        digest: args.digest.clone(),
-    };
-    let mut failed = 0;
-    for path in &args.files {
-        let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let result = crate::ingest::ingest(
-            &store,
-            &settings,
-            raw.into(),
-            overrides.clone(),
-            ScanSource::Ingest,
-            None,
-            None,
-        )
-        .await;
-        match result.map(|i| i.outcome) {
-            Ok(o) => crate::outln!(
-                "{}\t{}\t{}:{}\t{} findings\t{}",
-                path.display(),
-                if o.created { "created" } else { "updated" },
-                o.scan.image_name,
-                o.scan.image_tag,
-                o.scan.counts().total(),
-                o.scan.id
-            ),
-            Err(e) => {
-                failed += 1;
-                eprintln!("{}\terror\t{:#}", path.display(), anyhow::Error::new(e));
-            }
-        }
-    }
-    store.close().await;
-    if failed > 0 {
-        anyhow::bail!("{failed} of {} files were not ingested", args.files.len());
-    }
-    Ok(())
+    crate::ingest_cli::run(args).await
 }
 
 /// `scanvault serve` / `scanvault worker`.

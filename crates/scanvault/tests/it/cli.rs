@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_scanvault"));
     for (k, _) in std::env::vars() {
         // The test runner's own settings must not leak into the child.
@@ -395,7 +395,7 @@ fn json_keys(line: &str) -> Option<Vec<String>> {
 }
 
 /// A server's standard error, line by line, until `done` says so or `limit` passes.
-fn serve_until(
+pub(crate) fn serve_until(
     c: &mut Command,
     limit: Duration,
     done: impl Fn(&str) -> bool,

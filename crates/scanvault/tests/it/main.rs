@@ -18,6 +18,7 @@ mod fleet_model;
 mod formats;
 mod history;
 mod hostile;
+mod ingest_cli;
 mod jobs;
 mod retention;
 mod statements;
