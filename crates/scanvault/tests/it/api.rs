@@ -800,7 +800,7 @@ async fn documented_limits_are_the_limits(app: &TestApp) {
         .await;
     let id = s["ID"].as_str().unwrap();
     let rows = documented_limits();
-    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(rows.len(), 5, "{rows:?}");
     for (paths, default, max) in rows {
         for path in paths {
             let mut path = path.replace("{id}", if path.contains("/cve/") { "CVE-L" } else { id });

@@ -744,5 +744,9 @@ fn the_readme_examples_run_as_written() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("CVE-2024-2961"), "{stdout}");
+    assert!(
+        stdout.contains(r#""Added":[{"VulnerabilityID":"CVE-2024-33599""#),
+        "{stdout}"
+    );
     assert!(stdout.contains("\"Status\":\"queued\""), "{stdout}");
 }
