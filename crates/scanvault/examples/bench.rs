@@ -259,6 +259,44 @@ async fn analytics_uris(
         top["CVEs"][0]["ImageCount"]
     );
     let enc = |s: &str| s.replace(':', "%3A").replace('+', "%2B");
+    // Scans of the fleet (the newest 200) for the diff and history requests.
+    let scans: serde_json::Value = client
+        .get(format!("{url}/scans/all?limit=200&include=summary"))
+        .send()
+        .await
+        .expect("scans")
+        .json()
+        .await
+        .expect("json");
+    let scans = scans["Items"].as_array().cloned().unwrap_or_default();
+    let findings: Vec<i64> = scans
+        .iter()
+        .filter_map(|s| s["VulnTotal"].as_i64())
+        .collect();
+    println!(
+        "diff and history over {} scans of {} findings on average",
+        scans.len(),
+        findings.iter().sum::<i64>() / (findings.len().max(1) as i64)
+    );
+    let diffs: Vec<String> = scans
+        .iter()
+        .map(|s| {
+            format!(
+                "{url}/scans/{}/diff?against=previous",
+                s["ID"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let histories: Vec<String> = scans
+        .iter()
+        .map(|s| {
+            format!(
+                "{url}/images/history?image={}&tag={}&limit=20",
+                s["ImageName"].as_str().unwrap(),
+                s["ImageTag"].as_str().unwrap()
+            )
+        })
+        .collect();
     vec![
         ("summary", vec![format!("{a}/summary")]),
         ("top-cves limit=20", vec![format!("{a}/top-cves?limit=20")]),
@@ -277,6 +315,8 @@ async fn analytics_uris(
                 enc(&to)
             )],
         ),
+        ("diff against previous", diffs),
+        ("history limit=20", histories),
     ]
 }
 

@@ -74,12 +74,7 @@ pub async fn export_scan(
 ) -> Result<Response, ApiError> {
     let id = parse_scan_id(&id)?;
     let format = export_format(&p.format, &headers)?;
-    let scan = app
-        .store
-        .scans()
-        .find(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("scan {id}"), "scan_not_found"))?;
+    let scan = super::scans::find(&app, &id).await?;
     let findings = app
         .store
         .scans()

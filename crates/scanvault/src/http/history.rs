@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::params::{int_param, parse_scan_id, text_param, ApiPath, ApiQuery};
-use super::scans::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
+use super::scans::{find, DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
 use super::AppState;
 use crate::store::from_micros;
 use crate::store::scans::{ReferenceObservation, ScanRow};
@@ -196,14 +196,6 @@ fn reference(scan: &ScanRow, tag: &str) -> String {
     } else {
         format!("{}:{tag}", scan.image_name)
     }
-}
-
-async fn find(app: &AppState, id: &str) -> Result<ScanRow, ApiError> {
-    app.store
-        .scans()
-        .find(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("scan {id}"), "scan_not_found"))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -365,7 +365,7 @@ pub async fn get_scan(
     Ok(Json(ScanView::from_row(&scan, Some(result))))
 }
 
-async fn find(app: &AppState, id: &str) -> Result<ScanRow, ApiError> {
+pub(super) async fn find(app: &AppState, id: &str) -> Result<ScanRow, ApiError> {
     app.store
         .scans()
         .find(id)

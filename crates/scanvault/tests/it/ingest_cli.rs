@@ -264,3 +264,28 @@ fn busy_answers_are_retried_after_retry_after() {
     assert!(times[1] - times[0] >= Duration::from_millis(950));
     assert!(times[2] - times[1] >= Duration::from_millis(950));
 }
+
+#[test]
+fn a_terminal_gets_a_progress_bar() {
+    // `script` runs the command on a pseudo-terminal (its output and error both go there).
+    let data = tempfile::tempdir().unwrap();
+    let dir = reports(false);
+    let cmd = format!(
+        "{} ingest {}",
+        env!("CARGO_BIN_EXE_scanvault"),
+        dir.path().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("DATA_DIR", data.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("script (util-linux) runs a command on a terminal");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // The bar is drawn and cleared with terminal control sequences; the lines and the
+    // summary are printed above it.
+    assert!(text.contains("\u{1b}["), "{text:?}");
+    assert!(text.contains("3 files: "), "{text}");
+    assert!(text.contains("alpine.json\tcreated\t"), "{text}");
+}
