@@ -14,10 +14,10 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::params::{int_param, parse_scan_id, text_param, ApiPath, ApiQuery};
-use super::scans::{find, DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
+use super::scans::{DEFAULT_LIMIT, MAX_LIMIT, MAX_OFFSET};
 use super::AppState;
 use crate::store::from_micros;
-use crate::store::scans::{ReferenceObservation, ScanRow};
+use crate::store::scans::ReferenceObservation;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -119,43 +119,46 @@ pub async fn get_scan_diff(
 ) -> Result<Json<DiffResponse>, ApiError> {
     let id = parse_scan_id(&id)?;
     let against = text_param("against", &p.against)?;
-    let scan = find(&app, &id).await?;
     let scans = app.store.scans();
-    let observations = scans.observations(&id).await?;
-    let latest = observations
-        .last()
-        .ok_or_else(|| ApiError::not_found(format!("an observation of scan {id}"), "not_found"))?;
+    // Four statements: the scan's newest observations, the one before in its reference's
+    // chain, and the two findings versions (side by side).
+    let newest = scans.newest_observations(&id).await?;
+    let latest = newest
+        .first()
+        .ok_or_else(|| ApiError::not_found(format!("scan {id}"), "scan_not_found"))?;
+    let name = latest.image_name.clone();
+    let latest = latest.observation.clone();
     let (against_id, against_version, against_at) = match against.as_deref() {
         None | Some("previous") => {
             let before = scans
-                .observation_before(
-                    &scan.image_name,
-                    &latest.image_tag,
-                    latest.scanned_at,
-                    latest.id,
-                )
+                .observation_before(&name, &latest.image_tag, latest.scanned_at, latest.id)
                 .await?
-                .map(|o| o.observation)
-                .or_else(|| {
-                    let n = observations.len();
-                    (n >= 2).then(|| observations[n - 2].clone())
-                })
+                .or_else(|| newest.get(1).cloned())
                 .ok_or_else(|| {
+                    let reference = if latest.image_tag.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{name}:{}", latest.image_tag)
+                    };
                     ApiError::not_found(
-                        format!(
-                            "an observation of {} before scan {id}",
-                            reference(&scan, &latest.image_tag)
-                        ),
+                        format!("an observation of {reference} before scan {id}"),
                         "no_previous_observation",
                     )
-                })?;
+                })?
+                .observation;
             (before.scan_id, before.version, before.scanned_at)
         }
         Some(other) => {
             let other = parse_scan_id(other)
                 .map_err(|_| ApiError::bad_param("against", "must be `previous` or a scan id"))?;
-            let o = find(&app, &other).await?;
-            (o.id, o.findings_version, o.scanned_at)
+            let o = scans
+                .newest_observations(&other)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| ApiError::not_found(format!("scan {other}"), "scan_not_found"))?
+                .observation;
+            (o.scan_id, o.version, o.scanned_at)
         }
     };
     let (new, old) = tokio::try_join!(
@@ -188,14 +191,6 @@ pub async fn get_scan_diff(
             })
             .collect(),
     }))
-}
-
-fn reference(scan: &ScanRow, tag: &str) -> String {
-    if tag.is_empty() {
-        scan.image_name.clone()
-    } else {
-        format!("{}:{tag}", scan.image_name)
-    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -248,6 +248,7 @@ pub struct ObservationRow {
 pub struct ReferenceObservation {
     #[sqlx(flatten)]
     pub observation: ObservationRow,
+    pub image_name: String,
     pub image_digest: String,
 }
 
@@ -373,6 +374,12 @@ pub trait ScanStore: Send + Sync {
         tag: Option<&str>,
         limit: i64,
         offset: i64,
+    ) -> Result<Vec<ReferenceObservation>, StoreError>;
+
+    /// The scan's newest two observations, newest first (none: no such scan).
+    async fn newest_observations(
+        &self,
+        scan_id: &str,
     ) -> Result<Vec<ReferenceObservation>, StoreError>;
 
     /// How many observations [`ScanStore::history`] has over all pages.

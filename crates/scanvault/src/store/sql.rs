@@ -181,8 +181,14 @@ pub const FIRST_OBSERVATION_OF_IMAGE: &str = "SELECT MIN(o.scanned_at) FROM obse
 pub const FINDING_FILTER: &str = "WHERE s.id = $1 AND ($2 < 0 OR f.severity = $2) \
     AND ($3 = '' OR LOWER(f.pkg_name) = LOWER($3))";
 
-/// How many (reference, package) items the current fleet has of vulnerability `$1`.
-pub const CVE_ITEMS: &str = "SELECT COUNT(*) FROM fleet_findings WHERE vulnerability_id = $1";
+/// How many (reference, package) items the current fleet has of vulnerability `$1`: the
+/// per-CVE counts ingest maintains (each fleet row counts once in its severity), compacted
+/// plus pending, so a CVE in 10,000 images is one lookup, not a count over its rows.
+pub const CVE_ITEMS: &str =
+    "SELECT CAST(COALESCE(SUM(n_critical + n_high + n_medium + n_low + n_unknown), 0) \
+     AS BIGINT) FROM (SELECT n_critical, n_high, n_medium, n_low, n_unknown FROM fleet_cves \
+     WHERE vulnerability_id = $1 UNION ALL SELECT n_critical, n_high, n_medium, n_low, n_unknown \
+     FROM fleet_cve_deltas WHERE vulnerability_id = $1) x";
 
 // -------------------------------------------------------------------------------- catalog
 
@@ -367,7 +373,7 @@ pub const COUNT_WORKLOAD_FINDINGS: &str =
 /// [`super::scans::ReferenceObservation`]'s columns.
 const REF_OBSERVATION_COLUMNS: &str = "o.id, o.scan_id, o.image_tag, o.scanned_at, o.observed_at, \
      o.source, o.version, o.fixable, o.n_critical, o.n_high, o.n_medium, o.n_low, o.n_unknown, \
-     o.findings_added, o.findings_removed, s.image_digest";
+     o.findings_added, o.findings_removed, s.image_name, s.image_digest";
 
 /// The observations the reference `($1, $2)` sees (DESIGN.md: from each tag's start).
 const OF_REFERENCE: &str = " FROM scan_tags t JOIN observations o ON o.scan_id = t.scan_id \
@@ -405,4 +411,13 @@ pub const REFERENCE_BEFORE: &str = concatcp!(
     " AND (o.scanned_at < $3 OR (o.scanned_at = $3 AND o.id < $4))",
     NEWEST_FIRST,
     " LIMIT 1"
+);
+
+/// A scan's two newest observations, newest first.
+pub const SCAN_NEWEST_OBSERVATIONS: &str = concatcp!(
+    "SELECT ",
+    REF_OBSERVATION_COLUMNS,
+    " FROM observations o JOIN scans s ON s.id = o.scan_id WHERE o.scan_id = $1",
+    NEWEST_FIRST,
+    " LIMIT 2"
 );

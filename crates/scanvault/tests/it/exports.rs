@@ -268,6 +268,8 @@ async fn listings_stream_as_csv(app: &TestApp) {
                 "/analytics/vulnerabilities/cve/CVE-2026-7777/images?limit=1000&offset={offset}"
             ))
             .await;
+        assert_eq!(v["Count"], 2600, "Count is every item, on every page");
+        assert_eq!(v["ImageCount"], 2);
         json_rows.extend(v["Images"].as_array().unwrap().iter().cloned());
     }
     let at = |n: &str| header.iter().position(|h| h == n).unwrap();

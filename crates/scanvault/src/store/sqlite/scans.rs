@@ -234,6 +234,16 @@ impl ScanStore for SqliteStore {
         Ok(q.bind(limit).bind(offset).fetch_all(&self.read).await?)
     }
 
+    async fn newest_observations(
+        &self,
+        scan_id: &str,
+    ) -> Result<Vec<ReferenceObservation>, StoreError> {
+        Ok(sqlx::query_as(sql::SCAN_NEWEST_OBSERVATIONS)
+            .bind(scan_id)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
     async fn count_history(&self, image: &str, tag: Option<&str>) -> Result<i64, StoreError> {
         let q = match tag {
             Some(tag) => sqlx::query_scalar(sql::COUNT_REFERENCE_HISTORY)
