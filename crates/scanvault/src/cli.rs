@@ -46,6 +46,22 @@ pub enum Command {
     /// Ingest report files, directories (every `*.json` below) or standard input (`-`):
     /// into the database, or with `--server` into a running service.
     Ingest(IngestArgs),
+    /// Write a consistent copy of the embedded SQLite database to a new file while the
+    /// service runs (PostgreSQL: see docs/operations.md).
+    Backup {
+        #[command(flatten)]
+        db: DbConfig,
+        /// The backup file to create (it must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put a backup made by `scanvault backup` into an empty DATA_DIR.
+    Restore {
+        #[command(flatten)]
+        db: DbConfig,
+        /// The backup file.
+        file: PathBuf,
+    },
     /// Print the OpenAPI document.
     Openapi,
     /// Manage API keys (works on the same DATABASE_URL / DATA_DIR as the server).
@@ -59,6 +75,8 @@ impl Command {
         match self {
             Command::Serve(cfg) | Command::Worker(cfg) => cfg.read_secret_files(),
             Command::Migrate(db)
+            | Command::Backup { db, .. }
+            | Command::Restore { db, .. }
             | Command::Ingest(IngestArgs { db, .. })
             | Command::Apikey(
                 ApikeyCommand::Create { db, .. }

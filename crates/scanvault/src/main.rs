@@ -60,6 +60,8 @@ fn main() -> std::process::ExitCode {
                 scanvault::server::serve(*cfg, &log).await
             }
             Command::Migrate(db) => scanvault::server::migrate(db).await,
+            Command::Backup { db, out } => scanvault::server::backup(db, &out).await,
+            Command::Restore { db, file } => scanvault::server::restore(db, &file).await,
             Command::Ingest(args) => scanvault::server::ingest_files(args).await,
             Command::Openapi => Ok(()),
             Command::Apikey(cmd) => scanvault::server::apikey(cmd).await,

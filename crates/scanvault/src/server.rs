@@ -32,6 +32,82 @@ pub async fn migrate(db: DbConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `scanvault backup --out FILE`: a consistent copy of the embedded database, as of one
+/// moment, while the service may be running.
+pub async fn backup(db: DbConfig, out: &std::path::Path) -> anyhow::Result<()> {
+    db.validate().map_err(anyhow::Error::msg)?;
+    if out.exists() {
+        anyhow::bail!("{} exists; the backup goes to a new file", out.display());
+    }
+    let store = Store::connect(&db.store_options()).await?;
+    let result = store.admin().backup_into(out).await;
+    store.close().await;
+    result?;
+    crate::outln!("backup written to {}", out.display());
+    Ok(())
+}
+
+/// `scanvault restore FILE`: put a backup into an empty DATA_DIR, after checking it is an
+/// intact SQLite database. The next start migrates it if it is from an earlier version.
+pub async fn restore(db: DbConfig, file: &std::path::Path) -> anyhow::Result<()> {
+    use sqlx::ConnectOptions;
+    db.validate().map_err(anyhow::Error::msg)?;
+    let opts = db.store_options();
+    if opts
+        .database_url
+        .as_deref()
+        .is_some_and(|u| !u.trim().is_empty())
+    {
+        anyhow::bail!(
+            "scanvault restore puts back the embedded SQLite database (DATA_DIR); restore \
+             PostgreSQL with pg_restore or from a base backup (docs/operations.md)"
+        );
+    }
+    let dir = opts.data_dir.clone().unwrap_or_else(|| ".".into());
+    let target = dir.join("scanvault.db");
+    if target.exists() {
+        anyhow::bail!(
+            "{} exists; restore into an empty DATA_DIR",
+            target.display()
+        );
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let partial = dir.join("scanvault.db.restoring");
+    std::fs::copy(file, &partial).with_context(|| format!("reading {}", file.display()))?;
+    let check = async {
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&partial)
+            .read_only(true)
+            .connect()
+            .await?;
+        let verdict: String = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_one(&mut conn)
+            .await?;
+        let migrations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+            .fetch_one(&mut conn)
+            .await?;
+        anyhow::Ok((verdict, migrations))
+    }
+    .await;
+    match check {
+        Ok((verdict, n)) if verdict == "ok" && n > 0 => {}
+        Ok((verdict, _)) => {
+            let _ = std::fs::remove_file(&partial);
+            anyhow::bail!(
+                "{} is not an intact ScanVault database: {verdict}",
+                file.display()
+            )
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e.context(format!("{} is not a ScanVault backup", file.display())));
+        }
+    }
+    std::fs::rename(&partial, &target)?;
+    crate::outln!("restored {} into {}", file.display(), target.display());
+    Ok(())
+}
+
 /// `scanvault apikey create | list | revoke`.
 pub async fn apikey(cmd: ApikeyCommand) -> anyhow::Result<()> {
     use crate::store::keys::{NewKey, Role as KeyRole};

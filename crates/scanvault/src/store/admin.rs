@@ -54,6 +54,11 @@ pub trait AdminStore: Send + Sync {
     /// `SELECT 1` on every pool.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Write a consistent copy of the database, as of one moment, to the new file `out`
+    /// while the service keeps running (SQLite: `VACUUM INTO`). PostgreSQL is backed up with
+    /// its own tools (docs/operations.md): an error saying so.
+    async fn backup_into(&self, out: &std::path::Path) -> anyhow::Result<()>;
+
     async fn close(&self);
 
     /// The database URL with any password masked.

@@ -4,6 +4,7 @@ mod support;
 mod analytics;
 mod api;
 mod auth;
+mod backup;
 mod changes;
 mod cli;
 mod compat;

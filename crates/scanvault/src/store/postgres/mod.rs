@@ -137,6 +137,13 @@ impl AdminStore for PgStore {
             .context("applying database migrations")
     }
 
+    async fn backup_into(&self, _out: &std::path::Path) -> anyhow::Result<()> {
+        anyhow::bail!(
+            "scanvault backup copies the embedded SQLite database; back up PostgreSQL with \
+             pg_dump, or a base backup with WAL archiving (docs/operations.md)"
+        )
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         if sqlx::query("SELECT 1").execute(&self.pool).await.is_ok() {
             return Ok(());

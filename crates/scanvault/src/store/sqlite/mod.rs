@@ -115,6 +115,20 @@ impl AdminStore for SqliteStore {
         self.read.close().await;
     }
 
+    async fn backup_into(&self, out: &std::path::Path) -> anyhow::Result<()> {
+        let path = out
+            .to_str()
+            .context("the backup file's path is not UTF-8")?;
+        // A read connection: its snapshot is one moment of the database (WAL), and writers
+        // go on meanwhile.
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(&self.read)
+            .await
+            .with_context(|| format!("writing the backup to {path}"))?;
+        Ok(())
+    }
+
     fn redacted_url(&self) -> String {
         redact_url(&self.url)
     }
