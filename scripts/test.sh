@@ -18,9 +18,10 @@
 #   5. cargo build of all test targets, `cargo nextest run --workspace --all-targets
 #      --no-fail-fast ARGS`, then `cargo test --workspace --doc` (nextest cannot run doctests)
 #   6. scripts/schemathesis.sh against the debug binary, SQLite and PostgreSQL (a few minutes at most)
+#   7. scripts/lint-deploy.sh: the deployment files checked offline (hadolint on the Dockerfile)
 # Everything started is stopped and deleted on exit, also on failure and Ctrl-C.
 # Exit code: the test runner's (the build's if the build fails, the doctests' if only they fail,
-# schemathesis.sh's if only it fails).
+# schemathesis.sh's if only it fails, lint-deploy.sh's if only it fails).
 #
 # Env:
 #   SCANVAULT_SHARED=DIR     shared dir (default <repo>/../shared)
@@ -256,6 +257,12 @@ if [ "${SCANVAULT_SCHEMATHESIS:-1}" != 0 ] || [ $IN_CI = 1 ]; then
     sv_log "schemathesis: rc=$schema_rc (outputs: $TARGET_DIR/schemathesis/)"
 fi
 
+phase lint-deploy
+deploy_rc=0
+bash "$REPO_ROOT/scripts/lint-deploy.sh" </dev/null || deploy_rc=$?
+sv_log "lint-deploy: rc=$deploy_rc"
+
 [ $test_rc -ne 0 ] && exit $test_rc
 [ $doc_rc -ne 0 ] && exit $doc_rc
-exit $schema_rc
+[ $schema_rc -ne 0 ] && exit $schema_rc
+exit $deploy_rc

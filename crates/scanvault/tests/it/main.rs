@@ -8,6 +8,7 @@ mod backup;
 mod changes;
 mod cli;
 mod compat;
+mod container;
 mod corpus;
 mod deltas;
 mod dropin;
