@@ -18,7 +18,8 @@
 #   5. cargo build of all test targets, `cargo nextest run --workspace --all-targets
 #      --no-fail-fast ARGS`, then `cargo test --workspace --doc` (nextest cannot run doctests)
 #   6. scripts/schemathesis.sh against the debug binary, SQLite and PostgreSQL (a few minutes at most)
-#   7. scripts/lint-deploy.sh: the deployment files checked offline (hadolint on the Dockerfile)
+#   7. scripts/lint-deploy.sh: the deployment files checked offline (hadolint on the Dockerfile,
+#      docker-compose.yml against the Compose Specification schema)
 # Everything started is stopped and deleted on exit, also on failure and Ctrl-C.
 # Exit code: the test runner's (the build's if the build fails, the doctests' if only they fail,
 # schemathesis.sh's if only it fails, lint-deploy.sh's if only it fails).
