@@ -24,5 +24,6 @@ mod ingest_cli;
 mod jobs;
 mod retention;
 mod statements;
+mod upgrade;
 mod worker;
 mod workers;
