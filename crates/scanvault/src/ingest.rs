@@ -308,6 +308,10 @@ async fn store_one(
     job: Option<JobCompletion>,
 ) -> Result<Ingested, IngestError> {
     let source = new.source;
+    metrics::histogram!("scanvault_ingest_report_bytes", "source" => source.as_str())
+        .record(new.raw.len() as f64);
+    metrics::histogram!("scanvault_ingest_report_findings", "source" => source.as_str())
+        .record(new.report.findings.len() as f64);
     let store = store.clone();
     let (outcome, report) = tokio::spawn(async move {
         let outcome = store.scans().ingest(&new, &body, job.as_ref()).await;

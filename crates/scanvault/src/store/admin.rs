@@ -54,6 +54,9 @@ pub trait AdminStore: Send + Sync {
     /// `SELECT 1` on every pool.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Each connection pool: its name, connections open, and how many of them are idle.
+    fn pool_stats(&self) -> Vec<(&'static str, u32, usize)>;
+
     /// Write a consistent copy of the database, as of one moment, to the new file `out`
     /// while the service keeps running (SQLite: `VACUUM INTO`). PostgreSQL is backed up with
     /// its own tools (docs/operations.md): an error saying so.

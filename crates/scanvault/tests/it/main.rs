@@ -22,6 +22,7 @@ mod history;
 mod hostile;
 mod ingest_cli;
 mod jobs;
+mod metrics_doc;
 mod retention;
 mod statements;
 mod upgrade;

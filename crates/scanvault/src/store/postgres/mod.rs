@@ -137,6 +137,10 @@ impl AdminStore for PgStore {
             .context("applying database migrations")
     }
 
+    fn pool_stats(&self) -> Vec<(&'static str, u32, usize)> {
+        vec![("main", self.pool.size(), self.pool.num_idle())]
+    }
+
     async fn backup_into(&self, _out: &std::path::Path) -> anyhow::Result<()> {
         anyhow::bail!(
             "scanvault backup copies the embedded SQLite database; back up PostgreSQL with \

@@ -115,6 +115,13 @@ impl AdminStore for SqliteStore {
         self.read.close().await;
     }
 
+    fn pool_stats(&self) -> Vec<(&'static str, u32, usize)> {
+        vec![
+            ("write", self.write.size(), self.write.num_idle()),
+            ("read", self.read.size(), self.read.num_idle()),
+        ]
+    }
+
     async fn backup_into(&self, out: &std::path::Path) -> anyhow::Result<()> {
         let path = out
             .to_str()
