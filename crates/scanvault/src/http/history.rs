@@ -274,20 +274,24 @@ pub async fn get_image_history(
     } else {
         scans.count_history(&image, tag.as_deref()).await?
     };
-    let mut versions: HashMap<(String, i64), Vec<Finding>> = HashMap::new();
-    for r in &rows {
-        let key = (r.observation.scan_id.clone(), r.observation.version);
-        if let std::collections::hash_map::Entry::Vacant(e) = versions.entry(key) {
-            let (scan, version) = e.key();
-            let findings = scans.version(scan, *version).await?;
-            e.insert(findings);
-        }
-    }
+    // Every findings version the page and the last item's predecessor had: one statement.
+    let mut pairs: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| (r.observation.scan_id.clone(), r.observation.version))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let versions: HashMap<(String, i64), Vec<Finding>> = scans.versions(&pairs).await?;
+    let of = |o: &crate::store::scans::ObservationRow| -> &[Finding] {
+        versions
+            .get(&(o.scan_id.clone(), o.version))
+            .map_or(&[], Vec::as_slice)
+    };
     let shown = (limit as usize).min(rows.len());
     let mut items = Vec::with_capacity(shown);
     for i in 0..shown {
         let o = &rows[i].observation;
-        let findings = &versions[&(o.scan_id.clone(), o.version)];
+        let findings = of(o);
         let (added, removed) = match rows.get(i + 1) {
             Some(prev)
                 if (&prev.observation.scan_id, prev.observation.version)
@@ -296,9 +300,7 @@ pub async fn get_image_history(
                 (0, 0)
             }
             Some(prev) => {
-                let before =
-                    &versions[&(prev.observation.scan_id.clone(), prev.observation.version)];
-                let d = FindingDiff::between(before, findings);
+                let d = FindingDiff::between(of(&prev.observation), findings);
                 (d.added.len() as i64, d.removed.len() as i64)
             }
             // The first observation of the history: everything it has is new.

@@ -355,6 +355,13 @@ pub trait ScanStore: Send + Sync {
     /// The findings of one version of a scan's findings, in key order.
     async fn version(&self, scan_id: &str, version: i64) -> Result<Vec<Finding>, StoreError>;
 
+    /// Several versions of scans' findings in one statement, each in key order (a pair
+    /// with no findings stored maps to none).
+    async fn versions(
+        &self,
+        pairs: &[(String, i64)],
+    ) -> Result<HashMap<(String, i64), Vec<Finding>>, StoreError>;
+
     /// The raw report of the scan's latest observation, as received.
     async fn report(&self, scan_id: &str) -> Result<Option<Vec<u8>>, StoreError>;
 

@@ -47,6 +47,22 @@ pub(super) struct VersionRow {
     pub(super) extras: Option<Vec<Option<String>>>,
 }
 
+/// Several versions at once: `$1` scan ids and `$2` versions, pairwise.
+pub(super) const READ_VERSIONS: &str =
+    "SELECT s.scan_id, s.version, vulnerability_ids, pkg_names, pkg_versions, fixed_versions, \
+     severities, statuses, pkg_types, classes, targets, pkg_paths, purls, cvss_scores, extras \
+     FROM unnest($1::text[], $2::bigint[]) AS k(scan_id, version) \
+     JOIN scan_findings s ON s.scan_id = k.scan_id AND s.version = k.version";
+
+/// A [`VersionRow`] with the version it is.
+#[derive(sqlx::FromRow)]
+pub(super) struct KeyedVersionRow {
+    pub(super) scan_id: String,
+    pub(super) version: i64,
+    #[sqlx(flatten)]
+    pub(super) row: VersionRow,
+}
+
 impl VersionRow {
     pub(super) fn into_findings(self) -> Vec<Finding> {
         let n = self.vulnerability_ids.len();

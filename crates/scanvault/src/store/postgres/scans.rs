@@ -7,7 +7,7 @@ use scanvault_core::report::Finding;
 use sqlx::PgConnection;
 
 use super::ingest::PgTx;
-use super::rows::read_version;
+use super::rows::{read_version, KeyedVersionRow, READ_VERSIONS};
 use super::{jobs, PgStore};
 use crate::store::body::decompress;
 use crate::store::ingest::{self, retry_conflicts};
@@ -17,6 +17,7 @@ use crate::store::scans::{
     NewScan, ObservationRow, ReferenceObservation, ScanFilter, ScanRow, ScanStore,
 };
 use crate::store::{micros, sql, StoreError, StoredBody};
+use std::collections::HashMap;
 
 /// The findings of each scan `s` as it has them now.
 const CURRENT_FINDINGS: &str =
@@ -181,6 +182,27 @@ impl ScanStore for PgStore {
     async fn version(&self, scan_id: &str, version: i64) -> Result<Vec<Finding>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         read_version(&mut conn, scan_id, version).await
+    }
+
+    async fn versions(
+        &self,
+        pairs: &[(String, i64)],
+    ) -> Result<HashMap<(String, i64), Vec<Finding>>, StoreError> {
+        let (ids, versions): (Vec<&str>, Vec<i64>) =
+            pairs.iter().map(|(s, v)| (s.as_str(), *v)).unzip();
+        let rows: Vec<KeyedVersionRow> = sqlx::query_as(READ_VERSIONS)
+            .bind(&ids)
+            .bind(&versions)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: HashMap<(String, i64), Vec<Finding>> =
+            pairs.iter().map(|p| (p.clone(), vec![])).collect();
+        for r in rows {
+            let mut findings = r.row.into_findings();
+            findings.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+            out.insert((r.scan_id, r.version), findings);
+        }
+        Ok(out)
     }
 
     async fn report(&self, scan_id: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -21,6 +21,22 @@ pub(super) const READ_VERSION: &str =
      pkg_type, class, target, pkg_path, purl, cvss_score, extra FROM findings \
      WHERE scan_id = $1 AND first_version <= $2 AND (last_version IS NULL OR last_version > $2)";
 
+/// Several versions at once: `$1` a JSON array of `{s, v}` (scan, version).
+pub(super) const READ_VERSIONS: &str = "SELECT k.s AS scan_id, k.v AS version, f.vulnerability_id, f.pkg_name, \
+     f.pkg_version, f.fixed_version, f.severity, f.status, f.pkg_type, f.class, f.target, f.pkg_path, \
+     f.purl, f.cvss_score, f.extra FROM (SELECT json_extract(value, '$.s') AS s, \
+     json_extract(value, '$.v') AS v FROM json_each($1)) k JOIN findings f ON f.scan_id = k.s \
+     AND f.first_version <= k.v AND (f.last_version IS NULL OR f.last_version > k.v)";
+
+/// A [`FindingRow`] with the version it belongs to.
+#[derive(sqlx::FromRow)]
+pub(super) struct KeyedFindingRow {
+    pub(super) scan_id: String,
+    pub(super) version: i64,
+    #[sqlx(flatten)]
+    pub(super) row: FindingRow,
+}
+
 #[derive(sqlx::FromRow)]
 pub(super) struct Found {
     #[sqlx(flatten)]

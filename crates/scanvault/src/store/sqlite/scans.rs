@@ -7,7 +7,7 @@ use scanvault_core::report::Finding;
 use sqlx::SqliteConnection;
 
 use super::ingest::SqliteTx;
-use super::rows::read_version;
+use super::rows::{read_version, KeyedFindingRow, READ_VERSIONS};
 use super::{jobs, SqliteStore};
 use crate::store::body::decompress;
 use crate::store::ingest::{self, retry_conflicts};
@@ -17,6 +17,7 @@ use crate::store::scans::{
     NewScan, ObservationRow, ReferenceObservation, ScanFilter, ScanRow, ScanStore,
 };
 use crate::store::{micros, sql, StoreError, StoredBody};
+use std::collections::HashMap;
 
 /// The findings of each scan `s` as it has them now.
 const CURRENT_FINDINGS: &str =
@@ -182,6 +183,31 @@ impl ScanStore for SqliteStore {
     async fn version(&self, scan_id: &str, version: i64) -> Result<Vec<Finding>, StoreError> {
         let mut conn = self.read.acquire().await?;
         read_version(&mut conn, scan_id, version).await
+    }
+
+    async fn versions(
+        &self,
+        pairs: &[(String, i64)],
+    ) -> Result<HashMap<(String, i64), Vec<Finding>>, StoreError> {
+        let keys: Vec<serde_json::Value> = pairs
+            .iter()
+            .map(|(s, v)| serde_json::json!({"s": s, "v": v}))
+            .collect();
+        let rows: Vec<KeyedFindingRow> = sqlx::query_as(READ_VERSIONS)
+            .bind(super::rows::json(&keys)?)
+            .fetch_all(&self.read)
+            .await?;
+        let mut out: HashMap<(String, i64), Vec<Finding>> =
+            pairs.iter().map(|p| (p.clone(), vec![])).collect();
+        for r in rows {
+            out.entry((r.scan_id, r.version))
+                .or_default()
+                .push(Finding::from(r.row));
+        }
+        for findings in out.values_mut() {
+            findings.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+        }
+        Ok(out)
     }
 
     async fn report(&self, scan_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
