@@ -116,6 +116,15 @@ pub fn identify(
     NameTagDigest { name, tag, digest }
 }
 
+/// An image reference as people write it: `name:tag`, or the name alone without a tag.
+pub fn name_and_tag(name: &str, tag: &str) -> String {
+    if tag.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}:{tag}")
+    }
+}
+
 /// Familiar form of a whole reference (`docker.io/library/nginx:1` → `nginx:1`).
 fn familiar_ref(r: &str) -> String {
     let (n, t, _) = split_reference(r);

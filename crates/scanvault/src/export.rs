@@ -59,11 +59,7 @@ impl ExportFormat {
 
 /// `name:tag`, or the name alone.
 pub fn reference(scan: &ScanRow) -> String {
-    if scan.image_tag.is_empty() {
-        scan.image_name.clone()
-    } else {
-        format!("{}:{}", scan.image_name, scan.image_tag)
-    }
+    scanvault_core::image::name_and_tag(&scan.image_name, &scan.image_tag)
 }
 
 /// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR at the start)

@@ -91,11 +91,7 @@ pub struct FileOutcome {
 
 fn scan_line(created: bool, image: &str, tag: &str, findings: i64, id: &str) -> String {
     let what = if created { "created" } else { "updated" };
-    let reference = if tag.is_empty() {
-        image.to_string()
-    } else {
-        format!("{image}:{tag}")
-    };
+    let reference = scanvault_core::image::name_and_tag(image, tag);
     format!("{what}\t{reference}\t{findings} findings\t{id}")
 }
 

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use scanvault_core::image::familiar_name;
+use scanvault_core::image::{familiar_name, name_and_tag};
 use scanvault_core::report::{Finding, FindingDiff};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -120,8 +120,8 @@ pub async fn get_scan_diff(
     let id = parse_scan_id(&id)?;
     let against = text_param("against", &p.against)?;
     let scans = app.store.scans();
-    // Four statements: the scan's newest observations, the one before in its reference's
-    // chain, and the two findings versions (side by side).
+    // Three statements: the scan's newest observations, the one before in its reference's
+    // chain, and both findings versions.
     let newest = scans.newest_observations(&id).await?;
     let latest = newest
         .first()
@@ -135,11 +135,7 @@ pub async fn get_scan_diff(
                 .await?
                 .or_else(|| newest.get(1).cloned())
                 .ok_or_else(|| {
-                    let reference = if latest.image_tag.is_empty() {
-                        name.clone()
-                    } else {
-                        format!("{name}:{}", latest.image_tag)
-                    };
+                    let reference = name_and_tag(&name, &latest.image_tag);
                     ApiError::not_found(
                         format!("an observation of {reference} before scan {id}"),
                         "no_previous_observation",
@@ -161,11 +157,10 @@ pub async fn get_scan_diff(
             (o.scan_id, o.version, o.scanned_at)
         }
     };
-    let (new, old) = tokio::try_join!(
-        scans.version(&id, latest.version),
-        scans.version(&against_id, against_version)
-    )?;
-    let d = FindingDiff::between(&old, &new);
+    let this = (id.clone(), latest.version);
+    let other = (against_id.clone(), against_version);
+    let versions = scans.versions(&[this.clone(), other.clone()]).await?;
+    let d = FindingDiff::between(&versions[&other], &versions[&this]);
     Ok(Json(DiffResponse {
         scan_id: id,
         against_id,
