@@ -398,8 +398,8 @@ pub struct ServeConfig {
         default_value_t = 200.0
     )]
     pub rate_limit_burst: f64,
-    /// Serve `/metrics` on this port of its own, without authentication (default: on the
-    /// API port, for any valid key).
+    /// Serve `/metrics`, `/health` and `/ready` on this port of its own, without
+    /// authentication, in every role (default: `/metrics` on the API port, for any valid key).
     #[arg(long, env = "METRICS_PORT", value_name = "METRICS_PORT")]
     pub metrics_port: Option<u16>,
     /// The secret of the first admin key, instead of a random one (only used while the

@@ -302,7 +302,12 @@ impl Application {
                 .await?
             {
                 if from_config {
-                    tracing::info!("created the first admin API key from BOOTSTRAP_ADMIN_KEY");
+                    // The id is not secret; without it the configured secret is no key.
+                    let key_id = crate::store::keys::split_key(&key).map(|(id, _)| id);
+                    tracing::info!(
+                        key_id,
+                        "created the first admin API key from BOOTSTRAP_ADMIN_KEY: the key is svk_<key_id>_<that secret>"
+                    );
                 } else {
                     tracing::warn!("no API key existed: created the first admin key; it is shown once on standard error, after the start-up lines");
                     first_key = Some(SecretString::from(key));
@@ -377,12 +382,16 @@ impl Application {
             self.cfg.db.db_health_check_period.0,
             shutdown.clone(),
         ));
-        if let (Some(port), true) = (self.cfg.metrics_port, self.cfg.role != Role::Worker) {
+        // Every role, a worker too: its job and Trivy metrics are its own, and the probes of
+        // a process without the API (`/health`, `/ready`) are answered here.
+        if let Some(port) = self.cfg.metrics_port {
             let listener = TcpListener::bind((self.cfg.server_host.as_str(), port))
                 .await
                 .with_context(|| format!("binding METRICS_PORT {port}"))?;
             let metrics_router = axum::Router::new()
                 .route("/metrics", axum::routing::get(http::health::metrics_text))
+                .route("/health", axum::routing::get(http::health::health))
+                .route("/ready", axum::routing::get(http::health::ready))
                 .with_state(self.state.clone());
             tracing::info!(addr = %listener.local_addr()?, "metrics listening");
             let token = shutdown.clone();

@@ -675,6 +675,60 @@ fn metrics_can_move_to_a_port_of_their_own_without_a_key() {
     assert!(wait_with_timeout(&mut child, Duration::from_secs(30)).success());
 }
 
+#[test]
+fn a_worker_answers_probes_and_metrics_on_the_metrics_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = bin()
+        .arg("worker")
+        .env("DATA_DIR", dir.path())
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("METRICS_PORT", port.to_string())
+        .env("TRIVY_PATH", "/nonexistent/trivy")
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http.get(url("/health")).send().await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the worker's metrics port never answered"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let health = http.get(url("/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        let ready: serde_json::Value = http
+            .get(url("/ready"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ready["status"], "ok", "{ready}");
+        let metrics = http.get(url("/metrics")).send().await.unwrap();
+        assert_eq!(metrics.status(), 200);
+        let body = metrics.text().await.unwrap();
+        assert!(body.contains("scanvault_jobs_queued"), "{body}");
+    });
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(wait_with_timeout(&mut child, Duration::from_secs(30)).success());
+}
+
 /// The README's API examples (the block that starts with `KEY=` and the one under
 /// "Requesting a scan"), as written.
 fn readme_examples() -> String {
