@@ -19,7 +19,8 @@
 #      --no-fail-fast ARGS`, then `cargo test --workspace --doc` (nextest cannot run doctests)
 #   6. scripts/schemathesis.sh against the debug binary, SQLite and PostgreSQL (a few minutes at most)
 #   7. scripts/lint-deploy.sh: the deployment files checked offline (hadolint on the Dockerfile,
-#      docker-compose.yml against the Compose Specification schema)
+#      docker-compose.yml against the Compose schema, the Kubernetes overlays rendered and checked
+#      by kubernetes-validate, checkov and scripts/check-k8s.py, the alert rules by promtool)
 # Everything started is stopped and deleted on exit, also on failure and Ctrl-C.
 # Exit code: the test runner's (the build's if the build fails, the doctests' if only they fail,
 # schemathesis.sh's if only it fails, lint-deploy.sh's if only it fails).
