@@ -247,10 +247,12 @@ async fn ingest_any(
     let failed = |e: tokio::task::JoinError| IngestError::Failed(e.to_string());
     let settings = settings.clone();
     let body = raw.clone();
+    let parse = tracing::info_span!("parse", bytes = raw.len());
     let parsed = tokio::task::spawn_blocking(move || {
-        prepare(raw, &overrides, &settings, source, Utc::now())
+        parse.in_scope(|| prepare(raw, &overrides, &settings, source, Utc::now()))
     });
-    let stored = tokio::task::spawn_blocking(move || StoredBody::of(&body));
+    let compress = tracing::info_span!("compress", bytes = body.len());
+    let stored = tokio::task::spawn_blocking(move || compress.in_scope(|| StoredBody::of(&body)));
     let (parsed, stored) = tokio::join!(parsed, stored);
     match parsed.map_err(failed)?? {
         Prepared::One(mut new) => {
@@ -272,9 +274,11 @@ async fn ingest_any(
             let mut done = Vec::with_capacity(images.len());
             for (mut new, workloads) in images {
                 let raw = new.raw.clone();
-                let body = tokio::task::spawn_blocking(move || StoredBody::of(&raw))
-                    .await
-                    .map_err(failed)??;
+                let compress = tracing::info_span!("compress", bytes = raw.len());
+                let body =
+                    tokio::task::spawn_blocking(move || compress.in_scope(|| StoredBody::of(&raw)))
+                        .await
+                        .map_err(failed)??;
                 new.created_by = created_by.clone();
                 done.push((store_one(store, new, body, None).await?, workloads));
             }
@@ -313,10 +317,15 @@ async fn store_one(
     metrics::histogram!("scanvault_ingest_report_findings", "source" => source.as_str())
         .record(new.report.findings.len() as f64);
     let store = store.clone();
-    let (outcome, report) = tokio::spawn(async move {
-        let outcome = store.scans().ingest(&new, &body, job.as_ref()).await;
-        (outcome, new.report)
-    })
+    let span =
+        tracing::info_span!("store", image = %new.image_name, findings = new.report.findings.len());
+    let (outcome, report) = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let outcome = store.scans().ingest(&new, &body, job.as_ref()).await;
+            (outcome, new.report)
+        },
+        span,
+    ))
     .await
     .map_err(|e| IngestError::Failed(e.to_string()))?;
     let outcome = outcome?;

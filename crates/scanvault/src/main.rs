@@ -34,10 +34,13 @@ fn main() -> std::process::ExitCode {
         scanvault::outln!("{}", scanvault::http::openapi_json());
         return std::process::ExitCode::SUCCESS;
     }
-    if let Err(e) = scanvault::telemetry::init(&cli.log_level, cli.log_format) {
-        eprintln!("error: {e:#}");
-        return std::process::ExitCode::from(2);
-    }
+    let telemetry = match scanvault::telemetry::init(&cli.log_level, cli.log_format) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -67,6 +70,8 @@ fn main() -> std::process::ExitCode {
             Command::Apikey(cmd) => scanvault::server::apikey(cmd).await,
         }
     });
+    drop(rt);
+    telemetry.shutdown();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

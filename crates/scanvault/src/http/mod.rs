@@ -177,29 +177,75 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_size))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(settings.read_timeout))
-        .layer(middleware::from_fn(move |req, next| response_timeout(write_timeout, req, next)))
-        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            settings.read_timeout,
+        ))
+        .layer(middleware::from_fn(move |req, next| {
+            response_timeout(write_timeout, req, next)
+        }))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(middleware::from_fn(reject_invalid_query))
         .layer(middleware::from_fn(log_server_errors))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let route = req
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map(|m| m.as_str().to_string())
-                    .unwrap_or_default();
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), route, request_id = id)
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(|res: &Response, _: Duration, span: &tracing::Span| {
+                    span.record("http.response.status_code", res.status().as_u16());
+                    if res.status().is_server_error() {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                }),
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// A request's span: the root of its trace (or a child of the caller's, named by a W3C
+/// `traceparent` header), named `METHOD route` as OpenTelemetry's HTTP conventions do.
+/// Every log line of the request carries its `trace_id`.
+fn request_span(req: &Request) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let name = format!(
+        "{} {}",
+        req.method(),
+        if route.is_empty() {
+            "unmatched"
+        } else {
+            &route
+        }
+    );
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        uri = %req.uri().path(),
+        route,
+        request_id = id,
+        trace_id = tracing::field::Empty,
+        otel.name = name,
+        otel.kind = "server",
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    let parent = crate::telemetry::remote_context(req.headers());
+    let _ = span.set_parent(parent.clone());
+    if let Some(trace_id) = crate::telemetry::trace_id(&span, &parent) {
+        span.record("trace_id", trace_id);
+    }
+    span
 }
 
 /// `GET /`: the API's documentation, where a browser pointed at the service lands.

@@ -156,6 +156,15 @@ pub async fn create_scan(
         StatusCode::OK
     };
     let scan = &outcome.scan;
+    tracing::info!(
+        scan = %scan.id,
+        image = %scan.image_name,
+        tag = %scan.image_tag,
+        created = outcome.created,
+        findings_added = outcome.findings_added,
+        findings_removed = outcome.findings_removed,
+        "report stored"
+    );
     // The scan as stored: its findings are the report's, unless the report was older than
     // the scan's latest observation (then the scan is as that one left it).
     let result = if outcome.stale {
@@ -196,6 +205,7 @@ fn cluster_answer(
     skipped: &[scanvault_core::report::SkippedEntries],
 ) -> Response {
     let created = images.iter().filter(|(i, _)| i.outcome.created).count();
+    tracing::info!(cluster = %cluster, images = images.len(), created, "cluster report stored");
     let answer = ClusterIngestView {
         cluster_name: cluster,
         created,

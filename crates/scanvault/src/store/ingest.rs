@@ -241,6 +241,7 @@ fn counts_of(values: &ScanValues) -> Counts {
 }
 
 /// A new scan: its one tag sees its one observation.
+#[tracing::instrument(name = "store.new_scan", level = "info", skip_all)]
 async fn ingest_new<T: IngestTx>(
     tx: &mut T,
     new: &NewScan,
@@ -250,8 +251,11 @@ async fn ingest_new<T: IngestTx>(
     observation: i64,
 ) -> Result<IngestOutcome, StoreError> {
     let findings = &new.report.findings;
-    tx.upsert_catalog(&new.report.vulnerabilities, micros(new.now))
-        .await?;
+    tracing::Instrument::instrument(
+        tx.upsert_catalog(&new.report.vulnerabilities, micros(new.now)),
+        tracing::info_span!("store.catalog"),
+    )
+    .await?;
     let obs = ChainObs {
         id: observation,
         scan_id: scan.id.clone(),
@@ -289,6 +293,7 @@ async fn ingest_new<T: IngestTx>(
 }
 
 /// A report of stored content.
+#[tracing::instrument(name = "store.known_scan", level = "info", skip_all)]
 async fn ingest_stored<T: IngestTx>(
     tx: &mut T,
     new: &NewScan,
@@ -331,7 +336,11 @@ async fn ingest_stored<T: IngestTx>(
             let (row, id) = tx
                 .update_scan(&scan.id, new, values, version, &to_current)
                 .await?;
-            tx.upsert_catalog(&new.report.vulnerabilities, now).await?;
+            tracing::Instrument::instrument(
+                tx.upsert_catalog(&new.report.vulnerabilities, now),
+                tracing::info_span!("store.catalog"),
+            )
+            .await?;
             report = Some(());
             let obs = ChainObs {
                 id,
@@ -494,8 +503,11 @@ async fn observe_in_the_past<T: IngestTx>(
     }
     if version_write.is_some() {
         tx.add_version(&scan.id, version).await?;
-        tx.upsert_catalog(&new.report.vulnerabilities, micros(new.now))
-            .await?;
+        tracing::Instrument::instrument(
+            tx.upsert_catalog(&new.report.vulnerabilities, micros(new.now)),
+            tracing::info_span!("store.catalog"),
+        )
+        .await?;
     }
     let counts = counts_of(values);
     let id = tx
@@ -535,6 +547,7 @@ async fn observe_in_the_past<T: IngestTx>(
 /// A reference without an observation gains them as its chain; one whose latest
 /// observation is older than the one it gains changes only there (its window is that
 /// latest observation); any other reads its whole chain.
+#[tracing::instrument(name = "store.chains", level = "info", skip_all)]
 async fn chain_changes<T: IngestTx>(
     tx: &mut T,
     refs: Vec<LockedRef>,
@@ -586,6 +599,7 @@ async fn chain_changes<T: IngestTx>(
 /// Write what the references' changes mean for the current fleet, with `finish`'s other
 /// writes. `known` is a version of a scan's findings in hand (the report's): references
 /// that show it now get their rows from it instead of a copy of the stored findings.
+#[tracing::instrument(name = "store.fleet", level = "info", skip_all)]
 async fn apply_changes<T: IngestTx>(
     tx: &mut T,
     changes: Vec<(LockedRef, ChainChange)>,
@@ -660,7 +674,7 @@ async fn apply_changes<T: IngestTx>(
     finish.cves = cves;
     finish.totals = totals;
     finish.daily.retain(|_, c| !fleet::is_zero(c));
-    tx.finish(&finish).await
+    tracing::Instrument::instrument(tx.finish(&finish), tracing::info_span!("store.write")).await
 }
 
 /// Delete the scans `ids` (those that exist) in the transaction `tx`, keeping every
@@ -716,7 +730,8 @@ where
 {
     let mut attempt = 1;
     loop {
-        match transaction().await {
+        let span = tracing::info_span!("db.transaction", attempt);
+        match tracing::Instrument::instrument(transaction(), span).await {
             Err(e) if attempt < INGEST_ATTEMPTS && is_conflict(&e) => {
                 tracing::debug!(attempt, conflict = %e, "ingest lost to a concurrent write; retrying");
                 metrics::counter!("scanvault_ingest_retries_total").increment(1);

@@ -24,7 +24,7 @@ use crate::store::jobs::{
     Actor, JobCompletion, JobError, JobNotice, JobRow, Transition, WorkerRow,
 };
 use crate::store::scans::ScanSource;
-use crate::store::{micros, Store};
+use crate::store::{micros, Store, StoreError};
 
 pub use signals::Signals;
 
@@ -270,16 +270,11 @@ impl Runner {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
             while running.try_join_next().is_some() {}
-            match self
-                .store
-                .jobs()
-                .claim(&self.id, self.settings.lease, Utc::now())
-                .await
-            {
-                Ok(Some(job)) => {
+            match self.claim().await {
+                Ok(Some((job, claimed))) => {
                     let me = self.clone();
                     running.spawn(async move {
-                        me.process(job).await;
+                        me.process(job, claimed).await;
                         drop(permit);
                     });
                 }
@@ -317,16 +312,23 @@ impl Runner {
         tracing::info!(worker = %self.id, "scan worker stopped");
     }
 
-    /// Run every due job, one at a time, until none is left (tests).
-    pub async fn run_until_idle(&self) -> usize {
-        let mut n = 0;
-        while let Ok(Some(job)) = self
+    /// Claim a due job, and when the claim ran (the first span of the job's trace).
+    async fn claim(&self) -> Result<Option<(JobRow, Claimed)>, StoreError> {
+        let started = std::time::SystemTime::now();
+        let job = self
             .store
             .jobs()
             .claim(&self.id, self.settings.lease, Utc::now())
-            .await
-        {
-            self.process(job).await;
+            .await?;
+        let ended = std::time::SystemTime::now();
+        Ok(job.map(|j| (j, Claimed { started, ended })))
+    }
+
+    /// Run every due job, one at a time, until none is left (tests).
+    pub async fn run_until_idle(&self) -> usize {
+        let mut n = 0;
+        while let Ok(Some((job, claimed))) = self.claim().await {
+            self.process(job, claimed).await;
             n += 1;
         }
         n
@@ -334,14 +336,9 @@ impl Runner {
 
     /// Claim one due job and run it (tests).
     pub async fn run_one(&self) -> Option<String> {
-        let job = self
-            .store
-            .jobs()
-            .claim(&self.id, self.settings.lease, Utc::now())
-            .await
-            .ok()??;
+        let (job, claimed) = self.claim().await.ok()??;
         let id = job.id.clone();
-        self.process(job).await;
+        self.process(job, claimed).await;
         Some(id)
     }
 
@@ -350,8 +347,9 @@ impl Runner {
         self.hard_stop.cancel();
     }
 
-    /// Run one claimed job to a transition.
-    pub async fn process(&self, job: JobRow) {
+    /// Run one claimed job to a transition: one trace per attempt, its root `scan job` with
+    /// the claim, `resolve`, `trivy` and `store` (parse, transaction) as children.
+    async fn process(&self, job: JobRow, claimed: Claimed) {
         let token = self.hard_stop.child_token();
         self.signals.register(&job.id, token.clone());
         let heartbeat = tokio::spawn(heartbeat(
@@ -362,16 +360,26 @@ impl Runner {
             self.settings.lease,
             token.clone(),
         ));
-        let span = tracing::info_span!("scan_job", job = %job.id, image = %job.image_ref, attempt = job.attempt);
-        let _enter = span.enter();
-        drop(_enter);
+        let span = tracing::info_span!(
+            parent: None,
+            "scan_job",
+            job = %job.id,
+            image = %job.image_ref,
+            attempt = job.attempt,
+            trace_id = tracing::field::Empty,
+            otel.name = "scan job",
+            otel.status_code = tracing::field::Empty,
+        );
+        claimed.record(&span);
         let result = tracing::Instrument::instrument(self.stages(&job, &token), span.clone()).await;
         heartbeat.abort();
         self.signals.unregister(&job.id);
-        let _enter = span.enter();
         match result {
             Ok(()) => {}
-            Err(e) => self.record_failure(&job, e).await,
+            Err(e) => {
+                span.record("otel.status_code", "ERROR");
+                tracing::Instrument::instrument(self.record_failure(&job, e), span).await
+            }
         }
     }
 
@@ -383,9 +391,10 @@ impl Runner {
             code: "invalid_reference".into(),
             message: e.to_string(),
         })?;
+        let resolve = tracing::info_span!("resolve", reference = %reference);
         let resolved = tokio::select! {
             _ = token.cancelled() => return Err(StageError::Cancelled),
-            r = self.registry.resolve(&reference) => r,
+            r = tracing::Instrument::instrument(self.registry.resolve(&reference), resolve) => r,
         }
         .map_err(|e| match e.class() {
             RegClass::Transient => StageError::Transient {
@@ -453,29 +462,31 @@ impl Runner {
         let target = reference.with_digest(&digest);
         let insecure = self.registry.is_insecure(reference.api_host())
             || self.registry.is_insecure(&reference.registry);
-        let raw = self
-            .trivy
-            .scan(
+        let trivy = tracing::info_span!("trivy", image = %target);
+        let raw = tracing::Instrument::instrument(
+            self.trivy.scan(
                 ScanRequest {
                     image: &target,
                     insecure,
                 },
                 token,
-            )
-            .await
-            .map_err(|e| match e {
-                ScanError::Cancelled => StageError::Cancelled,
-                other => match other.class() {
-                    ScanClass::Transient => StageError::Transient {
-                        code: other.code().into(),
-                        message: other.to_string(),
-                    },
-                    ScanClass::Permanent => StageError::Permanent {
-                        code: other.code().into(),
-                        message: other.to_string(),
-                    },
+            ),
+            trivy,
+        )
+        .await
+        .map_err(|e| match e {
+            ScanError::Cancelled => StageError::Cancelled,
+            other => match other.class() {
+                ScanClass::Transient => StageError::Transient {
+                    code: other.code().into(),
+                    message: other.to_string(),
                 },
-            })?;
+                ScanClass::Permanent => StageError::Permanent {
+                    code: other.code().into(),
+                    message: other.to_string(),
+                },
+            },
+        })?;
         metrics::histogram!("scanvault_job_stage_duration_seconds", "stage" => "scan")
             .record(t1.elapsed().as_secs_f64());
 
@@ -491,14 +502,17 @@ impl Runner {
             attempt: job.attempt,
             worker: self.id.clone(),
         };
-        let outcome = ingest::ingest(
-            &self.store,
-            &self.settings.ingest,
-            raw.into(),
-            overrides,
-            ScanSource::Job,
-            job.requested_by.clone(),
-            Some(job_done),
+        let outcome = tracing::Instrument::instrument(
+            ingest::ingest(
+                &self.store,
+                &self.settings.ingest,
+                raw.into(),
+                overrides,
+                ScanSource::Job,
+                job.requested_by.clone(),
+                Some(job_done),
+            ),
+            tracing::info_span!("ingest"),
         )
         .await
         .map_err(|e| match e {
@@ -613,6 +627,32 @@ impl Runner {
 }
 
 /// Renew the lease every `lease / 3`; cancel the job's token when it is lost.
+/// When a job's claim ran.
+#[derive(Debug, Clone, Copy)]
+struct Claimed {
+    started: std::time::SystemTime,
+    ended: std::time::SystemTime,
+}
+
+impl Claimed {
+    /// Give `span` (a job attempt's root) its trace id field and a first child span for the
+    /// claim, which ran before the root span existed (it is made only once a job was won).
+    fn record(&self, span: &tracing::Span) {
+        use opentelemetry::trace::{Span as _, Tracer as _};
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        let cx = span.context();
+        if let Some(id) = crate::telemetry::trace_id(span, &opentelemetry::Context::new()) {
+            span.record("trace_id", id);
+        }
+        let tracer = opentelemetry::global::tracer("scanvault");
+        let mut claim = tracer
+            .span_builder("claim")
+            .with_start_time(self.started)
+            .start_with_context(&tracer, &cx);
+        claim.end_with_timestamp(self.ended);
+    }
+}
+
 async fn heartbeat(
     store: Store,
     job_id: String,

@@ -18,6 +18,7 @@ pub(crate) fn bin() -> Command {
             "LOG_LEVEL",
         ]
         .contains(&k.as_str())
+            || k.starts_with("OTEL_")
         {
             c.env_remove(k);
         }
@@ -176,7 +177,10 @@ fn serve_starts_on_a_fresh_directory_prints_one_admin_key_and_stops_gracefully()
     assert!(!listing.contains(secret), "a secret is listed");
 }
 
-fn wait_with_timeout(child: &mut std::process::Child, t: Duration) -> std::process::ExitStatus {
+pub(crate) fn wait_with_timeout(
+    child: &mut std::process::Child,
+    t: Duration,
+) -> std::process::ExitStatus {
     let deadline = Instant::now() + t;
     loop {
         if let Some(s) = child.try_wait().unwrap() {

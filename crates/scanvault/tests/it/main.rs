@@ -25,6 +25,7 @@ mod jobs;
 mod metrics_doc;
 mod retention;
 mod statements;
+mod traces;
 mod upgrade;
 mod worker;
 mod workers;

@@ -57,7 +57,7 @@ fn copy_cache(from: &Path, dir: &tempfile::TempDir) -> PathBuf {
     to
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
