@@ -92,3 +92,60 @@ async fn a_0_1_0_database_upgrades_with_every_row_intact() {
     assert_eq!(summary.total(), total);
     store.close().await;
 }
+
+/// Rolling upgrades: while API replicas of the previous release still run against a
+/// database the new release has migrated, every migration newer than that release must
+/// leave what the previous release reads and writes in place. A migration that drops or
+/// renames a table or column, or changes a column's type or nullability, belongs to the
+/// release after (when no running code uses the old shape); one that is safe anyway says
+/// why on a line `-- rolling-upgrade-safe: <reason>`.
+#[test]
+fn migrations_since_the_last_release_keep_its_schema_usable() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let expected: Value = serde_json::from_slice(
+        &std::fs::read(root.join("tests/fixtures/upgrade/scanvault-0.1.0.expected.json")).unwrap(),
+    )
+    .unwrap();
+    let made_by = expected["made_by"].as_str().unwrap();
+    let released: u64 = made_by
+        .rsplit("up to ")
+        .next()
+        .and_then(|v| v.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("{made_by}"));
+    let breaking = [
+        "DROP TABLE",
+        "DROP COLUMN",
+        "RENAME",
+        "ALTER COLUMN",
+        "DROP VIEW",
+    ];
+    let mut checked = 0;
+    for backend in ["sqlite", "postgres"] {
+        for entry in std::fs::read_dir(root.join("migrations").join(backend)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let version: u64 = name.split('_').next().unwrap().parse().unwrap();
+            if version <= released {
+                continue;
+            }
+            checked += 1;
+            let text = std::fs::read_to_string(&path).unwrap();
+            if text.contains("-- rolling-upgrade-safe:") {
+                continue;
+            }
+            let code: String = text
+                .lines()
+                .map(|l| l.split("--").next().unwrap_or(""))
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_uppercase();
+            for b in breaking {
+                assert!(
+                    !code.contains(b),
+                    "{backend}/{name} ({b}): the previous release's replicas would break during a rolling upgrade"
+                );
+            }
+        }
+    }
+    eprintln!("{checked} migration(s) newer than the last release checked");
+}
