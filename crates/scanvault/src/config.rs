@@ -434,6 +434,30 @@ pub struct ServeConfig {
         default_value = "30s"
     )]
     pub shutdown_timeout: Dur,
+    /// One webhook delivery attempt's time limit.
+    #[arg(
+        long,
+        env = "WEBHOOK_TIMEOUT",
+        value_name = "WEBHOOK_TIMEOUT",
+        default_value = "10s"
+    )]
+    pub webhook_timeout: Dur,
+    /// How long after its event a failing webhook delivery is retried before it is dead.
+    #[arg(
+        long,
+        env = "WEBHOOK_RETRY_FOR",
+        value_name = "WEBHOOK_RETRY_FOR",
+        default_value = "1h"
+    )]
+    pub webhook_retry_for: Dur,
+    /// The first retry's delay (doubling, with jitter, up to 10 minutes).
+    #[arg(
+        long,
+        env = "WEBHOOK_BACKOFF_BASE",
+        value_name = "WEBHOOK_BACKOFF_BASE",
+        default_value = "5s"
+    )]
+    pub webhook_backoff_base: Dur,
 }
 
 /// The scan worker's settings.
@@ -574,6 +598,9 @@ impl ServeConfig {
         self.db.validate()?;
         if self.cleanup_keep_per_image < 0 {
             return Err("CLEANUP_KEEP_PER_IMAGE must be >= 0".into());
+        }
+        if self.webhook_timeout.0.is_zero() || self.webhook_backoff_base.0.is_zero() {
+            return Err("WEBHOOK_TIMEOUT and WEBHOOK_BACKOFF_BASE must be > 0".into());
         }
         let cleanup = !self.cleanup_max_age.0.is_zero() || self.cleanup_keep_per_image > 0;
         if cleanup && self.cleanup_interval.0.is_zero() {
@@ -737,6 +764,18 @@ impl ServeConfig {
             ("REGISTRY_TIMEOUT", self.worker.registry_timeout.to_string()),
             ("NO_MIGRATE", self.no_migrate.to_string()),
             ("SHUTDOWN_TIMEOUT", self.shutdown_timeout.to_string()),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                    .map(|u| crate::redact::redact_url(&u))
+                    .unwrap_or_default(),
+            ),
+            ("WEBHOOK_TIMEOUT", self.webhook_timeout.to_string()),
+            ("WEBHOOK_RETRY_FOR", self.webhook_retry_for.to_string()),
+            (
+                "WEBHOOK_BACKOFF_BASE",
+                self.webhook_backoff_base.to_string(),
+            ),
         ]
     }
 }

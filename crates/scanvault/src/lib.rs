@@ -18,4 +18,5 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod webhooks;
 pub mod worker;

@@ -377,6 +377,17 @@ impl Application {
             self.cfg.cleanup_interval.0,
             shutdown.clone(),
         ));
+        // Every process sends webhook deliveries (claimed, so each is sent by one).
+        let dispatcher = crate::webhooks::Dispatcher::new(
+            self.store.clone(),
+            crate::webhooks::WebhookSettings {
+                timeout: self.cfg.webhook_timeout.0,
+                retry_for: self.cfg.webhook_retry_for.0,
+                backoff_base: self.cfg.webhook_backoff_base.0,
+                ..Default::default()
+            },
+        )?;
+        tasks.spawn(dispatcher.run(shutdown.clone()));
         tasks.spawn(health_loop(
             self.store.clone(),
             self.cfg.db.db_health_check_period.0,

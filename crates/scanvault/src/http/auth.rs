@@ -172,7 +172,12 @@ fn is_open(path: &str) -> bool {
 
 /// The least role that may make this request.
 pub fn required_role(method: &Method, path: &str) -> Role {
-    if path.starts_with("/admin/") || path == "/admin" {
+    // Webhooks hold URLs that may carry tokens: admins only, also to read.
+    if path.starts_with("/admin/")
+        || path == "/admin"
+        || path == "/webhooks"
+        || path.starts_with("/webhooks/")
+    {
         return Role::Admin;
     }
     match *method {
@@ -416,6 +421,11 @@ mod tests {
         );
         assert_eq!(required_role(&Method::DELETE, "/scans/x"), Role::Admin);
         assert_eq!(required_role(&Method::GET, "/admin/api-keys"), Role::Admin);
+        assert_eq!(required_role(&Method::GET, "/webhooks"), Role::Admin);
+        assert_eq!(
+            required_role(&Method::GET, "/webhooks/x/deliveries"),
+            Role::Admin
+        );
         assert_eq!(required_role(&Method::PUT, "/scans"), Role::Admin);
         assert!(is_open("/health") && is_open("/ready") && is_open("/swagger/openapi.json"));
         assert!(is_open("/"), "the root only redirects to the documentation");

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod params;
 pub mod scan_views;
 pub mod scans;
+pub mod webhooks;
 pub mod workers;
 
 use axum::extract::{FromRequestParts, MatchedPath, Request, State};
@@ -124,6 +125,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         (name = "analytics", description = "Fleet analytics over the latest scan of every image reference"),
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "admin", description = "API key management (admin role)"),
+        (name = "webhooks", description = "Event notifications to your URLs, signed, retried, with a delivery log (admin role)"),
     )
 )]
 pub struct ApiDoc;
@@ -158,6 +160,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(workers::router())
         .merge(auth::router())
         .merge(health::router())
+        .merge(webhooks::router())
         .split_for_parts()
 }
 

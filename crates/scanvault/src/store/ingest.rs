@@ -200,6 +200,18 @@ pub(crate) trait IngestTx: Send {
     /// Lock the scans among `ids` that exist; their ids.
     async fn lock_scans(&mut self, ids: &[String]) -> Result<Vec<String>, StoreError>;
 
+    /// Write events (name, data) to the outbox: one delivery per subscribed webhook each,
+    /// in one statement.
+    async fn emit(
+        &mut self,
+        events: &[(&str, serde_json::Value)],
+        now: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// Record `ids` as vulnerabilities the fleet has carried at CRITICAL; the ones it had
+    /// never carried before.
+    async fn first_criticals(&mut self, ids: &[&str], now: i64) -> Result<Vec<String>, StoreError>;
+
     /// Delete scans with their observations, findings, tags and reports.
     async fn delete_scans(&mut self, ids: &[String]) -> Result<u64, StoreError>;
 }
@@ -219,7 +231,9 @@ pub(crate) async fn ingest<T: IngestTx>(
     if found.is_none() {
         let id = Uuid::now_v7().to_string();
         if let Some((scan, observation)) = tx.insert_scan(&id, new, identity, &values).await? {
-            return ingest_new(tx, new, body, &values, scan, observation).await;
+            let outcome = ingest_new(tx, new, body, &values, scan, observation).await?;
+            events(tx, new, &outcome).await?;
+            return Ok(outcome);
         }
         // Lost a race with a concurrent ingest of the same content: it is committed now.
         found = tx
@@ -228,7 +242,72 @@ pub(crate) async fn ingest<T: IngestTx>(
     }
     let stored =
         found.ok_or_else(|| StoreError::Conflict("concurrent ingest of the same image".into()))?;
-    ingest_stored(tx, new, body, stored, &values).await
+    let outcome = ingest_stored(tx, new, body, stored, &values).await?;
+    events(tx, new, &outcome).await?;
+    Ok(outcome)
+}
+
+/// The events a stored report causes, in its transaction: `fleet.new_critical` for each
+/// vulnerability it brings at CRITICAL that the fleet never carried before, and
+/// `scan.noncompliant` when the scan is new or its findings changed and it is not
+/// compliant. A report older than the scan's latest (recorded in the past) causes none.
+async fn events<T: IngestTx>(
+    tx: &mut T,
+    new: &NewScan,
+    outcome: &IngestOutcome,
+) -> Result<(), StoreError> {
+    if outcome.stale || outcome.observation.is_none() {
+        return Ok(());
+    }
+    let now = micros(new.now);
+    let scan = &outcome.scan;
+    let mut events: Vec<(&str, serde_json::Value)> = vec![];
+    let mut critical: Vec<&str> = new
+        .report
+        .findings
+        .iter()
+        .filter(|f| f.severity == scanvault_core::report::Severity::Critical)
+        .map(|f| f.vulnerability_id.as_str())
+        .collect();
+    critical.sort_unstable();
+    critical.dedup();
+    if !critical.is_empty() {
+        for id in tx.first_criticals(&critical, now).await? {
+            events.push((
+                "fleet.new_critical",
+                serde_json::json!({
+                    "VulnerabilityID": id,
+                    "Severity": "CRITICAL",
+                    "ScanID": scan.id,
+                    "ImageName": scan.image_name,
+                    "ImageTag": new.image_tag,
+                    "ImageDigest": scan.image_digest,
+                }),
+            ));
+        }
+    }
+    let changed = outcome.created || outcome.findings_added + outcome.findings_removed > 0;
+    if scan.is_compliant == 0 && changed {
+        let c = scan.counts();
+        events.push((
+            "scan.noncompliant",
+            serde_json::json!({
+                "ScanID": scan.id,
+                "ImageName": scan.image_name,
+                "ImageTag": new.image_tag,
+                "ImageDigest": scan.image_digest,
+                "Critical": c.critical,
+                "High": c.high,
+                "Medium": c.medium,
+                "Low": c.low,
+                "Unknown": c.unknown,
+                "FindingsAdded": outcome.findings_added,
+                "FindingsRemoved": outcome.findings_removed,
+            }),
+        ));
+    }
+    tx.emit(&events, now).await?;
+    Ok(())
 }
 
 /// What a reference showing this report counts.

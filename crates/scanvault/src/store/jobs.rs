@@ -79,6 +79,21 @@ pub enum JobError {
     Store(#[from] StoreError),
 }
 
+/// The image a job scans (for its events).
+pub(crate) const JOB_IMAGE: &str = "SELECT image_ref FROM scan_jobs WHERE id = $1";
+
+/// The `job.failed` event's data.
+pub(crate) fn failed_event(t: &Transition, attempt: i64, image: &str) -> serde_json::Value {
+    serde_json::json!({
+        "JobID": t.job_id,
+        "Image": image,
+        "Attempt": attempt,
+        "ErrorCode": t.error.as_ref().map(|e| e.0.as_str()),
+        "Error": t.error.as_ref().map(|e| e.1.as_str()),
+        "Reason": t.reason,
+    })
+}
+
 impl From<sqlx::Error> for JobError {
     fn from(e: sqlx::Error) -> Self {
         JobError::Store(e.into())

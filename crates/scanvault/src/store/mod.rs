@@ -7,6 +7,7 @@
 //!       ── jobs()      JobStore       the scan queue, leases, the audit log
 //!       ── keys()      KeyStore       API keys
 //!       ── admin()     AdminStore     migrations, health, retention candidates, catalog sweep
+//!       ── webhooks()  WebhookStore   webhooks and the outbox of their deliveries
 //! ```
 //!
 //! `postgres/` and `sqlite/` implement every trait in files of the same names with their
@@ -31,6 +32,7 @@ mod postgres;
 pub mod scans;
 mod sql;
 mod sqlite;
+pub mod webhooks;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,6 +44,7 @@ pub use body::StoredBody;
 pub use jobs::JobStore;
 pub use keys::KeyStore;
 pub use scans::{IngestOutcome, NewScan, ScanFilter, ScanRow, ScanStore};
+pub use webhooks::WebhookStore;
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,9 +177,15 @@ impl StoreOptions {
 }
 
 /// Everything a backend implements.
-pub trait Database: ScanStore + AnalyticsStore + JobStore + KeyStore + AdminStore {}
+pub trait Database:
+    ScanStore + AnalyticsStore + JobStore + KeyStore + AdminStore + WebhookStore
+{
+}
 
-impl<T: ScanStore + AnalyticsStore + JobStore + KeyStore + AdminStore> Database for T {}
+impl<T: ScanStore + AnalyticsStore + JobStore + KeyStore + AdminStore + WebhookStore> Database
+    for T
+{
+}
 
 /// The store: one backend, reached by capability. Cheap to clone.
 #[derive(Clone)]
@@ -218,6 +227,10 @@ impl Store {
     }
 
     pub fn admin(&self) -> &dyn AdminStore {
+        &*self.db
+    }
+
+    pub fn webhooks(&self) -> &dyn WebhookStore {
         &*self.db
     }
 

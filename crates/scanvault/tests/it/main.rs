@@ -27,5 +27,6 @@ mod retention;
 mod statements;
 mod traces;
 mod upgrade;
+mod webhooks;
 mod worker;
 mod workers;

@@ -282,6 +282,24 @@ impl TestApp {
         })
     }
 
+    /// A second store on the same database, as a restarted process would open it.
+    pub async fn reopen(&self) -> Store {
+        let opts = match (&self._dir, &self.pg) {
+            (Some(dir), _) => StoreOptions {
+                data_dir: Some(dir.path().to_path_buf()),
+                ..Default::default()
+            },
+            (None, Some((url, _))) => StoreOptions {
+                database_url: Some(url.clone()),
+                max_connections: 5,
+                min_connections: 0,
+                ..Default::default()
+            },
+            (None, None) => unreachable!("a test app has a directory or a database"),
+        };
+        Store::connect(&opts).await.expect("reconnect")
+    }
+
     /// The PostgreSQL database's URL (`None` on SQLite).
     pub fn pg_url(&self) -> Option<&str> {
         self.pg.as_ref().map(|(url, _)| url.as_str())

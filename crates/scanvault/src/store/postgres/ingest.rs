@@ -137,6 +137,10 @@ const FINISH: &str = "WITH \
        $59::bigint[], $60::bigint[], $61::bigint[])) \
      SELECT 1";
 
+/// Vulnerabilities first carried at CRITICAL (a `fleet.new_critical` event each).
+const FIRST_CRITICALS: &str = "INSERT INTO fleet_critical_seen (vulnerability_id, first_seen_at) \
+     SELECT unnest($1::text[]), $2 ON CONFLICT (vulnerability_id) DO NOTHING \
+     RETURNING vulnerability_id";
 const LOCK_SCANS: &str = "SELECT id FROM scans WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
 /// Findings have no foreign key (ADR 0004): they go explicitly; observations, tags and
@@ -604,6 +608,22 @@ impl IngestTx for PgTx<'_> {
             .execute(&mut *self.0)
             .await?
             .rows_affected())
+    }
+
+    async fn emit(
+        &mut self,
+        events: &[(&str, serde_json::Value)],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        super::webhooks::emit(&mut *self.0, events, now).await
+    }
+
+    async fn first_criticals(&mut self, ids: &[&str], now: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(FIRST_CRITICALS)
+            .bind(ids)
+            .bind(now)
+            .fetch_all(&mut *self.0)
+            .await?)
     }
 }
 

@@ -146,6 +146,10 @@ const INSERT_TOTAL_DELTA: &str =
     "INSERT INTO fleet_total_deltas (images, fixable, n_critical, n_high, \
      n_medium, n_low, n_unknown) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
+/// Vulnerabilities first carried at CRITICAL (a `fleet.new_critical` event each).
+const FIRST_CRITICALS: &str = "INSERT INTO fleet_critical_seen (vulnerability_id, first_seen_at) \
+     SELECT value, $2 FROM json_each($1) WHERE true ON CONFLICT (vulnerability_id) DO NOTHING \
+     RETURNING vulnerability_id";
 const LOCK_SCANS: &str =
     "SELECT id FROM scans WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id";
 
@@ -631,6 +635,22 @@ impl IngestTx for SqliteTx<'_> {
             .execute(&mut *self.0)
             .await?
             .rows_affected())
+    }
+
+    async fn emit(
+        &mut self,
+        events: &[(&str, serde_json::Value)],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        super::webhooks::emit(&mut *self.0, events, now).await
+    }
+
+    async fn first_criticals(&mut self, ids: &[&str], now: i64) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(FIRST_CRITICALS)
+            .bind(json(ids)?)
+            .bind(now)
+            .fetch_all(&mut *self.0)
+            .await?)
     }
 }
 

@@ -288,6 +288,14 @@ pub(super) async fn apply_transition(
         t.now,
     )
     .await?;
+    if to == JobStatus::Failed {
+        let image: String = sqlx::query_scalar(crate::store::jobs::JOB_IMAGE)
+            .bind(&t.job_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        let event = crate::store::jobs::failed_event(t, attempt, &image);
+        super::webhooks::emit(conn, &[("job.failed", event)], t.now).await?;
+    }
     metrics::counter!("scanvault_job_transitions_total", "to" => to.as_str()).increment(1);
     Ok(())
 }

@@ -8,6 +8,7 @@ mod jobs;
 mod keys;
 mod rows;
 mod scans;
+pub(crate) mod webhooks;
 
 use anyhow::Context;
 use async_trait::async_trait;
