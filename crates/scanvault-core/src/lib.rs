@@ -2,6 +2,7 @@
 //! and the scan-job state machine. Nothing here does I/O, so it compiles and tests fast.
 mod accumulate;
 pub mod cyclonedx;
+pub mod feeds;
 pub mod fleet;
 pub mod grype;
 pub mod image;

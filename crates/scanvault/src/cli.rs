@@ -67,6 +67,25 @@ pub enum Command {
     /// Manage API keys (works on the same DATABASE_URL / DATA_DIR as the server).
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Exploit feeds (CISA KEV, FIRST EPSS).
+    #[command(subcommand)]
+    Feeds(FeedsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeedsCommand {
+    /// Import CISA's KEV catalog JSON and/or FIRST's EPSS CSV (plain or gzip) into the
+    /// database; each replaces what was imported before.
+    Import {
+        #[command(flatten)]
+        db: DbConfig,
+        /// `known_exploited_vulnerabilities.json`.
+        #[arg(long)]
+        kev: Option<PathBuf>,
+        /// `epss_scores-YYYY-MM-DD.csv[.gz]`.
+        #[arg(long)]
+        epss: Option<PathBuf>,
+    },
 }
 
 impl Command {
@@ -82,7 +101,8 @@ impl Command {
                 ApikeyCommand::Create { db, .. }
                 | ApikeyCommand::List { db }
                 | ApikeyCommand::Revoke { db, .. },
-            ) => db.read_secret_files(),
+            )
+            | Command::Feeds(FeedsCommand::Import { db, .. }) => db.read_secret_files(),
             Command::Openapi => Ok(()),
         }
     }

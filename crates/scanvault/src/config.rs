@@ -450,6 +450,20 @@ pub struct ServeConfig {
         default_value = "1h"
     )]
     pub webhook_retry_for: Dur,
+    /// Download CISA's KEV catalog from here every FEEDS_INTERVAL (off when unset).
+    #[arg(long, env = "KEV_URL", value_name = "KEV_URL")]
+    pub kev_url: Option<String>,
+    /// Download FIRST's EPSS scores (CSV, plain or gzip) from here every FEEDS_INTERVAL.
+    #[arg(long, env = "EPSS_URL", value_name = "EPSS_URL")]
+    pub epss_url: Option<String>,
+    /// How old an imported feed may get before it is downloaded again.
+    #[arg(
+        long,
+        env = "FEEDS_INTERVAL",
+        value_name = "FEEDS_INTERVAL",
+        default_value = "24h"
+    )]
+    pub feeds_interval: Dur,
     /// The first retry's delay (doubling, with jitter, up to 10 minutes).
     #[arg(
         long,
@@ -598,6 +612,18 @@ impl ServeConfig {
         self.db.validate()?;
         if self.cleanup_keep_per_image < 0 {
             return Err("CLEANUP_KEEP_PER_IMAGE must be >= 0".into());
+        }
+        for (name, url) in [("KEV_URL", &self.kev_url), ("EPSS_URL", &self.epss_url)] {
+            if let Some(u) = url {
+                let ok = url::Url::parse(u)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+                if !ok {
+                    return Err(format!("{name} must be an http:// or https:// URL"));
+                }
+            }
+        }
+        if self.feeds_interval.0 < Duration::from_secs(60) {
+            return Err("FEEDS_INTERVAL must be at least 1m".into());
         }
         if self.webhook_timeout.0.is_zero() || self.webhook_backoff_base.0.is_zero() {
             return Err("WEBHOOK_TIMEOUT and WEBHOOK_BACKOFF_BASE must be > 0".into());
@@ -770,6 +796,21 @@ impl ServeConfig {
                     .map(|u| crate::redact::redact_url(&u))
                     .unwrap_or_default(),
             ),
+            (
+                "KEV_URL",
+                self.kev_url
+                    .as_deref()
+                    .map(crate::redact::redact_url)
+                    .unwrap_or_default(),
+            ),
+            (
+                "EPSS_URL",
+                self.epss_url
+                    .as_deref()
+                    .map(crate::redact::redact_url)
+                    .unwrap_or_default(),
+            ),
+            ("FEEDS_INTERVAL", self.feeds_interval.to_string()),
             ("WEBHOOK_TIMEOUT", self.webhook_timeout.to_string()),
             ("WEBHOOK_RETRY_FOR", self.webhook_retry_for.to_string()),
             (

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod export;
+pub mod feeds;
 pub mod http;
 pub mod ingest;
 pub mod ingest_cli;

@@ -68,6 +68,7 @@ fn main() -> std::process::ExitCode {
             Command::Ingest(args) => scanvault::server::ingest_files(args).await,
             Command::Openapi => Ok(()),
             Command::Apikey(cmd) => scanvault::server::apikey(cmd).await,
+            Command::Feeds(cmd) => scanvault::server::feeds(cmd).await,
         }
     });
     drop(rt);

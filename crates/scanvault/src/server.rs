@@ -47,6 +47,58 @@ pub async fn backup(db: DbConfig, out: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `scanvault feeds import --kev FILE --epss FILE`: replace the exploit feeds from files.
+pub async fn feeds(cmd: crate::cli::FeedsCommand) -> anyhow::Result<()> {
+    let crate::cli::FeedsCommand::Import { db, kev, epss } = cmd;
+    db.validate().map_err(anyhow::Error::msg)?;
+    if kev.is_none() && epss.is_none() {
+        anyhow::bail!("give --kev FILE, --epss FILE, or both");
+    }
+    let read =
+        |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    // Both files are read and checked before anything is written.
+    let kev = match &kev {
+        Some(p) => Some(
+            scanvault_core::feeds::parse_kev(&read(p)?)
+                .with_context(|| format!("{}", p.display()))?,
+        ),
+        None => None,
+    };
+    let epss = match &epss {
+        Some(p) => Some(
+            scanvault_core::feeds::parse_epss(&read(p)?)
+                .with_context(|| format!("{}", p.display()))?,
+        ),
+        None => None,
+    };
+    let store = Store::connect(&db.store_options()).await?;
+    let result = async {
+        store.migrate().await?;
+        let now = crate::store::micros(chrono::Utc::now());
+        if let Some(c) = &kev {
+            store.feeds().replace_kev(c, now, Some("cli")).await?;
+            crate::outln!(
+                "kev\t{} entries\tcatalog {}",
+                c.entries.len(),
+                c.catalog_version
+            );
+        }
+        if let Some(f) = &epss {
+            store.feeds().replace_epss(f, now, Some("cli")).await?;
+            crate::outln!(
+                "epss\t{} entries\tmodel {} of {}",
+                f.entries.len(),
+                f.model_version,
+                f.score_date
+            );
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    store.close().await;
+    result
+}
+
 /// `scanvault restore FILE`: put a backup into an empty DATA_DIR, after checking it is an
 /// intact SQLite database. The next start migrates it if it is from an earlier version.
 pub async fn restore(db: DbConfig, file: &std::path::Path) -> anyhow::Result<()> {
@@ -377,6 +429,18 @@ impl Application {
             self.cfg.cleanup_interval.0,
             shutdown.clone(),
         ));
+        let sources = crate::feeds::FeedSources {
+            kev_url: self.cfg.kev_url.clone(),
+            epss_url: self.cfg.epss_url.clone(),
+            interval: self.cfg.feeds_interval.0,
+        };
+        if sources.is_enabled() && self.cfg.role != Role::Worker {
+            tasks.spawn(crate::feeds::refresh_loop(
+                self.store.clone(),
+                sources,
+                shutdown.clone(),
+            ));
+        }
         // Every process sends webhook deliveries (claimed, so each is sent by one).
         let dispatcher = crate::webhooks::Dispatcher::new(
             self.store.clone(),

@@ -112,6 +112,30 @@ pub struct TopCveView {
     /// CVSS base score from the catalog (added field).
     #[serde(rename = "CVSSScore", skip_serializing_if = "Option::is_none")]
     pub cvss_score: Option<f64>,
+    /// Listed as known exploited (CISA KEV, from the imported catalog).
+    #[serde(rename = "KEV", skip_serializing_if = "Option::is_none")]
+    pub kev: Option<super::feeds::KevView>,
+    /// EPSS probability (from the imported feed).
+    #[serde(rename = "EPSS", skip_serializing_if = "Option::is_none")]
+    pub epss: Option<f64>,
+    #[serde(rename = "EPSSPercentile", skip_serializing_if = "Option::is_none")]
+    pub epss_percentile: Option<f64>,
+}
+
+/// Top CVEs with their exploit data.
+async fn top_cve_views(app: &AppState, cves: Vec<TopCve>) -> Result<Vec<TopCveView>, ApiError> {
+    let exploits =
+        super::feeds::exploits(app, cves.iter().map(|c| c.vulnerability_id.clone())).await?;
+    Ok(cves
+        .into_iter()
+        .map(|c| {
+            let (kev, epss, epss_percentile) =
+                super::feeds::exploit_views(exploits.get(&c.vulnerability_id));
+            let mut v = TopCveView::from(c);
+            (v.kev, v.epss, v.epss_percentile) = (kev, epss, epss_percentile);
+            v
+        })
+        .collect())
 }
 
 impl From<TopCve> for TopCveView {
@@ -125,6 +149,9 @@ impl From<TopCve> for TopCveView {
             finding_count: c.findings,
             fixable_count: c.fixable,
             cvss_score: c.cvss_score,
+            kev: None,
+            epss: None,
+            epss_percentile: None,
         }
     }
 }
@@ -216,6 +243,14 @@ pub struct CveImagesResponse {
     pub offset: i64,
     /// Whether another page follows (added field).
     pub has_more: bool,
+    /// Listed as known exploited (CISA KEV, from the imported catalog).
+    #[serde(rename = "KEV", skip_serializing_if = "Option::is_none")]
+    pub kev: Option<super::feeds::KevView>,
+    /// EPSS probability (from the imported feed).
+    #[serde(rename = "EPSS", skip_serializing_if = "Option::is_none")]
+    pub epss: Option<f64>,
+    #[serde(rename = "EPSSPercentile", skip_serializing_if = "Option::is_none")]
+    pub epss_percentile: Option<f64>,
     /// One item per (image reference, package, installed version): references in the order
     /// they joined the fleet, each reference's items by package and version.
     pub images: Vec<CveImageView>,
@@ -465,7 +500,7 @@ pub async fn get_summary(
         severity_counts: severity_counts(&summary),
         fixable: summary.fixable,
         not_fixable: summary.total() - summary.fixable,
-        top_cves: top.into_iter().map(TopCveView::from).collect(),
+        top_cves: top_cve_views(&app, top).await?,
     }))
 }
 
@@ -581,7 +616,7 @@ pub async fn get_top_cves(
         from,
         to,
         count: cves.len(),
-        cves: cves.into_iter().map(TopCveView::from).collect(),
+        cves: top_cve_views(&app, cves).await?,
     }))
 }
 
@@ -675,6 +710,8 @@ pub async fn get_cve_images(
             scanned_at: from_micros(f.scanned_at),
         })
         .collect();
+    let exploits = super::feeds::exploits(&app, [cve_id.clone()]).await?;
+    let (kev, epss, epss_percentile) = super::feeds::exploit_views(exploits.get(&cve_id));
     Ok(Json(CveImagesResponse {
         cve_id,
         count,
@@ -682,6 +719,9 @@ pub async fn get_cve_images(
         limit,
         offset,
         has_more,
+        kev,
+        epss,
+        epss_percentile,
         images,
     })
     .into_response())

@@ -422,6 +422,8 @@ mod tests {
         assert_eq!(required_role(&Method::DELETE, "/scans/x"), Role::Admin);
         assert_eq!(required_role(&Method::GET, "/admin/api-keys"), Role::Admin);
         assert_eq!(required_role(&Method::GET, "/webhooks"), Role::Admin);
+        assert_eq!(required_role(&Method::POST, "/feeds/kev"), Role::Admin);
+        assert_eq!(required_role(&Method::GET, "/feeds"), Role::Reader);
         assert_eq!(
             required_role(&Method::GET, "/webhooks/x/deliveries"),
             Role::Admin

@@ -37,6 +37,9 @@ pub enum ApiError {
     InvalidReport(String),
     #[error("{0}")]
     UnsupportedFormat(String),
+    /// An exploit feed (KEV, EPSS) that is not in its published format.
+    #[error("{0}")]
+    InvalidFeed(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -67,9 +70,9 @@ impl ApiError {
             | ApiError::InvalidJson(_)
             | ApiError::EmptyBody(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
-            ApiError::InvalidReport(_) | ApiError::UnsupportedFormat(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::InvalidReport(_)
+            | ApiError::UnsupportedFormat(_)
+            | ApiError::InvalidFeed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -91,6 +94,7 @@ impl ApiError {
             ApiError::EmptyBody(_) => "empty_body",
             ApiError::InvalidReport(_) => "invalid_report",
             ApiError::UnsupportedFormat(_) => "unsupported_format",
+            ApiError::InvalidFeed(_) => "invalid_feed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",

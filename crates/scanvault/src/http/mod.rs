@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod auth;
 pub mod error;
 pub mod export;
+pub mod feeds;
 pub mod health;
 pub mod history;
 pub mod jobs;
@@ -125,6 +126,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         (name = "analytics", description = "Fleet analytics over the latest scan of every image reference"),
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "admin", description = "API key management (admin role)"),
+        (name = "feeds", description = "Exploit feeds: CISA KEV and FIRST EPSS (import: admin role)"),
         (name = "webhooks", description = "Event notifications to your URLs, signed, retried, with a delivery log (admin role)"),
     )
 )]
@@ -161,6 +163,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::router())
         .merge(health::router())
         .merge(webhooks::router())
+        .merge(feeds::router())
         .split_for_parts()
 }
 

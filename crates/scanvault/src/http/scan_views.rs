@@ -429,9 +429,16 @@ pub struct ScanVulnerabilityDetail {
     /// CycloneDX VEX `analysis.justification`.
     #[serde(rename = "VEXJustification", skip_serializing_if = "Option::is_none")]
     pub vex_justification: Option<String>,
-    /// EPSS probability as the scanner reported it (Grype 0.9x).
+    /// EPSS probability of exploitation in the next 30 days: from the imported EPSS feed,
+    /// else as the scanner reported it (Grype 0.9x).
     #[serde(rename = "EPSS", skip_serializing_if = "Option::is_none")]
     pub epss: Option<f64>,
+    /// Its EPSS percentile (from the imported feed).
+    #[serde(rename = "EPSSPercentile", skip_serializing_if = "Option::is_none")]
+    pub epss_percentile: Option<f64>,
+    /// Listed as known exploited (CISA KEV), from the imported catalog.
+    #[serde(rename = "KEV", skip_serializing_if = "Option::is_none")]
+    pub kev: Option<super::feeds::KevView>,
     /// The scanner's risk score (Grype 0.9x).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub risk: Option<f64>,

@@ -431,10 +431,14 @@ pub async fn get_scan_vulnerabilities(
     } else {
         app.store.scans().count_findings(&id, &filter).await?
     };
+    let exploits =
+        super::feeds::exploits(&app, rows.iter().map(|f| f.vulnerability_id.clone())).await?;
     let items: Vec<ScanVulnerabilityItem> = rows
         .into_iter()
         .map(|f| {
             let extra = FindingExtra::from_stored(f.extra.as_deref());
+            let (kev, epss, epss_percentile) =
+                super::feeds::exploit_views(exploits.get(&f.vulnerability_id));
             ScanVulnerabilityItem {
                 target: f.target.unwrap_or_default(),
                 class: f.class.unwrap_or_default(),
@@ -456,7 +460,9 @@ pub async fn get_scan_vulnerabilities(
                     scanner_severity: extra.scanner_severity,
                     vex_state: extra.vex_state,
                     vex_justification: extra.vex_justification,
-                    epss: extra.epss,
+                    epss: epss.or(extra.epss),
+                    epss_percentile,
+                    kev,
                     risk: extra.risk,
                 },
             }

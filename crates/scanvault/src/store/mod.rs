@@ -8,6 +8,7 @@
 //!       ── keys()      KeyStore       API keys
 //!       ── admin()     AdminStore     migrations, health, retention candidates, catalog sweep
 //!       ── webhooks()  WebhookStore   webhooks and the outbox of their deliveries
+//!       ── feeds()     FeedStore      exploit feeds (KEV, EPSS)
 //! ```
 //!
 //! `postgres/` and `sqlite/` implement every trait in files of the same names with their
@@ -25,6 +26,7 @@
 pub mod admin;
 pub mod analytics;
 pub mod body;
+pub mod feeds;
 mod ingest;
 pub mod jobs;
 pub mod keys;
@@ -41,6 +43,7 @@ use std::time::Duration;
 pub use admin::AdminStore;
 pub use analytics::AnalyticsStore;
 pub use body::StoredBody;
+pub use feeds::FeedStore;
 pub use jobs::JobStore;
 pub use keys::KeyStore;
 pub use scans::{IngestOutcome, NewScan, ScanFilter, ScanRow, ScanStore};
@@ -178,12 +181,13 @@ impl StoreOptions {
 
 /// Everything a backend implements.
 pub trait Database:
-    ScanStore + AnalyticsStore + JobStore + KeyStore + AdminStore + WebhookStore
+    ScanStore + AnalyticsStore + JobStore + KeyStore + AdminStore + WebhookStore + FeedStore
 {
 }
 
-impl<T: ScanStore + AnalyticsStore + JobStore + KeyStore + AdminStore + WebhookStore> Database
-    for T
+impl<
+        T: ScanStore + AnalyticsStore + JobStore + KeyStore + AdminStore + WebhookStore + FeedStore,
+    > Database for T
 {
 }
 
@@ -231,6 +235,10 @@ impl Store {
     }
 
     pub fn webhooks(&self) -> &dyn WebhookStore {
+        &*self.db
+    }
+
+    pub fn feeds(&self) -> &dyn FeedStore {
         &*self.db
     }
 

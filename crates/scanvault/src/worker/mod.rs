@@ -374,6 +374,20 @@ impl Runner {
         let result = tracing::Instrument::instrument(self.stages(&job, &token), span.clone()).await;
         heartbeat.abort();
         self.signals.unregister(&job.id);
+        let outcome = match &result {
+            Ok(()) => "completed",
+            Err(StageError::Transient { .. }) => "transient_error",
+            Err(StageError::Permanent { .. }) => "permanent_error",
+            Err(StageError::Cancelled) => "cancelled",
+            Err(StageError::Lost) => "lost",
+        };
+        metrics::histogram!("scanvault_job_attempt_duration_seconds", "outcome" => outcome).record(
+            claimed
+                .started
+                .elapsed()
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default(),
+        );
         match result {
             Ok(()) => {}
             Err(e) => {

@@ -15,6 +15,7 @@ mod dropin;
 mod exports;
 mod faults;
 mod faults_worker;
+mod feeds;
 mod findings;
 mod fleet_model;
 mod formats;

@@ -2,6 +2,7 @@
 //! processes. One pool serves reads and writes.
 
 mod analytics;
+mod feeds;
 mod ingest;
 mod jobs;
 mod keys;

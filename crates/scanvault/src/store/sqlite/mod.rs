@@ -3,6 +3,7 @@
 //! reads through a separate pool, in WAL mode.
 
 mod analytics;
+mod feeds;
 mod ingest;
 mod jobs;
 mod keys;
