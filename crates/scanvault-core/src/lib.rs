@@ -9,6 +9,7 @@ pub mod image;
 pub mod job;
 pub mod k8s;
 pub mod parse;
+pub mod policy;
 pub mod render;
 pub mod report;
 pub mod trivy;

@@ -1,6 +1,6 @@
 //! Command line: `scanvault serve | worker | migrate | ingest FILE... | openapi`.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 use crate::config::{DbConfig, IngestConfig, LogFormat, ServeConfig};
@@ -67,9 +67,42 @@ pub enum Command {
     /// Manage API keys (works on the same DATABASE_URL / DATA_DIR as the server).
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// The CI gate: a policy's verdict on a report; exit 0 compliant, 1 violations, 2 error.
+    Check(CheckArgs),
     /// Exploit feeds (CISA KEV, FIRST EPSS).
     #[command(subcommand)]
     Feeds(FeedsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub db: DbConfig,
+    #[command(flatten)]
+    pub ingest: IngestConfig,
+    /// The policy (`default`: COMPLIANCE_FAIL_SEVERITY's).
+    #[arg(long, default_value = "default")]
+    pub policy: String,
+    /// Ask a running service at this URL (with an ingester key in SCANVAULT_API_KEY or
+    /// --api-key-file) instead of opening the database.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The API key for --server.
+    #[arg(
+        long,
+        env = "SCANVAULT_API_KEY",
+        value_name = "SCANVAULT_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<secrecy::SecretString>,
+    /// A file holding the API key for --server (its content, trimmed).
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// `text` (a line per violation) or `json` (the evaluation as the API answers it).
+    #[arg(long, default_value = "text")]
+    pub format: String,
+    /// The report (Trivy, Grype or CycloneDX JSON), or `-` for standard input.
+    pub report: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,6 +135,7 @@ impl Command {
                 | ApikeyCommand::List { db }
                 | ApikeyCommand::Revoke { db, .. },
             )
+            | Command::Check(CheckArgs { db, .. })
             | Command::Feeds(FeedsCommand::Import { db, .. }) => db.read_secret_files(),
             Command::Openapi => Ok(()),
         }

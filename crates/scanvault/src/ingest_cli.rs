@@ -285,15 +285,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     };
     let sink = match &args.server {
         Some(url) => {
-            let key = match &args.api_key_file {
-                Some(f) => Some(
-                    std::fs::read_to_string(f)
-                        .with_context(|| format!("reading the API key file {}", f.display()))?
-                        .trim()
-                        .to_string(),
-                ),
-                None => args.api_key.as_ref().map(|k| k.expose_secret().to_string()),
-            };
+            let key = client_key(&args.api_key, &args.api_key_file)?;
             Sink::Server {
                 client: reqwest::Client::builder()
                     .user_agent(concat!("scanvault/", env!("CARGO_PKG_VERSION")))
@@ -391,6 +383,23 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The API key a client command sends: the file's content (trimmed) if given, else
+/// SCANVAULT_API_KEY.
+pub fn client_key(
+    key: &Option<secrecy::SecretString>,
+    file: &Option<std::path::PathBuf>,
+) -> anyhow::Result<Option<String>> {
+    Ok(match file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading the API key file {}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => key.as_ref().map(|k| k.expose_secret().to_string()),
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! the store returns [`store::StoreError`]; HTTP handlers return [`http::error::ApiError`];
 //! startup, CLI and worker plumbing use `anyhow` with context.
 
+pub mod check_cli;
 pub mod cli;
+pub mod compliance;
 pub mod config;
 pub mod export;
 pub mod feeds;

@@ -55,6 +55,20 @@ fn main() -> std::process::ExitCode {
         level: cli.log_level.clone(),
         format: cli.log_format,
     };
+    // The CI gate's exit code is its verdict: 0 compliant, 1 violations, 2 an error.
+    if let Command::Check(args) = cli.command {
+        let verdict = rt.block_on(scanvault::check_cli::check(args));
+        drop(rt);
+        telemetry.shutdown();
+        return match verdict {
+            Ok(true) => std::process::ExitCode::SUCCESS,
+            Ok(false) => std::process::ExitCode::from(1),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     let result = rt.block_on(async move {
         match cli.command {
             Command::Serve(cfg) => scanvault::server::serve(*cfg, &log).await,
@@ -69,6 +83,7 @@ fn main() -> std::process::ExitCode {
             Command::Openapi => Ok(()),
             Command::Apikey(cmd) => scanvault::server::apikey(cmd).await,
             Command::Feeds(cmd) => scanvault::server::feeds(cmd).await,
+            Command::Check(_) => unreachable!("handled above"),
         }
     });
     drop(rt);

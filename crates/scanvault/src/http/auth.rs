@@ -183,6 +183,10 @@ pub fn required_role(method: &Method, path: &str) -> Role {
     match *method {
         Method::GET | Method::HEAD | Method::OPTIONS => Role::Reader,
         Method::POST if path == "/scans" || path == "/scan-jobs" => Role::Ingester,
+        // The CI gate: a verdict on a report, nothing stored.
+        Method::POST if path.starts_with("/policies/") && path.ends_with("/evaluate") => {
+            Role::Ingester
+        }
         Method::POST if path.starts_with("/scan-jobs/") && path.ends_with("/retry") => {
             Role::Ingester
         }
@@ -423,6 +427,11 @@ mod tests {
         assert_eq!(required_role(&Method::GET, "/admin/api-keys"), Role::Admin);
         assert_eq!(required_role(&Method::GET, "/webhooks"), Role::Admin);
         assert_eq!(required_role(&Method::POST, "/feeds/kev"), Role::Admin);
+        assert_eq!(
+            required_role(&Method::POST, "/policies/prod/evaluate"),
+            Role::Ingester
+        );
+        assert_eq!(required_role(&Method::PUT, "/policies/prod"), Role::Admin);
         assert_eq!(required_role(&Method::GET, "/feeds"), Role::Reader);
         assert_eq!(
             required_role(&Method::GET, "/webhooks/x/deliveries"),

@@ -9,6 +9,7 @@ pub mod health;
 pub mod history;
 pub mod jobs;
 pub mod params;
+pub mod policies;
 pub mod scan_views;
 pub mod scans;
 pub mod webhooks;
@@ -127,6 +128,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         (name = "health", description = "Liveness, readiness, metrics"),
         (name = "admin", description = "API key management (admin role)"),
         (name = "feeds", description = "Exploit feeds: CISA KEV and FIRST EPSS (import: admin role)"),
+        (name = "policies", description = "Compliance policies and the CI gate's verdict on a report"),
         (name = "webhooks", description = "Event notifications to your URLs, signed, retried, with a delivery log (admin role)"),
     )
 )]
@@ -164,6 +166,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(health::router())
         .merge(webhooks::router())
         .merge(feeds::router())
+        .merge(policies::router())
         .split_for_parts()
 }
 

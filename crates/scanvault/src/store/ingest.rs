@@ -208,9 +208,15 @@ pub(crate) trait IngestTx: Send {
         now: i64,
     ) -> Result<u64, StoreError>;
 
-    /// Record `ids` as vulnerabilities the fleet has carried at CRITICAL; the ones it had
-    /// never carried before.
-    async fn first_criticals(&mut self, ids: &[&str], now: i64) -> Result<Vec<String>, StoreError>;
+    /// Remember what the fleet has seen: `criticals` as vulnerabilities carried at CRITICAL
+    /// (giving back the ones never carried before), and `fixes` (vulnerability, package)
+    /// as having a fixed version (when first seen: the age of a fix for policies).
+    async fn remember(
+        &mut self,
+        criticals: &[&str],
+        fixes: &[(&str, &str)],
+        now: i64,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Delete scans with their observations, findings, tags and reports.
     async fn delete_scans(&mut self, ids: &[String]) -> Result<u64, StoreError>;
@@ -247,7 +253,8 @@ pub(crate) async fn ingest<T: IngestTx>(
     Ok(outcome)
 }
 
-/// The events a stored report causes, in its transaction: `fleet.new_critical` for each
+/// What the fleet remembers of a stored report (fixes first seen, vulnerabilities first
+/// carried at CRITICAL), and the events it causes, in its transaction: `fleet.new_critical` for each
 /// vulnerability it brings at CRITICAL that the fleet never carried before, and
 /// `scan.noncompliant` when the scan is new or its findings changed and it is not
 /// compliant. A report older than the scan's latest (recorded in the past) causes none.
@@ -271,8 +278,17 @@ async fn events<T: IngestTx>(
         .collect();
     critical.sort_unstable();
     critical.dedup();
-    if !critical.is_empty() {
-        for id in tx.first_criticals(&critical, now).await? {
+    let mut fixes: Vec<(&str, &str)> = new
+        .report
+        .findings
+        .iter()
+        .filter(|f| f.fixed_version.is_some())
+        .map(|f| (f.vulnerability_id.as_str(), f.pkg_name.as_str()))
+        .collect();
+    fixes.sort_unstable();
+    fixes.dedup();
+    if !critical.is_empty() || !fixes.is_empty() {
+        for id in tx.remember(&critical, &fixes, now).await? {
             events.push((
                 "fleet.new_critical",
                 serde_json::json!({

@@ -9,6 +9,7 @@
 //!       ── admin()     AdminStore     migrations, health, retention candidates, catalog sweep
 //!       ── webhooks()  WebhookStore   webhooks and the outbox of their deliveries
 //!       ── feeds()     FeedStore      exploit feeds (KEV, EPSS)
+//!       ── policies()  PolicyStore    compliance policies, fixes first seen
 //! ```
 //!
 //! `postgres/` and `sqlite/` implement every trait in files of the same names with their
@@ -30,6 +31,7 @@ pub mod feeds;
 mod ingest;
 pub mod jobs;
 pub mod keys;
+pub mod policies;
 mod postgres;
 pub mod scans;
 mod sql;
@@ -46,6 +48,7 @@ pub use body::StoredBody;
 pub use feeds::FeedStore;
 pub use jobs::JobStore;
 pub use keys::KeyStore;
+pub use policies::PolicyStore;
 pub use scans::{IngestOutcome, NewScan, ScanFilter, ScanRow, ScanStore};
 pub use webhooks::WebhookStore;
 
@@ -181,12 +184,26 @@ impl StoreOptions {
 
 /// Everything a backend implements.
 pub trait Database:
-    ScanStore + AnalyticsStore + JobStore + KeyStore + AdminStore + WebhookStore + FeedStore
+    ScanStore
+    + AnalyticsStore
+    + JobStore
+    + KeyStore
+    + AdminStore
+    + WebhookStore
+    + FeedStore
+    + PolicyStore
 {
 }
 
 impl<
-        T: ScanStore + AnalyticsStore + JobStore + KeyStore + AdminStore + WebhookStore + FeedStore,
+        T: ScanStore
+            + AnalyticsStore
+            + JobStore
+            + KeyStore
+            + AdminStore
+            + WebhookStore
+            + FeedStore
+            + PolicyStore,
     > Database for T
 {
 }
@@ -239,6 +256,10 @@ impl Store {
     }
 
     pub fn feeds(&self) -> &dyn FeedStore {
+        &*self.db
+    }
+
+    pub fn policies(&self) -> &dyn PolicyStore {
         &*self.db
     }
 

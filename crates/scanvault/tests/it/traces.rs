@@ -139,7 +139,7 @@ fn serve(endpoint: &str, dir: &std::path::Path) -> Command {
 
 /// Start the service; every line it writes to standard error is collected. Returns once it
 /// listens, with its address.
-fn start(c: &mut Command) -> (std::process::Child, Arc<Mutex<Vec<String>>>, String) {
+pub(crate) fn start(c: &mut Command) -> (std::process::Child, Arc<Mutex<Vec<String>>>, String) {
     use std::io::BufRead as _;
     let mut child = c
         .stderr(std::process::Stdio::piped())
@@ -179,7 +179,7 @@ fn start(c: &mut Command) -> (std::process::Child, Arc<Mutex<Vec<String>>>, Stri
     (child, lines, addr)
 }
 
-fn stop(child: &mut std::process::Child) {
+pub(crate) fn stop(child: &mut std::process::Child) {
     Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

@@ -137,8 +137,13 @@ const FINISH: &str = "WITH \
        $59::bigint[], $60::bigint[], $61::bigint[])) \
      SELECT 1";
 
-/// Vulnerabilities first carried at CRITICAL (a `fleet.new_critical` event each).
-const FIRST_CRITICALS: &str = "INSERT INTO fleet_critical_seen (vulnerability_id, first_seen_at) \
+/// Fixed versions first seen per (vulnerability, package), in the statement that records
+/// vulnerabilities first carried at CRITICAL.
+const REMEMBER: &str =
+    "WITH fixes AS (INSERT INTO fix_first_seen (vulnerability_id, pkg_name, first_seen_at) \
+     SELECT v, p, $2 FROM unnest($3::text[], $4::text[]) AS f(v, p) \
+     ON CONFLICT (vulnerability_id, pkg_name) DO NOTHING) \
+     INSERT INTO fleet_critical_seen (vulnerability_id, first_seen_at) \
      SELECT unnest($1::text[]), $2 ON CONFLICT (vulnerability_id) DO NOTHING \
      RETURNING vulnerability_id";
 const LOCK_SCANS: &str = "SELECT id FROM scans WHERE id = ANY($1) ORDER BY id FOR UPDATE";
@@ -618,10 +623,18 @@ impl IngestTx for PgTx<'_> {
         super::webhooks::emit(&mut *self.0, events, now).await
     }
 
-    async fn first_criticals(&mut self, ids: &[&str], now: i64) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(FIRST_CRITICALS)
-            .bind(ids)
+    async fn remember(
+        &mut self,
+        criticals: &[&str],
+        fixes: &[(&str, &str)],
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let (vulns, pkgs): (Vec<&str>, Vec<&str>) = fixes.iter().copied().unzip();
+        Ok(sqlx::query_scalar(REMEMBER)
+            .bind(criticals)
             .bind(now)
+            .bind(&vulns)
+            .bind(&pkgs)
             .fetch_all(&mut *self.0)
             .await?)
     }

@@ -146,6 +146,10 @@ const INSERT_TOTAL_DELTA: &str =
     "INSERT INTO fleet_total_deltas (images, fixable, n_critical, n_high, \
      n_medium, n_low, n_unknown) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
+/// Fixed versions first seen, per (vulnerability, package).
+const REMEMBER_FIXES: &str = "INSERT INTO fix_first_seen (vulnerability_id, pkg_name, first_seen_at) \
+     SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), $2 FROM json_each($1) WHERE true \
+     ON CONFLICT (vulnerability_id, pkg_name) DO NOTHING";
 /// Vulnerabilities first carried at CRITICAL (a `fleet.new_critical` event each).
 const FIRST_CRITICALS: &str = "INSERT INTO fleet_critical_seen (vulnerability_id, first_seen_at) \
      SELECT value, $2 FROM json_each($1) WHERE true ON CONFLICT (vulnerability_id) DO NOTHING \
@@ -645,9 +649,24 @@ impl IngestTx for SqliteTx<'_> {
         super::webhooks::emit(&mut *self.0, events, now).await
     }
 
-    async fn first_criticals(&mut self, ids: &[&str], now: i64) -> Result<Vec<String>, StoreError> {
+    async fn remember(
+        &mut self,
+        criticals: &[&str],
+        fixes: &[(&str, &str)],
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        if !fixes.is_empty() {
+            sqlx::query(REMEMBER_FIXES)
+                .bind(json(fixes)?)
+                .bind(now)
+                .execute(&mut *self.0)
+                .await?;
+        }
+        if criticals.is_empty() {
+            return Ok(vec![]);
+        }
         Ok(sqlx::query_scalar(FIRST_CRITICALS)
-            .bind(json(ids)?)
+            .bind(json(criticals)?)
             .bind(now)
             .fetch_all(&mut *self.0)
             .await?)

@@ -7,6 +7,7 @@ mod feeds;
 mod ingest;
 mod jobs;
 mod keys;
+mod policies;
 mod rows;
 mod scans;
 pub(crate) mod webhooks;

@@ -1,0 +1,114 @@
+//! Evaluating findings against a policy with what the store knows (KEV, EPSS, when fixes
+//! were first seen). Used by `POST /policies/{name}/evaluate` and `scanvault check`.
+
+use std::collections::HashMap;
+
+use scanvault_core::policy::{default_policy, Knowledge, Policy, Violation};
+use scanvault_core::report::{Finding, Severity};
+
+use crate::store::feeds::Exploit;
+use crate::store::{micros, Store, StoreError};
+
+/// The name of the policy `COMPLIANCE_FAIL_SEVERITY` makes.
+pub const DEFAULT_POLICY: &str = "default";
+
+/// What the store knows about the findings' vulnerabilities, as of `now`.
+pub struct StoreKnowledge {
+    exploits: HashMap<String, Exploit>,
+    fixes: HashMap<(String, String), i64>,
+    now: i64,
+}
+
+impl StoreKnowledge {
+    pub async fn of(store: &Store, findings: &[&Finding]) -> Result<StoreKnowledge, StoreError> {
+        let mut ids: Vec<String> = findings
+            .iter()
+            .map(|f| f.vulnerability_id.clone())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(StoreKnowledge {
+            exploits: store.feeds().exploits(&ids).await?,
+            fixes: store.policies().fixes_first_seen(&ids).await?,
+            now: micros(chrono::Utc::now()),
+        })
+    }
+}
+
+impl Knowledge for StoreKnowledge {
+    fn in_kev(&self, id: &str) -> bool {
+        self.exploits.get(id).is_some_and(|e| e.kev.is_some())
+    }
+
+    fn epss(&self, id: &str) -> Option<f64> {
+        self.exploits
+            .get(id)
+            .and_then(|e| e.epss.as_ref())
+            .map(|e| e.score)
+    }
+
+    fn fix_age_days(&self, id: &str, pkg: &str) -> Option<i64> {
+        self.fixes
+            .get(&(id.to_string(), pkg.to_string()))
+            .map(|first| (self.now - first) / 86_400_000_000)
+    }
+}
+
+/// The policy called `name`: `default` is COMPLIANCE_FAIL_SEVERITY's; others are stored.
+/// `Ok(None)` when there is no such policy; an error when a stored body does not parse.
+pub async fn policy(
+    store: &Store,
+    name: &str,
+    fail_on: Severity,
+) -> Result<Option<Policy>, anyhow::Error> {
+    if name == DEFAULT_POLICY {
+        return Ok(Some(default_policy(fail_on)));
+    }
+    match store.policies().policy(name).await? {
+        Some(row) => Ok(Some(serde_json::from_str(&row.body).map_err(|e| {
+            anyhow::anyhow!("the stored policy {name:?} does not parse: {e}")
+        })?)),
+        None => Ok(None),
+    }
+}
+
+/// The verdict of one policy on one image's findings.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub policy: String,
+    /// Whether the policy applies to the image at all.
+    pub applies: bool,
+    pub violations: Vec<Violation>,
+}
+
+impl Verdict {
+    pub fn compliant(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Evaluate `findings` of the image `image` against `policy` (named `name`).
+pub async fn evaluate(
+    store: &Store,
+    name: &str,
+    policy: &Policy,
+    image: &str,
+    findings: &[&Finding],
+) -> Result<Verdict, StoreError> {
+    let know = StoreKnowledge::of(store, findings).await?;
+    Ok(Verdict {
+        policy: name.to_string(),
+        applies: policy.applies_to(image),
+        violations: policy.evaluate(name, image, findings, &know),
+    })
+}
+
+/// A policy name: 1–64 characters of `a-z`, `0-9`, `.`, `_`, `-`, starting with a letter or
+/// digit.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+}

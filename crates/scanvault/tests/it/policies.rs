@@ -1,0 +1,284 @@
+//! Compliance policies: stored and validated, each rule's verdict on a report (without
+//! storing it), scoping by image globs, the configured default, and `scanvault check`'s
+//! exit codes offline and against a server.
+
+use crate::on_both_backends;
+use crate::support::{digest, Report, TestApp};
+use axum::http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+async fn put(app: &TestApp, name: &str, body: Value) -> crate::support::Resp {
+    app.request(
+        Method::PUT,
+        &format!("/policies/{name}"),
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await
+}
+
+async fn evaluate(app: &TestApp, name: &str, report: &Report) -> Value {
+    let r = app
+        .request(
+            Method::POST,
+            &format!("/policies/{name}/evaluate"),
+            report.bytes(),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json()
+}
+
+fn rules_of(eval: &Value) -> Vec<(String, String)> {
+    eval["Violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["Rule"].as_str().unwrap().to_string(),
+                v["VulnerabilityID"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn kev_catalog(cve: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "catalogVersion": "2024.06.01", "dateReleased": "2024-06-01T00:00:00.000Z", "count": 1,
+        "vulnerabilities": [{"cveID": cve, "vendorProject": "x", "product": "y",
+            "vulnerabilityName": "z", "dateAdded": "2024-05-01", "dueDate": "2024-05-22",
+            "knownRansomwareCampaignUse": "Unknown"}]
+    }))
+    .unwrap()
+}
+
+async fn policies_are_stored_validated_and_evaluated(app: &TestApp) {
+    // Stored and replaced; the default is listed and cannot be changed.
+    let body = json!({"Description": "production", "Images": ["acme/*"],
+        "Rules": {"MaxSeverity": "HIGH", "KEV": true}});
+    assert_eq!(
+        put(app, "prod", body.clone()).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(put(app, "prod", body).await.status, StatusCode::OK);
+    let list = app.request(Method::GET, "/policies", vec![]).await.json();
+    let names: Vec<&str> = list["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "prod"]);
+    assert_eq!(
+        list["Items"][0]["Rules"]["MaxSeverity"], "HIGH",
+        "COMPLIANCE_FAIL_SEVERITY=CRITICAL"
+    );
+    assert_eq!(list["Items"][0]["Builtin"], true);
+    for (name, body, why) in [
+        (
+            "default",
+            json!({"Rules": {"KEV": true}}),
+            "COMPLIANCE_FAIL_SEVERITY",
+        ),
+        ("Bad_Name", json!({"Rules": {"KEV": true}}), "policy name"),
+        ("p", json!({"Rules": {}}), "no gate"),
+        (
+            "p",
+            json!({"Rules": {"MaxSeverity": "SEVERE"}}),
+            "MaxSeverity",
+        ),
+        ("p", json!({"Rules": {"MinEPSS": 3}}), "MinEPSS"),
+        (
+            "p",
+            json!({"Rules": {"KEV": true, "Exploited": true}}),
+            "Exploited",
+        ),
+        (
+            "p",
+            json!({"Images": "acme/*", "Rules": {"KEV": true}}),
+            "Images",
+        ),
+    ] {
+        let r = put(app, name, body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{name} {body}");
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        assert!(text.contains(why), "{text}");
+    }
+
+    // Each rule's verdict, with the exploit feed the KEV rule reads.
+    let r = app
+        .request(Method::POST, "/feeds/kev", kev_catalog("CVE-2024-1111"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let report = Report::image("acme/api:2.0", &digest(7))
+        .vuln("CVE-2024-1111", "libx", "1.0", "LOW", Some("1.1"))
+        .vuln("CVE-2024-2222", "liby", "2.0", "CRITICAL", None)
+        .vuln("CVE-2024-3333", "libz", "3.0", "MEDIUM", None);
+    let prod = evaluate(app, "prod", &report).await;
+    assert_eq!(prod["Compliant"], false);
+    assert_eq!(prod["Applies"], true);
+    assert_eq!(prod["Findings"], 3);
+    assert_eq!(
+        rules_of(&prod),
+        [
+            ("KEV".to_string(), "CVE-2024-1111".to_string()),
+            ("MaxSeverity".to_string(), "CVE-2024-2222".to_string())
+        ]
+    );
+    let default = evaluate(app, "default", &report).await;
+    assert_eq!(
+        rules_of(&default),
+        [("MaxSeverity".to_string(), "CVE-2024-2222".to_string())]
+    );
+    // FixableOnly: the unfixed CRITICAL no longer counts.
+    put(
+        app,
+        "fixable",
+        json!({"Rules": {"MaxSeverity": "HIGH", "KEV": true, "FixableOnly": true}}),
+    )
+    .await;
+    assert_eq!(
+        rules_of(&evaluate(app, "fixable", &report).await),
+        [("KEV".to_string(), "CVE-2024-1111".to_string())]
+    );
+    // Another image: prod does not apply.
+    let other = Report::image("other/app:1", &digest(8)).vuln(
+        "CVE-2024-2222",
+        "liby",
+        "2.0",
+        "CRITICAL",
+        None,
+    );
+    let e = evaluate(app, "prod", &other).await;
+    assert_eq!(
+        (e["Applies"].clone(), e["Compliant"].clone()),
+        (json!(false), json!(true))
+    );
+    // Nothing was stored by evaluating.
+    let all = app.request(Method::GET, "/scans/all", vec![]).await.json();
+    assert_eq!(all["Count"], 0, "{all}");
+
+    // A fix first seen now is 0 days old.
+    app.request(Method::POST, "/scans", report.bytes()).await;
+    put(app, "fix0", json!({"Rules": {"FixAvailableForDays": 0}})).await;
+    put(app, "fix30", json!({"Rules": {"FixAvailableForDays": 30}})).await;
+    assert_eq!(
+        rules_of(&evaluate(app, "fix0", &report).await),
+        [(
+            "FixAvailableForDays".to_string(),
+            "CVE-2024-1111".to_string()
+        )]
+    );
+    assert_eq!(evaluate(app, "fix30", &report).await["Compliant"], true);
+
+    let r = app
+        .request(Method::POST, "/policies/nope/evaluate", report.bytes())
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app
+        .request(
+            Method::POST,
+            "/policies/prod/evaluate",
+            b"{\"not\": \"a report\"}".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        app.request(Method::DELETE, "/policies/prod", vec![])
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.request(Method::GET, "/policies/prod", vec![])
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+on_both_backends!(policy_verdicts, policies_are_stored_validated_and_evaluated);
+
+#[test]
+fn scanvault_check_exit_codes_offline_and_against_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let clean = dir.path().join("clean.json");
+    let critical = dir.path().join("critical.json");
+    std::fs::write(
+        &clean,
+        Report::image("acme/api:1", &digest(1))
+            .vuln("CVE-2024-1", "a", "1", "HIGH", None)
+            .bytes(),
+    )
+    .unwrap();
+    std::fs::write(
+        &critical,
+        Report::image("acme/api:2", &digest(2))
+            .vuln("CVE-2024-2", "b", "1", "CRITICAL", None)
+            .bytes(),
+    )
+    .unwrap();
+    let check = |args: &[&str], file: &std::path::Path| {
+        let out = crate::cli::bin()
+            .arg("check")
+            .args(args)
+            .arg(file)
+            .env("DATA_DIR", &data)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, _) = check(&[], &clean);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("compliant\tacme/api:1\tpolicy default"),
+        "{out}"
+    );
+    let (code, out, _) = check(&[], &critical);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("NOT compliant") && out.contains("MaxSeverity\tCVE-2024-2\tb\t1\tCRITICAL"),
+        "{out}"
+    );
+    let (code, _, err) = check(&["--policy", "missing"], &clean);
+    assert_eq!(code, 2);
+    assert!(err.contains("no policy"), "{err}");
+    let (code, _, err) = check(&[], &dir.path().join("absent.json"));
+    assert_eq!(code, 2);
+    assert!(err.contains("absent.json"), "{err}");
+    let (code, out, _) = check(&["--format", "json"], &critical);
+    assert_eq!(code, 1);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["Violations"][0]["Rule"], "MaxSeverity");
+
+    // The same verdicts from a running service.
+    let server_dir = tempfile::tempdir().unwrap();
+    let mut serve = crate::cli::bin();
+    serve
+        .arg("serve")
+        .env("DATA_DIR", server_dir.path())
+        .env("SERVER_HOST", "127.0.0.1")
+        .env("SERVER_PORT", "0")
+        .env("AUTH_DISABLED", "true")
+        .env("LOG_FORMAT", "json");
+    let (mut child, _lines, addr) = crate::traces::start(&mut serve);
+    let url = format!("http://{addr}");
+    let (c1, out1, e1) = check(&["--server", &url], &clean);
+    let (c2, out2, e2) = check(&["--server", &url], &critical);
+    let (c3, _, e3) = check(&["--server", &url, "--policy", "missing"], &clean);
+    crate::traces::stop(&mut child);
+    assert_eq!(c1, 0, "{out1}{e1}");
+    assert_eq!(c2, 1, "{out2}{e2}");
+    assert!(out2.contains("MaxSeverity\tCVE-2024-2"), "{out2}");
+    assert_eq!(c3, 2);
+    assert!(e3.contains("404"), "{e3}");
+}
