@@ -208,12 +208,14 @@ pub(crate) trait IngestTx: Send {
         now: i64,
     ) -> Result<u64, StoreError>;
 
-    /// Remember what the fleet has seen: `criticals` as vulnerabilities carried at CRITICAL
-    /// (giving back the ones never carried before), and `fixes` (vulnerability, package)
+    /// Remember what the fleet has seen: `criticals`, and those of `others` the KEV catalog
+    /// lists, as vulnerabilities carried at CRITICAL or known exploited (giving back the
+    /// ones never carried before), and `fixes` (vulnerability, package)
     /// as having a fixed version (when first seen: the age of a fix for policies).
     async fn remember(
         &mut self,
         criticals: &[&str],
+        others: &[&str],
         fixes: &[(&str, &str)],
         now: i64,
     ) -> Result<Vec<String>, StoreError>;
@@ -269,15 +271,28 @@ async fn events<T: IngestTx>(
     let now = micros(new.now);
     let scan = &outcome.scan;
     let mut events: Vec<(&str, serde_json::Value)> = vec![];
+    let is_critical = |f: &&scanvault_core::report::Finding| {
+        f.severity == scanvault_core::report::Severity::Critical
+    };
     let mut critical: Vec<&str> = new
         .report
         .findings
         .iter()
-        .filter(|f| f.severity == scanvault_core::report::Severity::Critical)
+        .filter(is_critical)
         .map(|f| f.vulnerability_id.as_str())
         .collect();
     critical.sort_unstable();
     critical.dedup();
+    let mut others: Vec<&str> = new
+        .report
+        .findings
+        .iter()
+        .filter(|f| !is_critical(f))
+        .map(|f| f.vulnerability_id.as_str())
+        .filter(|id| critical.binary_search(id).is_err())
+        .collect();
+    others.sort_unstable();
+    others.dedup();
     let mut fixes: Vec<(&str, &str)> = new
         .report
         .findings
@@ -287,13 +302,23 @@ async fn events<T: IngestTx>(
         .collect();
     fixes.sort_unstable();
     fixes.dedup();
-    if !critical.is_empty() || !fixes.is_empty() {
-        for id in tx.remember(&critical, &fixes, now).await? {
+    if !new.report.findings.is_empty() {
+        for id in tx.remember(&critical, &others, &fixes, now).await? {
+            let critical = critical.binary_search(&id.as_str()).is_ok();
+            let severity = new
+                .report
+                .findings
+                .iter()
+                .filter(|f| f.vulnerability_id == id)
+                .map(|f| f.severity)
+                .max_by_key(|s| s.rank())
+                .unwrap_or_default();
             events.push((
                 "fleet.new_critical",
                 serde_json::json!({
                     "VulnerabilityID": id,
-                    "Severity": "CRITICAL",
+                    "Severity": severity.as_str(),
+                    "Reason": if critical { "CRITICAL" } else { "KEV" },
                     "ScanID": scan.id,
                     "ImageName": scan.image_name,
                     "ImageTag": new.image_tag,

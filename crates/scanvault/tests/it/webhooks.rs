@@ -408,3 +408,51 @@ on_both_backends!(
     webhook_validation,
     webhooks_are_validated_and_their_secrets_kept
 );
+
+async fn a_known_exploited_vulnerability_is_new_to_the_fleet_once(app: &TestApp) {
+    let mut receiver = Receiver::new();
+    receiver.start().await;
+    let hook = subscribe(app, &receiver.url(), &["fleet.new_critical"]).await;
+    let kev = serde_json::to_vec(&json!({
+        "catalogVersion": "2024.06.01", "dateReleased": "2024-06-01T00:00:00.000Z", "count": 1,
+        "vulnerabilities": [{"cveID": "CVE-2024-7777", "vendorProject": "x", "product": "y",
+            "vulnerabilityName": "z", "dateAdded": "2024-05-01"}]
+    }))
+    .unwrap();
+    assert_eq!(
+        app.request(Method::POST, "/feeds/kev", kev).await.status,
+        StatusCode::OK
+    );
+    let low = Report::image("acme/web:1", &digest(3))
+        .vuln("CVE-2024-7777", "libk", "1.0", "LOW", None)
+        .vuln("CVE-2024-8888", "libn", "1.0", "LOW", None);
+    post_report(app, &low).await;
+    // The same vulnerability in another image later: not new any more.
+    post_report(
+        app,
+        &Report::image("acme/other:1", &digest(4)).vuln(
+            "CVE-2024-7777",
+            "libk",
+            "1.0",
+            "LOW",
+            None,
+        ),
+    )
+    .await;
+    let d = Dispatcher::new(app.store.clone(), settings(Duration::from_secs(3600))).unwrap();
+    dispatch_until(&d, &receiver, |got| !got.is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    d.dispatch_once().await.unwrap();
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body["Data"]["VulnerabilityID"], "CVE-2024-7777");
+    assert_eq!(body["Data"]["Reason"], "KEV");
+    assert_eq!(body["Data"]["Severity"], "LOW");
+    assert_eq!(deliveries(app, &hook).await.len(), 1);
+    receiver.stop();
+}
+on_both_backends!(
+    webhook_kev,
+    a_known_exploited_vulnerability_is_new_to_the_fleet_once
+);

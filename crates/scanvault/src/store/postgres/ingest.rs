@@ -138,14 +138,15 @@ const FINISH: &str = "WITH \
      SELECT 1";
 
 /// Fixed versions first seen per (vulnerability, package), in the statement that records
-/// vulnerabilities first carried at CRITICAL.
+/// vulnerabilities first carried at CRITICAL or listed as known exploited.
 const REMEMBER: &str =
     "WITH fixes AS (INSERT INTO fix_first_seen (vulnerability_id, pkg_name, first_seen_at) \
      SELECT v, p, $2 FROM unnest($3::text[], $4::text[]) AS f(v, p) \
      ON CONFLICT (vulnerability_id, pkg_name) DO NOTHING) \
      INSERT INTO fleet_critical_seen (vulnerability_id, first_seen_at) \
-     SELECT unnest($1::text[]), $2 ON CONFLICT (vulnerability_id) DO NOTHING \
-     RETURNING vulnerability_id";
+     SELECT v, $2 FROM (SELECT unnest($1::text[]) AS v UNION \
+     SELECT vulnerability_id FROM kev WHERE vulnerability_id = ANY($5)) c \
+     ON CONFLICT (vulnerability_id) DO NOTHING RETURNING vulnerability_id";
 const LOCK_SCANS: &str = "SELECT id FROM scans WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 
 /// Findings have no foreign key (ADR 0004): they go explicitly; observations, tags and
@@ -626,6 +627,7 @@ impl IngestTx for PgTx<'_> {
     async fn remember(
         &mut self,
         criticals: &[&str],
+        others: &[&str],
         fixes: &[(&str, &str)],
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
@@ -635,6 +637,7 @@ impl IngestTx for PgTx<'_> {
             .bind(now)
             .bind(&vulns)
             .bind(&pkgs)
+            .bind(others)
             .fetch_all(&mut *self.0)
             .await?)
     }

@@ -150,10 +150,12 @@ const INSERT_TOTAL_DELTA: &str =
 const REMEMBER_FIXES: &str = "INSERT INTO fix_first_seen (vulnerability_id, pkg_name, first_seen_at) \
      SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), $2 FROM json_each($1) WHERE true \
      ON CONFLICT (vulnerability_id, pkg_name) DO NOTHING";
-/// Vulnerabilities first carried at CRITICAL (a `fleet.new_critical` event each).
+/// Vulnerabilities first carried at CRITICAL or listed as known exploited (a
+/// `fleet.new_critical` event each).
 const FIRST_CRITICALS: &str = "INSERT INTO fleet_critical_seen (vulnerability_id, first_seen_at) \
-     SELECT value, $2 FROM json_each($1) WHERE true ON CONFLICT (vulnerability_id) DO NOTHING \
-     RETURNING vulnerability_id";
+     SELECT v, $2 FROM (SELECT value AS v FROM json_each($1) UNION SELECT vulnerability_id FROM kev \
+     WHERE vulnerability_id IN (SELECT value FROM json_each($3))) WHERE true \
+     ON CONFLICT (vulnerability_id) DO NOTHING RETURNING vulnerability_id";
 const LOCK_SCANS: &str =
     "SELECT id FROM scans WHERE id IN (SELECT value FROM json_each($1)) ORDER BY id";
 
@@ -652,6 +654,7 @@ impl IngestTx for SqliteTx<'_> {
     async fn remember(
         &mut self,
         criticals: &[&str],
+        others: &[&str],
         fixes: &[(&str, &str)],
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
@@ -662,12 +665,10 @@ impl IngestTx for SqliteTx<'_> {
                 .execute(&mut *self.0)
                 .await?;
         }
-        if criticals.is_empty() {
-            return Ok(vec![]);
-        }
         Ok(sqlx::query_scalar(FIRST_CRITICALS)
             .bind(json(criticals)?)
             .bind(now)
+            .bind(json(others)?)
             .fetch_all(&mut *self.0)
             .await?)
     }
