@@ -112,3 +112,41 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         && name.as_bytes()[0].is_ascii_alphanumeric()
 }
+
+/// A stored finding as the policy reads it.
+pub fn finding_of(f: &crate::store::scans::FindingRow) -> Finding {
+    Finding {
+        vulnerability_id: f.vulnerability_id.clone(),
+        pkg_name: f.pkg_name.clone(),
+        installed_version: f.pkg_version.clone(),
+        fixed_version: f.fixed_version.clone(),
+        severity: Severity::from_rank(f.severity),
+        status: f.status.clone(),
+        pkg_type: f.pkg_type.clone(),
+        class: f.class.clone(),
+        target: f.target.clone(),
+        pkg_path: f.pkg_path.clone(),
+        purl: f.purl.clone(),
+        title: f.title.clone(),
+        cvss_score: f.cvss_score,
+        extra: scanvault_core::report::FindingExtra::from_stored(f.extra.as_deref()),
+    }
+}
+
+/// The violations of an image's findings under every policy that applies to it: `default`
+/// and each stored policy whose `Images` match. Empty: compliant with all of them.
+pub async fn violations(
+    store: &Store,
+    fail_on: Severity,
+    image: &str,
+    findings: &[&Finding],
+) -> Result<Vec<Violation>, anyhow::Error> {
+    let know = StoreKnowledge::of(store, findings).await?;
+    let mut out = default_policy(fail_on).evaluate(DEFAULT_POLICY, image, findings, &know);
+    for row in store.policies().policies().await? {
+        let p: Policy = serde_json::from_str(&row.body)
+            .map_err(|e| anyhow::anyhow!("the stored policy {:?} does not parse: {e}", row.name))?;
+        out.extend(p.evaluate(&row.name, image, findings, &know));
+    }
+    Ok(out)
+}

@@ -66,6 +66,14 @@ pub struct ScanView {
     /// (vulnerability entries without a `VulnerabilityID`), with how many and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<IngestWarning>,
+    /// Compliant with every policy that applies to the image (`default` and the stored
+    /// policies whose `Images` match it). In answers about one scan (not in listings, which
+    /// carry `IsCompliant`, the `default` policy's verdict).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compliant: Option<bool>,
+    /// Each rule a finding fails, per policy (with `Compliant`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub violations: Option<Vec<super::policies::ViolationView>>,
 }
 
 /// A workload of a cluster that runs an image.
@@ -160,6 +168,8 @@ impl ScanView {
             created_by: s.created_by.clone(),
             scan_result,
             warnings: vec![],
+            compliant: None,
+            violations: None,
         }
     }
 }

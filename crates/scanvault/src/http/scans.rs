@@ -167,13 +167,16 @@ pub async fn create_scan(
     );
     // The scan as stored: its findings are the report's, unless the report was older than
     // the scan's latest observation (then the scan is as that one left it).
+    let mut stored_rows = None;
     let result = if outcome.stale {
         let findings = app
             .store
             .scans()
             .findings(&scan.id, &FindingFilter::all())
             .await?;
-        stored_result(scan, &findings)
+        let result = stored_result(scan, &findings);
+        stored_rows = Some(findings);
+        result
     } else {
         let mut findings: Vec<&Finding> = report.findings.iter().collect();
         findings.sort_unstable_by(|a, b| {
@@ -194,6 +197,13 @@ pub async fn create_scan(
     };
     let mut view = ScanView::from_row(scan, Some(result));
     view.warnings = report.skipped.iter().map(IngestWarning::of).collect();
+    let view = match &stored_rows {
+        Some(rows) => stored_verdict(&app, view, rows).await?,
+        None => {
+            let findings: Vec<&Finding> = report.findings.iter().collect();
+            with_verdict(&app, view, &findings).await?
+        }
+    };
     let location = format!("/scans/{}", scan.id);
     Ok((status, [(header::LOCATION, location)], Json(view)).into_response())
 }
@@ -354,7 +364,8 @@ pub async fn latest_scan(
         .findings(&scan.id, &FindingFilter::all())
         .await?;
     let result = stored_result(&scan, &findings);
-    Ok(Json(ScanView::from_row(&scan, Some(result))))
+    let view = ScanView::from_row(&scan, Some(result));
+    Ok(Json(stored_verdict(&app, view, &findings).await?))
 }
 
 /// One scan with its `ScanResult`.
@@ -372,7 +383,38 @@ pub async fn get_scan(
         .findings(&scan.id, &FindingFilter::all())
         .await?;
     let result = stored_result(&scan, &findings);
-    Ok(Json(ScanView::from_row(&scan, Some(result))))
+    let view = ScanView::from_row(&scan, Some(result));
+    Ok(Json(stored_verdict(&app, view, &findings).await?))
+}
+
+/// `view` with the verdict of every policy that applies to its image.
+async fn with_verdict(
+    app: &AppState,
+    mut view: ScanView,
+    findings: &[&scanvault_core::report::Finding],
+) -> Result<ScanView, ApiError> {
+    let violations = crate::compliance::violations(
+        &app.store,
+        app.ingest.compliance_fail_on,
+        &view.image_name,
+        findings,
+    )
+    .await
+    .map_err(ApiError::Internal)?;
+    view.compliant = Some(violations.is_empty());
+    view.violations = Some(violations.into_iter().map(Into::into).collect());
+    Ok(view)
+}
+
+async fn stored_verdict(
+    app: &AppState,
+    view: ScanView,
+    rows: &[crate::store::scans::FindingRow],
+) -> Result<ScanView, ApiError> {
+    let findings: Vec<scanvault_core::report::Finding> =
+        rows.iter().map(crate::compliance::finding_of).collect();
+    let refs: Vec<&scanvault_core::report::Finding> = findings.iter().collect();
+    with_verdict(app, view, &refs).await
 }
 
 pub(super) async fn find(app: &AppState, id: &str) -> Result<ScanRow, ApiError> {

@@ -163,8 +163,47 @@ async fn policies_are_stored_validated_and_evaluated(app: &TestApp) {
     let all = app.request(Method::GET, "/scans/all", vec![]).await.json();
     assert_eq!(all["Count"], 0, "{all}");
 
+    // A stored scan carries the verdict of every policy that applies to it.
+    let stored = app
+        .request(Method::POST, "/scans", report.bytes())
+        .await
+        .json();
+    let id = stored["ID"].as_str().unwrap().to_string();
+    let fetched = app
+        .request(Method::GET, &format!("/scans/{id}"), vec![])
+        .await
+        .json();
+    for view in [&stored, &fetched] {
+        assert_eq!(view["Compliant"], false);
+        assert_eq!(
+            view["IsCompliant"], false,
+            "the default policy's stored verdict"
+        );
+        let mut got: Vec<(String, String, String)> = view["Violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["Policy"].as_str().unwrap().to_string(),
+                    v["Rule"].as_str().unwrap().to_string(),
+                    v["VulnerabilityID"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        got.sort();
+        let want: Vec<(String, String, String)> = [
+            ("default", "MaxSeverity", "CVE-2024-2222"),
+            ("fixable", "KEV", "CVE-2024-1111"),
+            ("prod", "KEV", "CVE-2024-1111"),
+            ("prod", "MaxSeverity", "CVE-2024-2222"),
+        ]
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+        assert_eq!(got, want, "{view}");
+    }
     // A fix first seen now is 0 days old.
-    app.request(Method::POST, "/scans", report.bytes()).await;
     put(app, "fix0", json!({"Rules": {"FixAvailableForDays": 0}})).await;
     put(app, "fix30", json!({"Rules": {"FixAvailableForDays": 30}})).await;
     assert_eq!(
