@@ -99,8 +99,15 @@ pub struct FeedList {
     pub items: Vec<FeedView>,
 }
 
-fn bad_feed(e: scanvault_core::feeds::FeedError) -> ApiError {
-    ApiError::InvalidFeed(e.to_string())
+/// Parse a feed body off the async threads (the EPSS file is 10 MB of CSV).
+async fn parse_off_thread<T: Send + 'static>(
+    body: Bytes,
+    parse: fn(&[u8]) -> Result<T, scanvault_core::feeds::FeedError>,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(move || parse(&body))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("parsing task failed: {e}")))?
+        .map_err(|e| ApiError::InvalidFeed(e.to_string()))
 }
 
 async fn imported(app: &AppState, feed: &str) -> Result<Json<FeedView>, ApiError> {
@@ -124,14 +131,10 @@ pub async fn import_kev(
     caller: Caller,
     body: Bytes,
 ) -> Result<Json<FeedView>, ApiError> {
-    let catalog = tokio::task::spawn_blocking(move || scanvault_core::feeds::parse_kev(&body))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("parsing task failed: {e}")))?
-        .map_err(bad_feed)?;
-    let by = caller.id();
+    let catalog = parse_off_thread(body, scanvault_core::feeds::parse_kev).await?;
     app.store
         .feeds()
-        .replace_kev(&catalog, micros(Utc::now()), by.as_deref())
+        .replace_kev(&catalog, micros(Utc::now()), caller.id().as_deref())
         .await?;
     tracing::info!(entries = catalog.entries.len(), version = %catalog.catalog_version, "KEV catalog imported");
     imported(&app, "kev").await
@@ -147,14 +150,10 @@ pub async fn import_epss(
     caller: Caller,
     body: Bytes,
 ) -> Result<Json<FeedView>, ApiError> {
-    let feed = tokio::task::spawn_blocking(move || scanvault_core::feeds::parse_epss(&body))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("parsing task failed: {e}")))?
-        .map_err(bad_feed)?;
-    let by = caller.id();
+    let feed = parse_off_thread(body, scanvault_core::feeds::parse_epss).await?;
     app.store
         .feeds()
-        .replace_epss(&feed, micros(Utc::now()), by.as_deref())
+        .replace_epss(&feed, micros(Utc::now()), caller.id().as_deref())
         .await?;
     tracing::info!(entries = feed.entries.len(), model = %feed.model_version, "EPSS scores imported");
     imported(&app, "epss").await

@@ -44,6 +44,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Wakes and cancels this process's scan workers.
     pub signals: Signals,
+    /// The stored compliance policies, briefly cached.
+    pub policies: crate::compliance::PolicyCache,
 }
 
 impl AppState {
@@ -62,6 +64,7 @@ impl AppState {
             auth: Arc::new(auth::Auth::new(auth)),
             metrics: Some(crate::metrics::install()),
             signals,
+            policies: Default::default(),
         }
     }
 }

@@ -179,6 +179,7 @@ pub async fn put_policy(
         updated_by: caller.id(),
     };
     let created = app.store.policies().put_policy(&row).await?;
+    app.policies.forget();
     tracing::info!(policy = %name, created, by = ?row.updated_by, body = %row.body, "policy saved");
     let status = if created {
         StatusCode::CREATED
@@ -218,7 +219,9 @@ pub async fn delete_policy(
             "the policy 'default' is COMPLIANCE_FAIL_SEVERITY's; it cannot be deleted".into(),
         ));
     }
-    if app.store.policies().delete_policy(&name).await? {
+    let deleted = app.store.policies().delete_policy(&name).await?;
+    app.policies.forget();
+    if deleted {
         tracing::info!(policy = %name, by = ?caller.id(), "policy deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {

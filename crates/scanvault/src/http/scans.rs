@@ -393,9 +393,15 @@ async fn with_verdict(
     mut view: ScanView,
     findings: &[&scanvault_core::report::Finding],
 ) -> Result<ScanView, ApiError> {
+    let stored = app
+        .policies
+        .get(&app.store)
+        .await
+        .map_err(ApiError::Internal)?;
     let violations = crate::compliance::violations(
         &app.store,
         app.ingest.compliance_fail_on,
+        &stored,
         &view.image_name,
         findings,
     )

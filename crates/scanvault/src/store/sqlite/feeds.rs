@@ -52,15 +52,16 @@ impl FeedStore for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(UPSERT_IMPORT)
-            .bind("kev")
-            .bind(&catalog.catalog_version)
-            .bind(&catalog.date_released)
-            .bind(catalog.entries.len() as i64)
-            .bind(now)
-            .bind(by)
-            .execute(&mut *tx)
-            .await?;
+        record_import(
+            &mut tx,
+            "kev",
+            &catalog.catalog_version,
+            &catalog.date_released,
+            catalog.entries.len(),
+            now,
+            by,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -83,15 +84,16 @@ impl FeedStore for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(UPSERT_IMPORT)
-            .bind("epss")
-            .bind(&feed.model_version)
-            .bind(&feed.score_date)
-            .bind(feed.entries.len() as i64)
-            .bind(now)
-            .bind(by)
-            .execute(&mut *tx)
-            .await?;
+        record_import(
+            &mut tx,
+            "epss",
+            &feed.model_version,
+            &feed.score_date,
+            feed.entries.len(),
+            now,
+            by,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -116,4 +118,26 @@ impl FeedStore for SqliteStore {
             .await?;
         Ok(merge(kev, epss))
     }
+}
+
+/// Record a feed's import, in its transaction.
+async fn record_import(
+    conn: &mut sqlx::SqliteConnection,
+    feed: &str,
+    version: &str,
+    released: &str,
+    entries: usize,
+    now: i64,
+    by: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query(UPSERT_IMPORT)
+        .bind(feed)
+        .bind(version)
+        .bind(released)
+        .bind(entries as i64)
+        .bind(now)
+        .bind(by)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
