@@ -148,7 +148,7 @@ pub enum ApikeyCommand {
     Create {
         #[command(flatten)]
         db: DbConfig,
-        /// reader, ingester or admin.
+        /// reader, ingester, triager or admin.
         #[arg(long)]
         role: String,
         /// When the key stops working: a duration (`30d`, `12h`) or an RFC 3339 time.

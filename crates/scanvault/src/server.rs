@@ -179,8 +179,9 @@ pub async fn apikey(cmd: ApikeyCommand) -> anyhow::Result<()> {
             name,
             ..
         } => {
-            let role = KeyRole::parse(role)
-                .ok_or_else(|| anyhow::anyhow!("--role must be reader, ingester or admin"))?;
+            let role = KeyRole::parse(role).ok_or_else(|| {
+                anyhow::anyhow!("--role must be reader, ingester, triager or admin")
+            })?;
             let expires_at = match expires {
                 Some(e) => Some(
                     http::auth::parse_expiry(e, now)
@@ -441,6 +442,11 @@ impl Application {
                 shutdown.clone(),
             ));
         }
+        // Expiry is one UPDATE … RETURNING: whichever process gets there announces it once.
+        tasks.spawn(http::suppressions::expiry_loop(
+            self.store.clone(),
+            shutdown.clone(),
+        ));
         // Every process sends webhook deliveries (claimed, so each is sent by one).
         let dispatcher = crate::webhooks::Dispatcher::new(
             self.store.clone(),
@@ -526,7 +532,7 @@ pub fn first_key_banner(key: &str, addr: SocketAddr) -> String {
     format!(
         "\n{rule}\n ScanVault created the first admin API key. It is shown only this once: store it now.\n\n     {key}\n\n \
          Send it as `Authorization: Bearer <key>`, e.g.\n     curl -H \"Authorization: Bearer $KEY\" http://{addr}/scans/all\n \
-         More keys, with roles reader, ingester or admin:\n     scanvault apikey create --role reader --name ci\n \
+         More keys, with roles reader, ingester, triager or admin:\n     scanvault apikey create --role reader --name ci\n \
          or POST /admin/api-keys with this key. List and revoke: scanvault apikey list | revoke <id>.\n{rule}\n\n"
     )
 }

@@ -183,6 +183,12 @@ pub fn required_role(method: &Method, path: &str) -> Role {
     match *method {
         Method::GET | Method::HEAD | Method::OPTIONS => Role::Reader,
         Method::POST if path == "/scans" || path == "/scan-jobs" => Role::Ingester,
+        // Triage: triagers and admins.
+        Method::POST | Method::DELETE
+            if path == "/suppressions" || path.starts_with("/suppressions/") =>
+        {
+            Role::Triager
+        }
         // The CI gate: a verdict on a report, nothing stored.
         Method::POST if path.starts_with("/policies/") && path.ends_with("/evaluate") => {
             Role::Ingester
@@ -225,7 +231,7 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
         return ApiError::Unauthorized.into_response();
     };
     let need = required_role(req.method(), &path);
-    if row.role() < need {
+    if !row.role().allows(need) {
         return ApiError::Forbidden(format!(
             "this API key has the role {}; {} {} needs {}",
             row.role(),
@@ -254,7 +260,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
-    /// reader, ingester or admin.
+    /// reader, ingester, triager or admin.
     pub role: String,
     #[serde(default)]
     pub name: Option<String>,
@@ -345,8 +351,9 @@ pub async fn create_key(
     caller: Caller,
     AppJson(req): AppJson<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
-    let role = Role::parse(&req.role)
-        .ok_or_else(|| ApiError::BadRequest("role must be reader, ingester or admin".into()))?;
+    let role = Role::parse(&req.role).ok_or_else(|| {
+        ApiError::BadRequest("role must be reader, ingester, triager or admin".into())
+    })?;
     let name = text_param("name", &req.name)?.unwrap_or_default();
     let now = Utc::now();
     let expires_at = match (req.expires_at, req.expires_in.as_deref()) {
@@ -427,6 +434,13 @@ mod tests {
         assert_eq!(required_role(&Method::GET, "/admin/api-keys"), Role::Admin);
         assert_eq!(required_role(&Method::GET, "/webhooks"), Role::Admin);
         assert_eq!(required_role(&Method::POST, "/feeds/kev"), Role::Admin);
+        assert_eq!(required_role(&Method::POST, "/suppressions"), Role::Triager);
+        assert_eq!(
+            required_role(&Method::DELETE, "/suppressions/x"),
+            Role::Triager
+        );
+        assert!(Role::Triager.allows(Role::Reader) && !Role::Triager.allows(Role::Ingester));
+        assert!(!Role::Ingester.allows(Role::Triager) && Role::Admin.allows(Role::Triager));
         assert_eq!(
             required_role(&Method::POST, "/policies/prod/evaluate"),
             Role::Ingester

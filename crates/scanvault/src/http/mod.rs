@@ -12,6 +12,7 @@ pub mod params;
 pub mod policies;
 pub mod scan_views;
 pub mod scans;
+pub mod suppressions;
 pub mod webhooks;
 pub mod workers;
 
@@ -132,6 +133,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         (name = "admin", description = "API key management (admin role)"),
         (name = "feeds", description = "Exploit feeds: CISA KEV and FIRST EPSS (import: admin role)"),
         (name = "policies", description = "Compliance policies and the CI gate's verdict on a report"),
+        (name = "triage", description = "Suppressions: triage decisions that survive rebuilds (triager or admin role to change)"),
         (name = "webhooks", description = "Event notifications to your URLs, signed, retried, with a delivery log (admin role)"),
     )
 )]
@@ -170,6 +172,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(webhooks::router())
         .merge(feeds::router())
         .merge(policies::router())
+        .merge(suppressions::router())
         .split_for_parts()
 }
 

@@ -449,6 +449,9 @@ pub struct ScanVulnerabilityDetail {
     /// Listed as known exploited (CISA KEV), from the imported catalog.
     #[serde(rename = "KEV", skip_serializing_if = "Option::is_none")]
     pub kev: Option<super::feeds::KevView>,
+    /// The suppression that applies to this finding now, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppression: Option<super::suppressions::SuppressionView>,
     /// The scanner's risk score (Grype 0.9x).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub risk: Option<f64>,

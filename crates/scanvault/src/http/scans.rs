@@ -481,12 +481,25 @@ pub async fn get_scan_vulnerabilities(
     };
     let exploits =
         super::feeds::exploits(&app, rows.iter().map(|f| f.vulnerability_id.clone())).await?;
+    let now = crate::store::micros(chrono::Utc::now());
+    let mut vulns: Vec<String> = rows.iter().map(|f| f.vulnerability_id.clone()).collect();
+    vulns.sort_unstable();
+    vulns.dedup();
+    let suppressions = app
+        .store
+        .suppressions()
+        .active_suppressions(&vulns, now)
+        .await?;
     let items: Vec<ScanVulnerabilityItem> = rows
         .into_iter()
         .map(|f| {
             let extra = FindingExtra::from_stored(f.extra.as_deref());
             let (kev, epss, epss_percentile) =
                 super::feeds::exploit_views(exploits.get(&f.vulnerability_id));
+            let suppression = suppressions
+                .iter()
+                .find(|s| s.matches(&f.vulnerability_id, &f.pkg_name, &scan.image_name))
+                .map(|s| super::suppressions::SuppressionView::of(s, now));
             ScanVulnerabilityItem {
                 target: f.target.unwrap_or_default(),
                 class: f.class.unwrap_or_default(),
@@ -511,6 +524,7 @@ pub async fn get_scan_vulnerabilities(
                     epss: epss.or(extra.epss),
                     epss_percentile,
                     kev,
+                    suppression,
                     risk: extra.risk,
                 },
             }

@@ -11,10 +11,14 @@ use std::fmt;
 
 use super::{micros, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// What a key may do: `reader` reads; `ingester` also stores reports and requests scans;
+/// `triager` reads and manages suppressions; `admin` does everything. Not a linear order
+/// ([`Role::allows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Reader,
     Ingester,
+    Triager,
     Admin,
 }
 
@@ -23,7 +27,18 @@ impl Role {
         match self {
             Role::Reader => "reader",
             Role::Ingester => "ingester",
+            Role::Triager => "triager",
             Role::Admin => "admin",
+        }
+    }
+
+    /// Whether a key with this role may do what `need` may.
+    pub fn allows(self, need: Role) -> bool {
+        match need {
+            Role::Reader => true,
+            Role::Ingester => matches!(self, Role::Ingester | Role::Admin),
+            Role::Triager => matches!(self, Role::Triager | Role::Admin),
+            Role::Admin => self == Role::Admin,
         }
     }
 
@@ -31,6 +46,7 @@ impl Role {
         match s.trim().to_ascii_lowercase().as_str() {
             "reader" => Some(Role::Reader),
             "ingester" => Some(Role::Ingester),
+            "triager" => Some(Role::Triager),
             "admin" => Some(Role::Admin),
             _ => None,
         }

@@ -10,6 +10,7 @@
 //!       ── webhooks()  WebhookStore   webhooks and the outbox of their deliveries
 //!       ── feeds()     FeedStore      exploit feeds (KEV, EPSS)
 //!       ── policies()  PolicyStore    compliance policies, fixes first seen
+//!       ── suppressions() SuppressionStore  triage decisions and their audit trail
 //! ```
 //!
 //! `postgres/` and `sqlite/` implement every trait in files of the same names with their
@@ -36,6 +37,7 @@ mod postgres;
 pub mod scans;
 mod sql;
 mod sqlite;
+pub mod suppressions;
 pub mod webhooks;
 
 use std::path::PathBuf;
@@ -50,6 +52,7 @@ pub use jobs::JobStore;
 pub use keys::KeyStore;
 pub use policies::PolicyStore;
 pub use scans::{IngestOutcome, NewScan, ScanFilter, ScanRow, ScanStore};
+pub use suppressions::SuppressionStore;
 pub use webhooks::WebhookStore;
 
 /// Which database a store runs on.
@@ -192,6 +195,7 @@ pub trait Database:
     + WebhookStore
     + FeedStore
     + PolicyStore
+    + SuppressionStore
 {
 }
 
@@ -203,7 +207,8 @@ impl<
             + AdminStore
             + WebhookStore
             + FeedStore
-            + PolicyStore,
+            + PolicyStore
+            + SuppressionStore,
     > Database for T
 {
 }
@@ -260,6 +265,10 @@ impl Store {
     }
 
     pub fn policies(&self) -> &dyn PolicyStore {
+        &*self.db
+    }
+
+    pub fn suppressions(&self) -> &dyn SuppressionStore {
         &*self.db
     }
 

@@ -11,13 +11,19 @@ use scanvault::http::HttpSettings;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-struct Call {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
+pub(crate) struct Call {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
 }
 
-async fn call(app: &TestApp, key: Option<&str>, method: Method, uri: &str, body: Vec<u8>) -> Call {
+pub(crate) async fn call(
+    app: &TestApp,
+    key: Option<&str>,
+    method: Method,
+    uri: &str,
+    body: Vec<u8>,
+) -> Call {
     let mut b = Request::builder()
         .method(method)
         .uri(uri)
@@ -42,7 +48,7 @@ async fn call(app: &TestApp, key: Option<&str>, method: Method, uri: &str, body:
     }
 }
 
-async fn secured(db: Db, rate: f64, burst: f64) -> Option<TestApp> {
+pub(crate) async fn secured(db: Db, rate: f64, burst: f64) -> Option<TestApp> {
     TestApp::with_auth(
         db,
         HttpSettings::default(),
@@ -56,7 +62,12 @@ async fn secured(db: Db, rate: f64, burst: f64) -> Option<TestApp> {
     .await
 }
 
-async fn make_key(app: &TestApp, admin: &str, role: &str, extra: Value) -> (String, String) {
+pub(crate) async fn make_key(
+    app: &TestApp,
+    admin: &str,
+    role: &str,
+    extra: Value,
+) -> (String, String) {
     let mut body = json!({"role": role, "name": format!("{role} key")});
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());

@@ -27,6 +27,7 @@ mod metrics_doc;
 mod policies;
 mod retention;
 mod statements;
+mod suppressions;
 mod traces;
 mod upgrade;
 mod webhooks;

@@ -10,6 +10,7 @@ mod keys;
 mod policies;
 mod rows;
 mod scans;
+mod suppressions;
 pub(crate) mod webhooks;
 
 use anyhow::Context;

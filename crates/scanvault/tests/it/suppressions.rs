@@ -1,0 +1,347 @@
+//! Suppressions: triage decisions keyed by vulnerability (and package, image glob) that
+//! survive a rebuild under a new tag and digest, mark the findings they apply to, keep an
+//! audit trail, expire by themselves with an event, and are managed by triagers and admins.
+
+use crate::auth::{call, make_key, secured};
+use crate::on_both_backends;
+use crate::support::{digest, Db, Report, TestApp};
+use axum::http::{Method, StatusCode};
+use serde_json::{json, Value};
+
+async fn create(app: &TestApp, body: Value) -> crate::support::Resp {
+    app.request(
+        Method::POST,
+        "/suppressions",
+        serde_json::to_vec(&body).unwrap(),
+    )
+    .await
+}
+
+/// The suppression marking each finding of the scan, by vulnerability and package.
+async fn marks(app: &TestApp, scan: &str) -> Vec<(String, String, Option<String>)> {
+    let v = app
+        .request(
+            Method::GET,
+            &format!("/scans/{scan}/vulnerabilities"),
+            vec![],
+        )
+        .await
+        .json();
+    let mut out: Vec<(String, String, Option<String>)> = v["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let d = &i["Vulnerability"];
+            (
+                d["VulnerabilityID"].as_str().unwrap().to_string(),
+                d["PkgName"].as_str().unwrap().to_string(),
+                d["Suppression"]["State"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn mark(v: &str, p: &str, s: Option<&str>) -> (String, String, Option<String>) {
+    (v.into(), p.into(), s.map(str::to_string))
+}
+
+async fn suppressions_survive_rebuilds_and_keep_a_trail(app: &TestApp) {
+    let build = |tag: &str, d: u32| {
+        Report::image(&format!("ghcr.io/acme/api:{tag}"), &digest(d))
+            .vuln("CVE-2024-0101", "openssl", "3.0.1", "HIGH", Some("3.0.2"))
+            .vuln("CVE-2024-0101", "libssl", "3.0.1", "HIGH", Some("3.0.2"))
+            .vuln("CVE-2024-0202", "zlib", "1.2", "MEDIUM", None)
+    };
+    let first = app
+        .request(Method::POST, "/scans", build("1.0", 1).bytes())
+        .await
+        .json();
+    let r = create(
+        app,
+        json!({"VulnerabilityID": "CVE-2024-0101", "Package": "openssl", "Image": "ghcr.io/acme/*",
+               "State": "not_affected", "Reason": "the vulnerable function is never called"}),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let sup = r.json();
+    let id = sup["ID"].as_str().unwrap().to_string();
+    assert_eq!(sup["Active"], true);
+    // A fleet-wide one for another vulnerability, and one for another image.
+    create(app, json!({"VulnerabilityID": "CVE-2024-0202", "State": "accepted_risk", "Reason": "no network exposure"})).await;
+    create(app, json!({"VulnerabilityID": "CVE-2024-0101", "Image": "docker.io/other/*", "State": "false_positive", "Reason": "not ours"})).await;
+
+    let want = vec![
+        mark("CVE-2024-0101", "libssl", None),
+        mark("CVE-2024-0101", "openssl", Some("not_affected")),
+        mark("CVE-2024-0202", "zlib", Some("accepted_risk")),
+    ];
+    assert_eq!(marks(app, first["ID"].as_str().unwrap()).await, want);
+    // A rebuild under a new tag and digest is a new scan, and stays suppressed.
+    let rebuilt = app
+        .request(Method::POST, "/scans", build("1.1", 2).bytes())
+        .await
+        .json();
+    assert_ne!(rebuilt["ID"], first["ID"]);
+    assert_eq!(marks(app, rebuilt["ID"].as_str().unwrap()).await, want);
+
+    // Listed; deleted (then it no longer applies), with who and why in its trail.
+    let all = app
+        .request(Method::GET, "/suppressions", vec![])
+        .await
+        .json();
+    assert_eq!(all["Count"], 3);
+    let del = app
+        .request(Method::DELETE, &format!("/suppressions/{id}"), vec![])
+        .await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT);
+    let again = app
+        .request(Method::DELETE, &format!("/suppressions/{id}"), vec![])
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let active = app
+        .request(Method::GET, "/suppressions?active=true", vec![])
+        .await
+        .json();
+    assert_eq!(active["Count"], 2);
+    let one = app
+        .request(Method::GET, &format!("/suppressions/{id}"), vec![])
+        .await
+        .json();
+    assert_eq!(one["Active"], false);
+    let actions: Vec<&str> = one["History"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["Action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["created", "deleted"]);
+    assert_eq!(
+        one["History"][0]["Detail"]["Reason"],
+        "the vulnerable function is never called"
+    );
+    assert_eq!(
+        marks(app, rebuilt["ID"].as_str().unwrap()).await[1],
+        mark("CVE-2024-0101", "openssl", None)
+    );
+
+    for (body, why) in [
+        (
+            json!({"VulnerabilityID": "", "State": "not_affected", "Reason": "x"}),
+            "VulnerabilityID",
+        ),
+        (
+            json!({"VulnerabilityID": "CVE-1", "State": "ignored", "Reason": "x"}),
+            "State",
+        ),
+        (
+            json!({"VulnerabilityID": "CVE-1", "State": "not_affected", "Reason": " "}),
+            "Reason",
+        ),
+        (
+            json!({"VulnerabilityID": "CVE-1", "State": "not_affected", "Reason": "x", "ExpiresAt": "2020-01-01T00:00:00Z"}),
+            "past",
+        ),
+        (
+            json!({"VulnerabilityID": "CVE-1", "State": "not_affected", "Reason": "x", "Scope": "all"}),
+            "Scope",
+        ),
+    ] {
+        let r = create(app, body.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(String::from_utf8_lossy(&r.body).contains(why), "{body}");
+    }
+}
+on_both_backends!(
+    suppression_rebuilds,
+    suppressions_survive_rebuilds_and_keep_a_trail
+);
+
+async fn an_expired_suppression_stops_applying_and_is_announced(app: &TestApp) {
+    let hook = app
+        .request(
+            Method::POST,
+            "/webhooks",
+            serde_json::to_vec(
+                &json!({"URL": "http://127.0.0.1:9/hook", "Events": ["suppression.expired"],
+                "Secret": "sixteen-characters-at-least"}),
+            )
+            .unwrap(),
+        )
+        .await
+        .json();
+    let scan = app
+        .request(
+            Method::POST,
+            "/scans",
+            Report::image("acme/web:1", &digest(5))
+                .vuln("CVE-2024-0303", "curl", "8.0", "LOW", None)
+                .bytes(),
+        )
+        .await
+        .json();
+    let expires = chrono::Utc::now() + chrono::Duration::milliseconds(600);
+    let sup = create(
+        app,
+        json!({"VulnerabilityID": "CVE-2024-0303", "State": "will_not_fix",
+        "Reason": "end of life next month", "ExpiresAt": expires.to_rfc3339()}),
+    )
+    .await
+    .json();
+    let scan_id = scan["ID"].as_str().unwrap();
+    assert_eq!(
+        marks(app, scan_id).await[0].2.as_deref(),
+        Some("will_not_fix")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // Past ExpiresAt it no longer applies, before anyone acts.
+    assert_eq!(marks(app, scan_id).await[0].2, None);
+    // Processing the expiry (every process runs it every 2 s) announces it once.
+    let now = scanvault::store::micros(chrono::Utc::now());
+    let expired = app
+        .store
+        .suppressions()
+        .expire_suppressions(now)
+        .await
+        .unwrap();
+    assert_eq!(expired.len(), 1);
+    assert!(app
+        .store
+        .suppressions()
+        .expire_suppressions(now)
+        .await
+        .unwrap()
+        .is_empty());
+    let one = app
+        .request(
+            Method::GET,
+            &format!("/suppressions/{}", sup["ID"].as_str().unwrap()),
+            vec![],
+        )
+        .await
+        .json();
+    let last = one["History"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["Action"].clone(), last["Actor"].clone()),
+        (json!("expired"), json!("system"))
+    );
+    let deliveries = app
+        .request(
+            Method::GET,
+            &format!("/webhooks/{}/deliveries", hook["ID"].as_str().unwrap()),
+            vec![],
+        )
+        .await
+        .json();
+    assert_eq!(deliveries["Count"], 1);
+    assert_eq!(deliveries["Items"][0]["Event"], "suppression.expired");
+    assert_eq!(
+        deliveries["Items"][0]["Data"]["VulnerabilityID"],
+        "CVE-2024-0303"
+    );
+}
+on_both_backends!(
+    suppression_expiry,
+    an_expired_suppression_stops_applying_and_is_announced
+);
+
+async fn only_triagers_and_admins_manage_suppressions(db: Db) {
+    let Some(app) = secured(db, 0.0, 0.0).await else {
+        return;
+    };
+    let admin = app
+        .store
+        .keys()
+        .bootstrap_admin(None, chrono::Utc::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let body = serde_json::to_vec(
+        &json!({"VulnerabilityID": "CVE-1", "State": "false_positive", "Reason": "r"}),
+    )
+    .unwrap();
+    let mut made = vec![];
+    for (role, want) in [
+        ("reader", StatusCode::FORBIDDEN),
+        ("ingester", StatusCode::FORBIDDEN),
+        ("triager", StatusCode::CREATED),
+    ] {
+        let (_, key) = make_key(&app, &admin, role, json!({})).await;
+        let r = call(
+            &app,
+            Some(&key),
+            Method::POST,
+            "/suppressions",
+            body.clone(),
+        )
+        .await;
+        assert_eq!(r.status, want, "{role}");
+        if r.status == StatusCode::CREATED {
+            made.push((key.clone(), r.body["ID"].as_str().unwrap().to_string()));
+        }
+        // Everyone with a key reads them.
+        assert_eq!(
+            call(&app, Some(&key), Method::GET, "/suppressions", vec![])
+                .await
+                .status,
+            StatusCode::OK
+        );
+        // A triager does not ingest.
+        if role == "triager" {
+            let r = call(
+                &app,
+                Some(&key),
+                Method::POST,
+                "/scans",
+                Report::image("t:1", &digest(1)).bytes(),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN);
+        }
+    }
+    let r = call(&app, Some(&admin), Method::POST, "/suppressions", body).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let (triager, id) = &made[0];
+    let r = call(
+        &app,
+        Some(triager),
+        Method::DELETE,
+        &format!("/suppressions/{id}"),
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let trail = call(
+        &app,
+        Some(&admin),
+        Method::GET,
+        &format!("/suppressions/{id}"),
+        vec![],
+    )
+    .await;
+    let actors: Vec<&str> = trail.body["History"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["Actor"].as_str().unwrap())
+        .collect();
+    assert!(actors.iter().all(|a| a.starts_with("api:")), "{actors:?}");
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suppression_roles_sqlite() {
+    only_triagers_and_admins_manage_suppressions(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suppression_roles_postgres() {
+    only_triagers_and_admins_manage_suppressions(Db::Postgres).await;
+}
