@@ -137,6 +137,74 @@ pub struct SuppressionList {
 pub struct SuppressionParams {
     /// `true`: only those applying now.
     pub active: Option<String>,
+    /// `openvex`: the active suppressions as an OpenVEX 0.2.0 document.
+    pub format: Option<String>,
+}
+
+/// The active suppressions as an OpenVEX 0.2.0 document: a statement per suppression,
+/// its products the image glob (or the whole fleet) with the package as a subcomponent.
+/// `not_affected` and `false_positive` are `not_affected` with the reason as the impact
+/// statement; `accepted_risk` and `will_not_fix` are `affected` with the decision and reason
+/// as the action statement.
+pub fn openvex(rows: &[SuppressionRow], now: DateTime<Utc>) -> serde_json::Value {
+    use sha2::Digest as _;
+    let ts = |t: i64| from_micros(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut h = sha2::Sha256::new();
+    let statements: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|s| {
+            h.update(s.id.as_bytes());
+            let mut product = serde_json::json!({
+                "@id": match &s.image {
+                    Some(g) => format!("urn:scanvault:images:{}", percent_encoding::utf8_percent_encode(g, percent_encoding::NON_ALPHANUMERIC)),
+                    None => "urn:scanvault:fleet".to_string(),
+                }
+            });
+            if let Some(p) = &s.package {
+                product["subcomponents"] = serde_json::json!([{
+                    "@id": format!("urn:scanvault:package:{}", percent_encoding::utf8_percent_encode(p, percent_encoding::NON_ALPHANUMERIC))
+                }]);
+            }
+            let mut st = serde_json::json!({
+                "@id": format!("urn:scanvault:suppression:{}", s.id),
+                "vulnerability": {"name": s.vulnerability_id},
+                "timestamp": ts(s.created_at),
+                "products": [product],
+            });
+            match s.state.as_str() {
+                "not_affected" => {
+                    st["status"] = "not_affected".into();
+                    st["impact_statement"] = s.reason.clone().into();
+                }
+                "false_positive" => {
+                    st["status"] = "not_affected".into();
+                    st["impact_statement"] = format!("false positive: {}", s.reason).into();
+                }
+                other => {
+                    st["status"] = "affected".into();
+                    st["action_statement"] =
+                        format!("{}: {}", other.replace('_', " "), s.reason).into();
+                }
+            }
+            st
+        })
+        .collect();
+    let digest: String = h
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    serde_json::json!({
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": format!("urn:scanvault:vex:{digest}"),
+        "author": "ScanVault",
+        "role": "Document Creator",
+        "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "version": 1,
+        "tooling": concat!("ScanVault ", env!("CARGO_PKG_VERSION")),
+        "statements": statements,
+    })
 }
 
 fn actor(caller: &Caller) -> String {
@@ -214,14 +282,34 @@ pub async fn create_suppression(
         .into_response())
 }
 
-/// Suppressions, newest first.
+/// Suppressions, newest first (`format=openvex`: the active ones as an OpenVEX document).
 #[utoipa::path(get, path = "/suppressions", tag = "triage", params(SuppressionParams),
-    responses((status = 200, body = SuppressionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = SuppressionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 404, description = "format=openvex with no active suppression (a VEX document needs a statement)", body = ErrorBody)))]
 pub async fn list_suppressions(
     State(app): State<AppState>,
     ApiQuery(p): ApiQuery<SuppressionParams>,
-) -> Result<Json<SuppressionList>, ApiError> {
-    let now = micros(Utc::now());
+) -> Result<Response, ApiError> {
+    let at = Utc::now();
+    let now = micros(at);
+    match text_param("format", &p.format)?.as_deref() {
+        None | Some("json") => {}
+        Some("openvex") => {
+            let rows = app.store.suppressions().suppressions(Some(now)).await?;
+            if rows.is_empty() {
+                return Err(ApiError::not_found(
+                    "active suppression to state in VEX",
+                    "no_active_suppressions",
+                ));
+            }
+            return Ok((
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                Json(openvex(&rows, at)),
+            )
+                .into_response());
+        }
+        Some(_) => return Err(ApiError::bad_param("format", "must be json or openvex")),
+    }
     let active = match text_param("active", &p.active)?.as_deref() {
         None | Some("false") => None,
         Some("true") => Some(now),
@@ -238,7 +326,8 @@ pub async fn list_suppressions(
     Ok(Json(SuppressionList {
         count: items.len(),
         items,
-    }))
+    })
+    .into_response())
 }
 
 /// One suppression with its audit trail.

@@ -55,6 +55,14 @@ async fn suppressions_survive_rebuilds_and_keep_a_trail(app: &TestApp) {
             .vuln("CVE-2024-0101", "libssl", "3.0.1", "HIGH", Some("3.0.2"))
             .vuln("CVE-2024-0202", "zlib", "1.2", "MEDIUM", None)
     };
+    let none = app
+        .request(Method::GET, "/suppressions?format=openvex", vec![])
+        .await;
+    assert_eq!(
+        none.status,
+        StatusCode::NOT_FOUND,
+        "a VEX document needs a statement"
+    );
     let first = app
         .request(Method::POST, "/scans", build("1.0", 1).bytes())
         .await
@@ -92,6 +100,50 @@ async fn suppressions_survive_rebuilds_and_keep_a_trail(app: &TestApp) {
     assert_ne!(rebuilt["ID"], first["ID"]);
     assert_eq!(marks(app, rebuilt["ID"].as_str().unwrap()).await, want);
 
+    // VEX out: the active suppressions as an OpenVEX 0.2.0 document, valid against its schema.
+    let vex = app
+        .request(Method::GET, "/suppressions?format=openvex", vec![])
+        .await;
+    assert_eq!(vex.status, StatusCode::OK);
+    let vex = vex.json();
+    let schema: Value = serde_json::from_slice(
+        &std::fs::read(
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/schemas/openvex_json_schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::options()
+        .offline()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&vex)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{vex:#}");
+    let mut statuses: Vec<(String, String)> = vex["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| {
+            (
+                st["vulnerability"]["name"].as_str().unwrap().to_string(),
+                st["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            ("CVE-2024-0101".to_string(), "not_affected".to_string()),
+            ("CVE-2024-0101".to_string(), "not_affected".to_string()),
+            ("CVE-2024-0202".to_string(), "affected".to_string())
+        ]
+    );
     // Listed; deleted (then it no longer applies), with who and why in its trail.
     let all = app
         .request(Method::GET, "/suppressions", vec![])
