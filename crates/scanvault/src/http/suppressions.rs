@@ -217,7 +217,7 @@ fn actor(caller: &Caller) -> String {
 /// Suppress a vulnerability, fleet-wide or narrowed to a package and an image-name glob.
 #[utoipa::path(post, path = "/suppressions", tag = "triage", request_body = CreateSuppressionRequest,
     responses((status = 201, body = SuppressionView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-    (status = 403, body = ErrorBody)))]
+    (status = 403, body = ErrorBody), (status = 415, description = "The body is not JSON", body = ErrorBody)))]
 pub async fn create_suppression(
     State(app): State<AppState>,
     caller: Caller,
