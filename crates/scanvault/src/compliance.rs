@@ -85,12 +85,12 @@ pub async fn policy(
     if name == DEFAULT_POLICY {
         return Ok(Some(default_policy(fail_on)));
     }
-    match store.policies().policy(name).await? {
-        Some(row) => Ok(Some(serde_json::from_str(&row.body).map_err(|e| {
-            anyhow::anyhow!("the stored policy {name:?} does not parse: {e}")
-        })?)),
-        None => Ok(None),
-    }
+    store
+        .policies()
+        .policy(name)
+        .await?
+        .map(|row| row.policy())
+        .transpose()
 }
 
 /// The verdict of one policy on one image's findings.
@@ -184,10 +184,7 @@ impl PolicyCache {
         }
         let mut out = vec![];
         for row in store.policies().policies().await? {
-            let p: Policy = serde_json::from_str(&row.body).map_err(|e| {
-                anyhow::anyhow!("the stored policy {:?} does not parse: {e}", row.name)
-            })?;
-            out.push((row.name, p));
+            out.push((row.name.clone(), row.policy()?));
         }
         let out = std::sync::Arc::new(out);
         self.0.insert((), out.clone());

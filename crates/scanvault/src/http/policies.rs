@@ -140,8 +140,7 @@ pub async fn list_policies(State(app): State<AppState>) -> Result<Json<PolicyLis
     let default = scanvault_core::policy::default_policy(app.ingest.compliance_fail_on);
     let mut items = vec![PolicyView::of(DEFAULT_POLICY, &default, None)];
     for row in app.store.policies().policies().await? {
-        let p: Policy = serde_json::from_str(&row.body)
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("policy {}: {e}", row.name)))?;
+        let p = row.policy().map_err(ApiError::Internal)?;
         items.push(PolicyView::of(&row.name, &p, Some(&row)));
     }
     Ok(Json(PolicyList {

@@ -479,12 +479,11 @@ pub async fn get_scan_vulnerabilities(
     } else {
         app.store.scans().count_findings(&id, &filter).await?
     };
-    let exploits =
-        super::feeds::exploits(&app, rows.iter().map(|f| f.vulnerability_id.clone())).await?;
     let now = crate::store::micros(chrono::Utc::now());
     let mut vulns: Vec<String> = rows.iter().map(|f| f.vulnerability_id.clone()).collect();
     vulns.sort_unstable();
     vulns.dedup();
+    let exploits = app.store.feeds().exploits(&vulns).await?;
     let suppressions = app
         .store
         .suppressions()

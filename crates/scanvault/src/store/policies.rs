@@ -15,6 +15,14 @@ pub struct PolicyRow {
     pub updated_by: Option<String>,
 }
 
+impl PolicyRow {
+    /// The stored body as a policy (it was validated when stored).
+    pub fn policy(&self) -> anyhow::Result<scanvault_core::policy::Policy> {
+        serde_json::from_str(&self.body)
+            .map_err(|e| anyhow::anyhow!("the stored policy {:?} does not parse: {e}", self.name))
+    }
+}
+
 #[async_trait]
 pub trait PolicyStore: Send + Sync {
     /// Create or replace a policy; whether it was created.
