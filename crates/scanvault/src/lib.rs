@@ -21,5 +21,6 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod triage;
 pub mod webhooks;
 pub mod worker;

@@ -19,12 +19,16 @@ use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
 use super::export::{csv_stream, PageFetch};
+use super::params::suppressed_param;
 use super::params::{int_param, severity_param, text_param, time_param, ApiPath, ApiQuery, DayEnd};
 use super::AppState;
 use crate::store::analytics::{
-    FleetFinding, FleetScope, FleetSummary, Interval, TopCve, WorkloadQuery,
+    FleetFinding, FleetScope, FleetSummary, Interval, Suppressed, SuppressedMode, TopCve,
+    WorkloadQuery,
 };
 use crate::store::{from_micros, micros};
+use crate::triage;
+use scanvault_core::fleet;
 
 /// Default and largest number of rows of top-cves.
 pub const TOP_CVES_DEFAULT: i64 = 10;
@@ -89,6 +93,9 @@ pub struct SummaryResponse {
     /// The 10 vulnerability ids in most images.
     #[serde(rename = "TopCVEs")]
     pub top_cves: Vec<TopCveView>,
+    /// Findings active suppressions cover, left out of the counts above unless
+    /// `suppressed=include` (with `only`, the counts are these findings).
+    pub suppressed: i64,
 }
 
 /// One vulnerability id over the fleet.
@@ -171,6 +178,9 @@ pub struct TopCvesResponse {
     pub count: usize,
     #[serde(rename = "CVEs")]
     pub cves: Vec<TopCveView>,
+    /// Findings active suppressions cover in the scope, left out of the ranking's counts
+    /// unless `suppressed=include`.
+    pub suppressed: i64,
 }
 
 /// One point of a trend: findings of one severity in the fleet as of the end of a bucket.
@@ -195,6 +205,16 @@ pub struct TrendBucketView {
     pub fixable: i64,
 }
 
+/// How a trend treats suppressed findings.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct TrendSuppressedView {
+    /// `exclude`, `include` or `only`.
+    pub mode: String,
+    /// Findings active suppressions cover now (of the image when `image`).
+    pub now: i64,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct TrendsResponse {
@@ -210,6 +230,7 @@ pub struct TrendsResponse {
     pub points: Vec<TrendPointView>,
     /// The same buckets with images, total and fixable findings (added field).
     pub buckets: Vec<TrendBucketView>,
+    pub suppressed: TrendSuppressedView,
 }
 
 /// One image reference carrying the vulnerability, with the package found.
@@ -243,6 +264,8 @@ pub struct CveImagesResponse {
     pub offset: i64,
     /// Whether another page follows (added field).
     pub has_more: bool,
+    /// Items active suppressions cover, left out unless `suppressed=include`.
+    pub suppressed: i64,
     /// Listed as known exploited (CISA KEV, from the imported catalog).
     #[serde(rename = "KEV", skip_serializing_if = "Option::is_none")]
     pub kev: Option<super::feeds::KevView>,
@@ -296,6 +319,9 @@ pub struct FixableResponse {
     pub count: i64,
     /// Whether another page follows (added field).
     pub has_more: bool,
+    /// Findings active suppressions cover, left out of the counts and items unless
+    /// `suppressed=include`.
+    pub suppressed: i64,
     /// Fixable findings, most severe first, then by id, then by reference (in the order
     /// references joined the fleet; by image name and tag when `image`, `from` or `to` is
     /// given), package, version.
@@ -314,6 +340,9 @@ pub struct SummaryParams {
     pub from: Option<String>,
     /// RFC 3339, or a date (its end); the fleet as of this time (default: now).
     pub to: Option<String>,
+    /// `exclude` (default): leave out findings active suppressions cover; `include`: count
+    /// everything; `only`: count only them.
+    pub suppressed: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -327,6 +356,10 @@ pub struct TrendParams {
     pub from: Option<String>,
     /// RFC 3339, or a date (its end); default now.
     pub to: Option<String>,
+    /// `exclude` (default): each point leaves out what was suppressed then (the fleet: as
+    /// recorded each day; an image: its findings the suppressions active now cover);
+    /// `include`: everything; `only`: only that.
+    pub suppressed: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -339,6 +372,8 @@ pub struct TopCveParams {
     pub limit: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
+    /// `exclude` (default), `include` or `only` (findings active suppressions cover).
+    pub suppressed: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -353,6 +388,8 @@ pub struct PageParams {
     pub workload: Option<String>,
     /// `csv`: every item (from `offset`, at most `limit` when given) as CSV, streamed.
     pub format: Option<String>,
+    /// `exclude` (default), `include` or `only` (findings active suppressions cover).
+    pub suppressed: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -372,6 +409,8 @@ pub struct FixableParams {
     pub limit: Option<String>,
     /// Items to skip (default 0).
     pub offset: Option<String>,
+    /// `exclude` (default), `include` or `only` (findings active suppressions cover).
+    pub suppressed: Option<String>,
 }
 
 /// Whether `format` asks for CSV (the only other format of a listing than JSON).
@@ -470,6 +509,40 @@ fn scope_params(
     ))
 }
 
+/// The listings' filter: in `Exclude` with no suppression active, nothing to test.
+async fn listing_filter(app: &AppState, mode: SuppressedMode) -> Result<Suppressed, ApiError> {
+    if mode == SuppressedMode::Exclude && app.triage.active(&app.store).await?.is_empty() {
+        return Ok(Suppressed::ALL);
+    }
+    Ok(Suppressed {
+        mode,
+        now: micros(Utc::now()),
+    })
+}
+
+/// The findings of a workload listing's rows that suppressions cover (`q` is reused).
+async fn workload_suppressed(app: &AppState, q: &mut WorkloadQuery) -> Result<i64, ApiError> {
+    if app.triage.active(&app.store).await?.is_empty() {
+        return Ok(0);
+    }
+    q.suppressed = Suppressed {
+        mode: SuppressedMode::Only,
+        now: micros(Utc::now()),
+    };
+    q.limit = 0;
+    q.fixable = false;
+    Ok(app.store.analytics().workload_findings(q).await?.1)
+}
+
+/// The name of a mode, as the parameter takes it.
+fn mode_name(mode: SuppressedMode) -> &'static str {
+    match mode {
+        SuppressedMode::Exclude => "exclude",
+        SuppressedMode::Include => "include",
+        SuppressedMode::Only => "only",
+    }
+}
+
 // ------------------------------------------------------------------------------ handlers
 
 /// The state of the fleet: images, findings per severity, fixable, top 10 CVEs.
@@ -485,12 +558,18 @@ pub async fn get_summary(
     ApiQuery(p): ApiQuery<SummaryParams>,
 ) -> Result<Json<SummaryResponse>, ApiError> {
     let (scope, from, to) = scope_params(&p.image, &p.from, &p.to)?;
-    let summary = app.store.analytics().summary(&scope).await?;
-    let top = app
-        .store
-        .analytics()
-        .top_cves(&scope, None, TOP_CVES_DEFAULT)
-        .await?;
+    let mode = suppressed_param(&p.suppressed)?;
+    let overlay = app.triage.overlay(&app.store, &scope).await?;
+    let summary = triage::summary(&app.store, &scope, mode, overlay.as_deref()).await?;
+    let top = triage::top_cves(
+        &app.store,
+        &scope,
+        None,
+        TOP_CVES_DEFAULT,
+        mode,
+        overlay.as_deref(),
+    )
+    .await?;
     Ok(Json(SummaryResponse {
         image: scope.image.clone(),
         from,
@@ -501,6 +580,7 @@ pub async fn get_summary(
         fixable: summary.fixable,
         not_fixable: summary.total() - summary.fixable,
         top_cves: top_cve_views(&app, top).await?,
+        suppressed: overlay.map_or(0, |o| o.suppressed_findings()),
     }))
 }
 
@@ -555,11 +635,26 @@ pub async fn get_trends(
             ),
         ));
     }
-    let points = app
-        .store
-        .analytics()
-        .trend(image.as_deref(), interval, micros(from), micros(to))
-        .await?;
+    let mode = suppressed_param(&p.suppressed)?;
+    let points = triage::trend(
+        &app.triage,
+        &app.store,
+        image.as_deref(),
+        interval,
+        micros(from),
+        micros(to),
+        mode,
+    )
+    .await?;
+    let scope = FleetScope {
+        image: image.clone(),
+        ..Default::default()
+    };
+    let now_suppressed = app
+        .triage
+        .overlay(&app.store, &scope)
+        .await?
+        .map_or(0, |o| o.suppressed_findings());
     let mut views = Vec::with_capacity(points.len() * 5);
     let mut buckets = Vec::with_capacity(points.len());
     for pt in &points {
@@ -586,6 +681,10 @@ pub async fn get_trends(
         count: views.len(),
         points: views,
         buckets,
+        suppressed: TrendSuppressedView {
+            mode: mode_name(mode).into(),
+            now: now_suppressed,
+        },
     }))
 }
 
@@ -604,11 +703,17 @@ pub async fn get_top_cves(
     let (scope, from, to) = scope_params(&p.image, &p.from, &p.to)?;
     let severity = severity_param(&p.severity)?;
     let limit = int_param("limit", &p.limit, TOP_CVES_DEFAULT, 1, TOP_CVES_MAX)?;
-    let cves = app
-        .store
-        .analytics()
-        .top_cves(&scope, severity, limit)
-        .await?;
+    let mode = suppressed_param(&p.suppressed)?;
+    let overlay = app.triage.overlay(&app.store, &scope).await?;
+    let cves = triage::top_cves(
+        &app.store,
+        &scope,
+        severity,
+        limit,
+        mode,
+        overlay.as_deref(),
+    )
+    .await?;
     Ok(Json(TopCvesResponse {
         image: scope.image.clone(),
         severity: severity.map(|s| s.as_str().to_string()),
@@ -617,6 +722,7 @@ pub async fn get_top_cves(
         to,
         count: cves.len(),
         cves: top_cve_views(&app, cves).await?,
+        suppressed: overlay.map_or(0, |o| o.suppressed_findings()),
     }))
 }
 
@@ -638,6 +744,8 @@ pub async fn get_cve_images(
     let limit = int_param("limit", &p.limit, PAGE_DEFAULT, 1, PAGE_MAX)?;
     let offset = int_param("offset", &p.offset, 0, 0, MAX_OFFSET)?;
     let workload = text_param("workload", &p.workload)?;
+    let mode = suppressed_param(&p.suppressed)?;
+    let filter = listing_filter(&app, mode).await?;
     if csv_format(&p.format)? {
         let store = app.store.clone();
         let cve = cve_id.clone();
@@ -652,10 +760,17 @@ pub async fn get_cve_images(
                             fixable: false,
                             limit,
                             offset,
+                            suppressed: filter,
                         };
                         store.analytics().workload_findings(&q).await?.0
                     }
-                    None => store.analytics().cve_images(&cve, limit, offset).await?.0,
+                    None => {
+                        store
+                            .analytics()
+                            .cve_images(&cve, limit, offset, filter)
+                            .await?
+                            .0
+                    }
                 })
             })
         });
@@ -669,34 +784,59 @@ pub async fn get_cve_images(
             limit,
         ));
     }
-    let (mut rows, image_count, items) = match workload {
+    let (mut rows, image_count, items, suppressed) = match workload {
         Some(workload) => {
-            let q = WorkloadQuery {
+            let mut q = WorkloadQuery {
                 workload,
                 vulnerability: Some(cve_id.clone()),
                 fixable: false,
                 limit,
                 offset,
+                suppressed: filter,
             };
             let (rows, items, refs) = app.store.analytics().workload_findings(&q).await?;
-            (rows, refs, Some(items))
+            let suppressed = workload_suppressed(&app, &mut q).await?;
+            (rows, refs, Some(items), suppressed)
         }
         None => {
             let (rows, refs) = app
                 .store
                 .analytics()
-                .cve_images(&cve_id, limit, offset)
+                .cve_images(&cve_id, limit, offset, filter)
                 .await?;
-            (rows, refs, None)
+            (rows, refs, None, 0)
         }
     };
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
+    // The maintained counts include every finding: what the suppressions cover comes off.
+    let split = match items {
+        Some(_) => None,
+        None => app
+            .triage
+            .fleet_overlay(&app.store)
+            .await?
+            .and_then(|o| o.cves.get(&cve_id).cloned()),
+    };
+    let left_out = split.as_ref().map_or(0, |s| s.suppressed[2..].iter().sum());
+    let image_count = match (&split, mode) {
+        (_, SuppressedMode::Include) | (None, SuppressedMode::Exclude) => image_count,
+        (None, SuppressedMode::Only) => 0,
+        (Some(s), SuppressedMode::Exclude) => {
+            image_count - (s.all[fleet::IMAGES] - s.kept[fleet::IMAGES])
+        }
+        (Some(s), SuppressedMode::Only) => s.suppressed[fleet::IMAGES],
+    };
     let count = match items {
         Some(n) => n,
         None if offset == 0 && !has_more => rows.len() as i64,
-        None => app.store.analytics().cve_items(&cve_id).await?,
+        None => match mode {
+            SuppressedMode::Include => app.store.analytics().cve_items(&cve_id).await?,
+            SuppressedMode::Exclude => app.store.analytics().cve_items(&cve_id).await? - left_out,
+            SuppressedMode::Only => left_out,
+        },
     };
+    let suppressed = suppressed.max(left_out);
     let images: Vec<CveImageView> = rows
         .into_iter()
         .map(|f: FleetFinding| CveImageView {
@@ -719,6 +859,7 @@ pub async fn get_cve_images(
         limit,
         offset,
         has_more,
+        suppressed,
         kev,
         epss,
         epss_percentile,
@@ -749,6 +890,8 @@ pub async fn get_fixable(
             "is about the current fleet and cannot be combined with image, from or to",
         ));
     }
+    let mode = suppressed_param(&p.suppressed)?;
+    let filter = listing_filter(&app, mode).await?;
     if csv_format(&p.format)? {
         let store = app.store.clone();
         let fetch: PageFetch = Box::new(move |offset, limit| {
@@ -762,10 +905,16 @@ pub async fn get_fixable(
                             fixable: true,
                             limit,
                             offset,
+                            suppressed: filter,
                         };
                         store.analytics().workload_findings(&q).await?.0
                     }
-                    None => store.analytics().fixable(&scope, limit, offset).await?,
+                    None => {
+                        store
+                            .analytics()
+                            .fixable(&scope, limit, offset, filter)
+                            .await?
+                    }
                 })
             })
         });
@@ -779,7 +928,7 @@ pub async fn get_fixable(
             limit,
         ));
     }
-    let (mut rows, total, fixable) = match workload {
+    let (mut rows, total, fixable, suppressed) = match workload {
         Some(workload) => {
             let mut q = WorkloadQuery {
                 workload,
@@ -787,17 +936,25 @@ pub async fn get_fixable(
                 fixable: true,
                 limit,
                 offset,
+                suppressed: filter,
             };
             let (rows, fixable, _) = app.store.analytics().workload_findings(&q).await?;
             q.fixable = false;
             q.limit = 0;
             let (_, total, _) = app.store.analytics().workload_findings(&q).await?;
-            (rows, total, fixable)
+            let suppressed = workload_suppressed(&app, &mut q).await?;
+            (rows, total, fixable, suppressed)
         }
         None => {
-            let summary = app.store.analytics().summary(&scope).await?;
-            let rows = app.store.analytics().fixable(&scope, limit, offset).await?;
-            (rows, summary.total(), summary.fixable)
+            let overlay = app.triage.overlay(&app.store, &scope).await?;
+            let summary = triage::summary(&app.store, &scope, mode, overlay.as_deref()).await?;
+            let rows = app
+                .store
+                .analytics()
+                .fixable(&scope, limit, offset, filter)
+                .await?;
+            let suppressed = overlay.map_or(0, |o| o.suppressed_findings());
+            (rows, summary.total(), summary.fixable, suppressed)
         }
     };
     let has_more = rows.len() as i64 > limit;
@@ -833,6 +990,7 @@ pub async fn get_fixable(
         offset,
         count: fixable,
         has_more,
+        suppressed,
         fixable_items: items,
     })
     .into_response())

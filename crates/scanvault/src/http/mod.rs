@@ -47,6 +47,8 @@ pub struct AppState {
     pub signals: Signals,
     /// The stored compliance policies, briefly cached.
     pub policies: crate::compliance::PolicyCache,
+    /// The active suppressions and what they leave out of the fleet.
+    pub triage: Arc<crate::triage::Triage>,
 }
 
 impl AppState {
@@ -66,6 +68,7 @@ impl AppState {
             metrics: Some(crate::metrics::install()),
             signals,
             policies: Default::default(),
+            triage: Default::default(),
         }
     }
 }

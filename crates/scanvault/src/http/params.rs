@@ -140,6 +140,26 @@ pub fn is_digest(d: &str) -> bool {
     }
 }
 
+/// `suppressed`: `exclude` (default) leaves out the findings active suppressions cover,
+/// `include` shows everything, `only` shows only them.
+pub fn suppressed_param(
+    v: &Option<String>,
+) -> Result<crate::store::analytics::SuppressedMode, ApiError> {
+    use crate::store::analytics::SuppressedMode;
+    match text_param("suppressed", v)?
+        .map(|s| s.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("exclude") => Ok(SuppressedMode::Exclude),
+        Some("include") => Ok(SuppressedMode::Include),
+        Some("only") => Ok(SuppressedMode::Only),
+        Some(_) => Err(ApiError::bad_param(
+            "suppressed",
+            "must be exclude, include or only",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

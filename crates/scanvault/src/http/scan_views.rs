@@ -74,6 +74,10 @@ pub struct ScanView {
     /// Each rule a finding fails, per policy (with `Compliant`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub violations: Option<Vec<super::policies::ViolationView>>,
+    /// Findings active suppressions cover: left out of the counts above (`Vuln*`,
+    /// `FixableCount`, `RiskScore`, `IsCompliant`) unless `suppressed=include`; with
+    /// `suppressed=only` the counts are these findings.
+    pub suppressed: i64,
 }
 
 /// A workload of a cluster that runs an image.
@@ -170,7 +174,62 @@ impl ScanView {
             warnings: vec![],
             compliant: None,
             violations: None,
+            suppressed: 0,
         }
+    }
+
+    /// The counts with what suppressions cover (`left_out`, [`scanvault_core::fleet::Counts`])
+    /// left out, or only that, by `mode`; `IsCompliant` follows the counts left (the
+    /// `default` policy fails on `fail_on` and above).
+    pub fn apply_suppressed(
+        &mut self,
+        left_out: &scanvault_core::fleet::Counts,
+        mode: crate::store::analytics::SuppressedMode,
+        fail_on: Severity,
+    ) {
+        use crate::store::analytics::SuppressedMode;
+        use scanvault_core::fleet::{sev_index, FIXABLE};
+        let by = |s: Severity| left_out[sev_index(s.rank())];
+        let mut counts = scanvault_core::report::SeverityCounts {
+            critical: self.vuln_critical,
+            high: self.vuln_high,
+            medium: self.vuln_medium,
+            low: self.vuln_low,
+            unknown: self.vuln_unknown,
+        };
+        self.suppressed = left_out[2..].iter().sum();
+        match mode {
+            SuppressedMode::Include => return,
+            SuppressedMode::Exclude => {
+                counts.critical -= by(Severity::Critical);
+                counts.high -= by(Severity::High);
+                counts.medium -= by(Severity::Medium);
+                counts.low -= by(Severity::Low);
+                counts.unknown -= by(Severity::Unknown);
+                self.fixable_count -= left_out[FIXABLE];
+            }
+            SuppressedMode::Only => {
+                counts = scanvault_core::report::SeverityCounts {
+                    critical: by(Severity::Critical),
+                    high: by(Severity::High),
+                    medium: by(Severity::Medium),
+                    low: by(Severity::Low),
+                    unknown: by(Severity::Unknown),
+                };
+                self.fixable_count = left_out[FIXABLE];
+            }
+        }
+        self.vuln_critical = counts.critical;
+        self.vuln_high = counts.high;
+        self.vuln_medium = counts.medium;
+        self.vuln_low = counts.low;
+        self.vuln_unknown = counts.unknown;
+        self.vuln_total = counts.total();
+        self.risk_score = counts.risk_score();
+        self.is_compliant = Severity::ALL
+            .iter()
+            .filter(|s| s.rank() >= fail_on.rank())
+            .all(|s| counts.get(*s) == 0);
     }
 }
 

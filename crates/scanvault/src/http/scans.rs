@@ -17,12 +17,15 @@ use utoipa_axum::routes;
 
 use super::error::{body_rejection, ApiError, ErrorBody};
 use super::params::{
-    int_param, is_digest, parse_scan_id, severity_param, text_param, ApiPath, ApiQuery,
+    int_param, is_digest, parse_scan_id, severity_param, suppressed_param, text_param, ApiPath,
+    ApiQuery,
 };
 use super::{AppState, Caller};
 use crate::ingest::{self, IngestOverrides};
+use crate::store::analytics::SuppressedMode;
 use crate::store::from_micros;
 use crate::store::scans::{FindingFilter, FindingRow, ScanFilter, ScanRow, ScanSource};
+use crate::triage;
 
 pub use super::scan_views::*;
 use super::scan_views::{scan_result_view, stored_result, ResultEntry};
@@ -73,6 +76,9 @@ pub struct ListParams {
     /// `summary` leaves each scan's `ScanResult` out (a light list); by default, as in the
     /// original service, every item has it (`result`).
     pub include: Option<String>,
+    /// `exclude` (default): counts leave out findings active suppressions cover;
+    /// `include`: count everything; `only`: count only them.
+    pub suppressed: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -80,6 +86,15 @@ pub struct ListParams {
 pub struct LatestParams {
     pub image: Option<String>,
     pub tag: Option<String>,
+    /// `exclude` (default), `include` or `only` (findings active suppressions cover).
+    pub suppressed: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScanParams {
+    /// `exclude` (default), `include` or `only` (findings active suppressions cover).
+    pub suppressed: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -198,10 +213,10 @@ pub async fn create_scan(
     let mut view = ScanView::from_row(scan, Some(result));
     view.warnings = report.skipped.iter().map(IngestWarning::of).collect();
     let view = match &stored_rows {
-        Some(rows) => stored_verdict(&app, view, rows).await?,
+        Some(rows) => stored_verdict(&app, view, rows, SuppressedMode::Exclude).await?,
         None => {
             let findings: Vec<&Finding> = report.findings.iter().collect();
-            with_verdict(&app, view, &findings).await?
+            with_verdict(&app, view, &findings, SuppressedMode::Exclude).await?
         }
     };
     let location = format!("/scans/{}", scan.id);
@@ -308,8 +323,10 @@ async fn list(
     } else {
         app.store.scans().count(&filter).await?
     };
+    let mode = suppressed_param(&p.suppressed)?;
+    let active = app.triage.active(&app.store).await?;
     let mut findings: HashMap<String, Vec<FindingRow>> = HashMap::new();
-    if include_result {
+    if include_result || !active.is_empty() {
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         for (scan, f) in app.store.scans().findings_of(&ids).await? {
             findings.entry(scan).or_default().push(f);
@@ -318,9 +335,15 @@ async fn list(
     let items = rows
         .iter()
         .map(|r| {
-            let result = include_result
-                .then(|| stored_result(r, findings.get(&r.id).map_or(&[][..], Vec::as_slice)));
-            ScanView::from_row(r, result)
+            let rows = findings.get(&r.id).map_or(&[][..], Vec::as_slice);
+            let result = include_result.then(|| stored_result(r, rows));
+            let mut view = ScanView::from_row(r, result);
+            if !active.is_empty() {
+                let all: Vec<Finding> = rows.iter().map(crate::compliance::finding_of).collect();
+                let left_out = triage::suppressed_counts(&active, &r.image_name, all.iter());
+                view.apply_suppressed(&left_out, mode, app.ingest.compliance_fail_on);
+            }
+            view
         })
         .collect();
     Ok(Json(ScanListResponse {
@@ -365,15 +388,18 @@ pub async fn latest_scan(
         .await?;
     let result = stored_result(&scan, &findings);
     let view = ScanView::from_row(&scan, Some(result));
-    Ok(Json(stored_verdict(&app, view, &findings).await?))
+    let mode = suppressed_param(&p.suppressed)?;
+    Ok(Json(stored_verdict(&app, view, &findings, mode).await?))
 }
 
 /// One scan with its `ScanResult`.
 #[utoipa::path(get, path = "/scans/{id}", tag = "scans", params(("id" = String, Path, description = "Scan id (UUID)")),
+    params(ScanParams),
     responses((status = 200, body = ScanView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_scan(
     State(app): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(p): ApiQuery<ScanParams>,
 ) -> Result<Json<ScanView>, ApiError> {
     let id = parse_scan_id(&id)?;
     let scan = find(&app, &id).await?;
@@ -384,15 +410,37 @@ pub async fn get_scan(
         .await?;
     let result = stored_result(&scan, &findings);
     let view = ScanView::from_row(&scan, Some(result));
-    Ok(Json(stored_verdict(&app, view, &findings).await?))
+    let mode = suppressed_param(&p.suppressed)?;
+    Ok(Json(stored_verdict(&app, view, &findings, mode).await?))
 }
 
-/// `view` with the verdict of every policy that applies to its image.
+/// `view` with the verdict of every policy that applies to its image, and its counts in
+/// `mode`: findings active suppressions cover never violate.
 async fn with_verdict(
     app: &AppState,
     mut view: ScanView,
     findings: &[&scanvault_core::report::Finding],
+    mode: SuppressedMode,
 ) -> Result<ScanView, ApiError> {
+    let active = app.triage.active(&app.store).await?;
+    let kept: Vec<&Finding>;
+    let findings = if active.is_empty() {
+        findings
+    } else {
+        let left_out =
+            triage::suppressed_counts(&active, &view.image_name, findings.iter().copied());
+        view.apply_suppressed(&left_out, mode, app.ingest.compliance_fail_on);
+        kept = findings
+            .iter()
+            .copied()
+            .filter(|f| {
+                active
+                    .covering(&f.vulnerability_id, &f.pkg_name, &view.image_name)
+                    .is_none()
+            })
+            .collect();
+        &kept
+    };
     let stored = app
         .policies
         .get(&app.store)
@@ -416,11 +464,12 @@ async fn stored_verdict(
     app: &AppState,
     view: ScanView,
     rows: &[crate::store::scans::FindingRow],
+    mode: SuppressedMode,
 ) -> Result<ScanView, ApiError> {
     let findings: Vec<scanvault_core::report::Finding> =
         rows.iter().map(crate::compliance::finding_of).collect();
     let refs: Vec<&scanvault_core::report::Finding> = findings.iter().collect();
-    with_verdict(app, view, &refs).await
+    with_verdict(app, view, &refs, mode).await
 }
 
 pub(super) async fn find(app: &AppState, id: &str) -> Result<ScanRow, ApiError> {
@@ -444,6 +493,7 @@ pub async fn delete_scan(
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("delete task failed: {e}")))??;
     if deleted > 0 {
+        app.triage.forget();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("scan", "scan_not_found"))

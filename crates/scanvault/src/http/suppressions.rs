@@ -272,6 +272,7 @@ pub async fn create_suppression(
         .suppressions()
         .create_suppression(&row, &actor(&caller))
         .await?;
+    app.triage.forget();
     tracing::info!(suppression = %row.id, vulnerability = %row.vulnerability_id, state = %row.state, by = ?row.created_by, "suppression created");
     let location = format!("/suppressions/{}", row.id);
     Ok((
@@ -363,6 +364,7 @@ pub async fn delete_suppression(
         .delete_suppression(id.trim(), &actor(&caller), micros(Utc::now()))
         .await?
     {
+        app.triage.forget();
         tracing::info!(suppression = %id.trim(), by = ?caller.id(), "suppression deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {

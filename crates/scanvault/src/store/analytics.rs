@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use scanvault_core::report::Severity;
 use std::time::Duration;
 
-pub use scanvault_core::fleet::{FleetSummary, Interval, TopCve, TrendPoint, DAY_US};
+pub use scanvault_core::fleet::{Counts, FleetSummary, Interval, TopCve, TrendPoint, DAY_US};
 
 use super::{Store, StoreError};
 
@@ -70,6 +70,55 @@ pub struct FleetFinding {
     pub title: Option<String>,
 }
 
+/// What a listing shows of the findings suppressions cover (`?suppressed=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SuppressedMode {
+    /// Leave them out (the default).
+    #[default]
+    Exclude,
+    /// Only them.
+    Only,
+    /// Everything.
+    Include,
+}
+
+/// The suppressions applying at `now`, in `mode`.
+#[derive(Debug, Clone, Copy)]
+pub struct Suppressed {
+    pub mode: SuppressedMode,
+    pub now: i64,
+}
+
+impl Suppressed {
+    /// Everything, testing no suppression.
+    pub const ALL: Suppressed = Suppressed {
+        mode: SuppressedMode::Include,
+        now: 0,
+    };
+
+    /// The `$mode` bind of [`crate::suppression_filter_sql`].
+    pub fn mode_bind(&self) -> i64 {
+        match self.mode {
+            SuppressedMode::Exclude => 0,
+            SuppressedMode::Only => 1,
+            SuppressedMode::Include => 2,
+        }
+    }
+}
+
+/// A finding of a fleet reference whose vulnerability some suppression names, for the
+/// counts of what suppressions leave out (`crate::triage`).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct SuppressibleRow {
+    pub image_name: String,
+    pub image_tag: String,
+    pub vulnerability_id: String,
+    pub pkg_name: String,
+    pub pkg_version: String,
+    pub fixable: bool,
+    pub severity: i64,
+}
+
 /// Which findings of the current fleet a workload-filtered listing shows.
 #[derive(Debug, Clone)]
 pub struct WorkloadQuery {
@@ -81,6 +130,7 @@ pub struct WorkloadQuery {
     pub fixable: bool,
     pub limit: i64,
     pub offset: i64,
+    pub suppressed: Suppressed,
 }
 
 impl WorkloadQuery {
@@ -159,6 +209,7 @@ pub trait AnalyticsStore: Send + Sync {
         vuln_id: &str,
         limit: i64,
         offset: i64,
+        suppressed: Suppressed,
     ) -> Result<(Vec<FleetFinding>, i64), StoreError>;
 
     /// How many items [`AnalyticsStore::cve_images`] has for `vuln_id`, over all pages.
@@ -173,7 +224,34 @@ pub trait AnalyticsStore: Send + Sync {
         scope: &FleetScope,
         limit: i64,
         offset: i64,
+        suppressed: Suppressed,
     ) -> Result<Vec<FleetFinding>, StoreError>;
+
+    /// Every observation of `image`'s references, by tag.
+    async fn image_chains(
+        &self,
+        image: &str,
+    ) -> Result<std::collections::HashMap<String, Vec<scanvault_core::fleet::ChainObs>>, StoreError>;
+
+    /// Titles and CVSS scores from the catalog.
+    async fn attach_catalog(&self, cves: &mut [TopCve]) -> Result<(), StoreError>;
+
+    /// The findings of the scope's references (the current fleet: the maintained rows)
+    /// whose vulnerability is one of `vulnerabilities`.
+    async fn suppressible(
+        &self,
+        scope: &FleetScope,
+        vulnerabilities: &[String],
+    ) -> Result<Vec<SuppressibleRow>, StoreError>;
+
+    /// The newest observation id and suppression change id ([`super::sql::TRIAGE_FINGERPRINT`]).
+    async fn triage_fingerprint(&self) -> Result<(Option<i64>, Option<i64>), StoreError>;
+
+    /// Record what suppressions leave out of the current fleet on `day`.
+    async fn record_suppressed_day(&self, day: i64, counts: &Counts) -> Result<(), StoreError>;
+
+    /// The recorded days before `before` (a day), oldest first.
+    async fn suppressed_days(&self, before: i64) -> Result<Vec<(i64, Counts)>, StoreError>;
 
     /// One point per bucket from the bucket holding `from` to the one holding `to`: the
     /// fleet as of the end of each bucket (values carry forward).

@@ -348,22 +348,32 @@ pub const RECORD_WORKLOAD: &str =
 
 /// The current fleet's rows of references whose scan runs in a workload matching `$1` (a
 /// `LIKE` pattern over `cluster/namespace/kind/name`), of vulnerability `$2` ('' = any), only
-/// fixable when `$3` = 1.
-const WORKLOAD_ROWS: &str = "FROM fleet_refs r JOIN fleet_findings f ON f.ref_id = r.id \
+/// fixable when `$3` = 1, suppressed findings as `$4` says at `$5`
+/// ([`crate::suppression_filter_sql`]).
+const WORKLOAD_ROWS: &str = concatcp!(
+    "FROM fleet_refs r JOIN fleet_findings f ON f.ref_id = r.id \
      WHERE r.scan_id IN (SELECT scan_id FROM scan_workloads \
      WHERE cluster || '/' || namespace || '/' || kind || '/' || name LIKE $1 ESCAPE '\\') \
-     AND ($2 = '' OR f.vulnerability_id = $2) AND ($3 = 0 OR f.fixed_version IS NOT NULL)";
+     AND ($2 = '' OR f.vulnerability_id = $2) AND ($3 = 0 OR f.fixed_version IS NOT NULL) AND ",
+    crate::suppression_filter_sql!(
+        "$4",
+        "f.vulnerability_id",
+        "f.pkg_name",
+        "r.image_name",
+        "$5"
+    )
+);
 
-/// A page of [`WORKLOAD_ROWS`] (`$4` limit, `$5` offset) in the order of the CVE's images
-/// listing (`$6` = 0) or of the fixable listing (`$6` = 1), with titles.
+/// A page of [`WORKLOAD_ROWS`] (`$6` limit, `$7` offset) in the order of the CVE's images
+/// listing (`$8` = 0) or of the fixable listing (`$8` = 1), with titles.
 pub const WORKLOAD_FINDINGS: &str = concatcp!(
     "SELECT r.image_name, r.image_tag, r.scan_id, r.scanned_at, f.vulnerability_id, f.pkg_name, \
      f.pkg_version, f.fixed_version, f.severity, \
      (SELECT v.title FROM vulnerabilities v WHERE v.id = f.vulnerability_id) AS title ",
     WORKLOAD_ROWS,
-    " ORDER BY CASE WHEN $6 = 1 THEN -f.severity ELSE 0 END, \
-     CASE WHEN $6 = 1 THEN f.vulnerability_id ELSE '' END, r.id, f.pkg_name, f.pkg_version \
-     LIMIT $4 OFFSET $5"
+    " ORDER BY CASE WHEN $8 = 1 THEN -f.severity ELSE 0 END, \
+     CASE WHEN $8 = 1 THEN f.vulnerability_id ELSE '' END, r.id, f.pkg_name, f.pkg_version \
+     LIMIT $6 OFFSET $7"
 );
 
 /// How many rows and references [`WORKLOAD_ROWS`] has.
@@ -420,4 +430,70 @@ pub const SCAN_NEWEST_OBSERVATIONS: &str = concatcp!(
     " FROM observations o JOIN scans s ON s.id = o.scan_id WHERE o.scan_id = $1",
     NEWEST_FIRST,
     " LIMIT 2"
+);
+
+// ------------------------------------------------------------------------------- triage
+
+/// A suppression's image glob (`*` any text, `?` one character) as a `LIKE` pattern with
+/// `\` escaping.
+pub const IMAGE_LIKE: &str = "REPLACE(REPLACE(REPLACE(REPLACE(REPLACE(s.image, '\\', '\\\\'), \
+     '%', '\\%'), '_', '\\_'), '*', '%'), '?', '_')";
+
+/// Whether a suppression applying at `$now` covers the finding of vulnerability `$vuln` in
+/// package `$pkg` of an image named `$image` (SQL expressions).
+#[macro_export]
+macro_rules! suppressed_sql {
+    ($vuln:expr, $pkg:expr, $image:expr, $now:expr) => {
+        const_format::concatcp!(
+            "EXISTS (SELECT 1 FROM suppressions s WHERE s.vulnerability_id = ",
+            $vuln,
+            " AND s.deleted_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ",
+            $now,
+            ") AND (s.package IS NULL OR s.package = ",
+            $pkg,
+            ") AND (s.image IS NULL OR ",
+            $image,
+            " LIKE ",
+            $crate::store::sql::IMAGE_LIKE,
+            " ESCAPE '\\'))"
+        )
+    };
+}
+
+/// The rows a listing shows by `$mode` ([`super::analytics::Suppressed`]): 0 leaves the
+/// suppressed findings out, 1 shows only them, 2 shows everything (and tests nothing).
+#[macro_export]
+macro_rules! suppression_filter_sql {
+    ($mode:expr, $vuln:expr, $pkg:expr, $image:expr, $now:expr) => {
+        const_format::concatcp!(
+            "(",
+            $mode,
+            " = 2 OR ",
+            $crate::suppressed_sql!($vuln, $pkg, $image, $now),
+            " = (",
+            $mode,
+            " = 1))"
+        )
+    };
+}
+
+/// The newest observation and the newest suppression change: when either moves, what the
+/// suppressions leave out of the fleet may have changed.
+pub const TRIAGE_FINGERPRINT: &str = "SELECT (SELECT MAX(id) FROM observations), \
+     (SELECT MAX(id) FROM suppression_audit)";
+
+/// Record what was left out of the fleet on day `$1`.
+pub const RECORD_SUPPRESSED_DAY: &str = concatcp!(
+    "INSERT INTO fleet_suppressed_days (day, ",
+    COUNT_COLUMNS,
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (day) DO UPDATE SET images = excluded.images, \
+     fixable = excluded.fixable, n_critical = excluded.n_critical, n_high = excluded.n_high, \
+     n_medium = excluded.n_medium, n_low = excluded.n_low, n_unknown = excluded.n_unknown"
+);
+
+/// The recorded days before `$1`.
+pub const SUPPRESSED_DAYS: &str = concatcp!(
+    "SELECT day, ",
+    COUNT_COLUMNS,
+    " FROM fleet_suppressed_days WHERE day < $1 ORDER BY day"
 );

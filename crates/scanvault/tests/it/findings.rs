@@ -244,7 +244,12 @@ async fn text_of_any_shape_round_trips(app: &TestApp) {
         let (fleet, images) = app
             .store
             .analytics()
-            .cve_images(&f.vulnerability_id, 10, 0)
+            .cve_images(
+                &f.vulnerability_id,
+                10,
+                0,
+                scanvault::store::analytics::Suppressed::ALL,
+            )
             .await
             .unwrap();
         assert_eq!(images, 1, "{s:?}");

@@ -202,9 +202,58 @@ pub(crate) struct Model {
     /// By (image, digest).
     pub(crate) scans: BTreeMap<(String, String), ModelScan>,
     pub(crate) ingested: usize,
+    /// Active suppressions: (vulnerability, package, image glob), whose findings the
+    /// answers leave out.
+    pub(crate) suppress: Vec<(String, Option<String>, Option<String>)>,
+}
+
+/// `*` any text, `?` one character.
+fn glob(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
 }
 
 impl Model {
+    /// Whether an active suppression covers a finding of `image`.
+    pub(crate) fn suppressed(&self, image: &str, f: &GenFinding) -> bool {
+        self.suppress.iter().any(|(v, p, g)| {
+            *v == f.cve
+                && p.as_ref().is_none_or(|p| *p == f.pkg)
+                && g.as_ref().is_none_or(|g| glob(g, image))
+        })
+    }
+
+    /// [`expect`] of the findings the suppressions leave (`only`: of the ones they cover).
+    pub(crate) fn expect(
+        &self,
+        fleet: &BTreeMap<(String, String), &Observation>,
+        only: bool,
+    ) -> Expected {
+        let kept: Vec<((String, String), Observation)> = fleet
+            .iter()
+            .map(|(k, o)| {
+                let mut o = (*o).clone();
+                o.findings.retain(|f| self.suppressed(&k.0, f) == only);
+                (k.clone(), o)
+            })
+            .collect();
+        let refs: BTreeMap<(String, String), &Observation> =
+            kept.iter().map(|(k, o)| (k.clone(), o)).collect();
+        let mut e = expect(&refs);
+        if only {
+            e.images = kept.iter().filter(|(_, o)| !o.findings.is_empty()).count() as i64;
+        }
+        e
+    }
+
     pub(crate) fn add(&mut self, r: &GenReport) {
         let e = self
             .scans

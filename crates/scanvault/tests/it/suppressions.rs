@@ -7,6 +7,7 @@ use crate::on_both_backends;
 use crate::support::{digest, Db, Report, TestApp};
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 
 async fn create(app: &TestApp, body: Value) -> crate::support::Resp {
     app.request(
@@ -397,3 +398,147 @@ async fn suppression_roles_sqlite() {
 async fn suppression_roles_postgres() {
     only_triagers_and_admins_manage_suppressions(Db::Postgres).await;
 }
+
+/// Every analytics answer, scoped or not, about the past or now, and every scan's counts
+/// leave out what the active suppressions cover, as a recomputation from the reports that
+/// applies them says; `include` and `only` show everything and only them; a deleted or
+/// expired suppression stops applying at once.
+async fn analytics_leave_out_what_suppressions_cover(app: &TestApp) {
+    use crate::fleet_model::{expect, generate, Model};
+    let mut model = Model::default();
+    for r in generate(7) {
+        app.ingest(&format!("tag={}", r.tag), r.bytes()).await;
+        model.add(&r);
+    }
+    let e = expect(&model.fleet(None, None, None));
+    let row_of = |cve: &str| e.rows.iter().find(|r| r.1 == cve).unwrap().clone();
+    let (widest, second, third) = (
+        e.cves[0].0.clone(),
+        e.cves[1].0.clone(),
+        e.cves[2].0.clone(),
+    );
+    let in_pkg = row_of(&second).4;
+    let in_image = format!("{}*", row_of(&third).2);
+    for body in [
+        json!({"VulnerabilityID": widest, "State": "not_affected", "Reason": "r1"}),
+        json!({"VulnerabilityID": second, "Package": in_pkg, "State": "accepted_risk", "Reason": "r2"}),
+        json!({"VulnerabilityID": third, "Image": in_image, "State": "false_positive", "Reason": "r3"}),
+    ] {
+        assert_eq!(create(app, body).await.status, StatusCode::CREATED);
+    }
+    // One more, deleted: it leaves nothing out.
+    let gone = create(
+        app,
+        json!({"VulnerabilityID": e.cves[3].0, "State": "will_not_fix", "Reason": "r4"}),
+    )
+    .await
+    .json();
+    let r = app
+        .delete(&format!("/suppressions/{}", gone["ID"].as_str().unwrap()))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    model.suppress = vec![
+        (widest.clone(), None, None),
+        (second.clone(), Some(in_pkg.clone()), None),
+        (third.clone(), None, Some(in_image.clone())),
+    ];
+    crate::analytics::check_all(app, &model).await;
+    app.store.analytics().compact().await.unwrap();
+    crate::analytics::check_all(app, &model).await;
+
+    // include and only, and the count left out.
+    let fleet = model.fleet(None, None, None);
+    let (all, kept, only) = (
+        expect(&fleet),
+        model.expect(&fleet, false),
+        model.expect(&fleet, true),
+    );
+    let total = |e: &crate::fleet_model::Expected| e.by_sev.iter().sum::<i64>();
+    let left_out = total(&only);
+    assert!(left_out > 0 && total(&kept) > 0);
+    for (mode, want, images) in [
+        ("", &kept, kept.images),
+        ("?suppressed=include", &all, all.images),
+        ("?suppressed=only", &only, only.images),
+    ] {
+        let s = app
+            .get_json(&format!("/analytics/vulnerabilities/summary{mode}"))
+            .await;
+        assert_eq!(
+            s["TotalVulnerabilities"],
+            total(want),
+            "{mode} on {:?}",
+            app.db
+        );
+        assert_eq!(s["Fixable"], want.fixable, "{mode}");
+        assert_eq!(s["TotalScans"], images, "{mode}");
+        assert_eq!(s["Suppressed"], left_out, "{mode}");
+    }
+    let only_top = app
+        .get_json("/analytics/vulnerabilities/top-cves?suppressed=only&limit=100")
+        .await;
+    let ids: BTreeSet<&str> = only_top["CVEs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["CVEID"].as_str().unwrap())
+        .collect();
+    let want: BTreeSet<&str> = only.cves.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(ids, want);
+
+    // Every scan's counts: its findings now, less the covered ones.
+    let scans = app.get_json("/scans/all?include=summary&limit=500").await;
+    for s in scans["Items"].as_array().unwrap() {
+        let (image, digest) = (
+            s["ImageName"].as_str().unwrap().to_string(),
+            s["ImageDigest"].as_str().unwrap().to_string(),
+        );
+        let m = &model.scans[&(image.clone(), digest)];
+        let findings = &m.latest().findings;
+        let covered = findings
+            .iter()
+            .filter(|f| model.suppressed(&image, f))
+            .count() as i64;
+        assert_eq!(s["Suppressed"], covered, "{image}");
+        assert_eq!(s["VulnTotal"], findings.len() as i64 - covered, "{image}");
+        let one = app
+            .get_json(&format!(
+                "/scans/{}?suppressed=include",
+                s["ID"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(one["VulnTotal"], findings.len() as i64, "{image}");
+        assert_eq!(one["Suppressed"], covered, "{image}");
+    }
+
+    // An expiry: applies until its time, then stops without anyone acting.
+    let fourth = e.cves[3].0.clone();
+    let until = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let r = create(
+        app,
+        json!({"VulnerabilityID": fourth, "State": "accepted_risk", "Reason": "for now",
+               "ExpiresAt": until.to_rfc3339()}),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    model.suppress.push((fourth, None, None));
+    let summary = |m: &Model| total(&m.expect(&m.fleet(None, None, None), false));
+    let s = app.get_json("/analytics/vulnerabilities/summary").await;
+    assert_eq!(s["TotalVulnerabilities"], summary(&model));
+    tokio::time::sleep((until - chrono::Utc::now()).to_std().unwrap_or_default()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    model.suppress.pop();
+    let s = app.get_json("/analytics/vulnerabilities/summary").await;
+    assert_eq!(s["TotalVulnerabilities"], summary(&model), "expired");
+    crate::analytics::check_all(app, &model).await;
+}
+
+on_both_backends!(
+    suppressed_analytics,
+    analytics_leave_out_what_suppressions_cover
+);

@@ -13,8 +13,8 @@ use std::time::Instant;
 use super::ingest::LISTING_KEY;
 use super::{close_quietly, PgStore};
 use crate::store::analytics::{
-    workload_finding, AnalyticsStore, FleetFinding, FleetScope, WorkloadFindingRow, WorkloadQuery,
-    SHRINK_PAGES, SHRINK_RETRY,
+    workload_finding, AnalyticsStore, FleetFinding, FleetScope, Suppressed, SuppressibleRow,
+    WorkloadFindingRow, WorkloadQuery, SHRINK_PAGES, SHRINK_RETRY,
 };
 use crate::store::{sql, StoreError};
 
@@ -105,9 +105,23 @@ macro_rules! scoped_fixable {
              f.pkg_version, f.fixed_version, f.severity, v.title FROM (",
             $refs,
             ") fl JOIN findings_brief f ON f.scan_id = fl.scan_id AND f.version = fl.version \
-             LEFT JOIN vulnerabilities v ON v.id = f.vulnerability_id WHERE f.fixed_version IS NOT NULL \
-             ORDER BY f.severity DESC, f.vulnerability_id, fl.image_name, fl.image_tag, f.pkg_name, f.pkg_version \
+             LEFT JOIN vulnerabilities v ON v.id = f.vulnerability_id WHERE f.fixed_version IS NOT NULL AND ",
+            crate::suppression_filter_sql!("$6", "f.vulnerability_id", "f.pkg_name", "fl.image_name", "$7"),
+            " ORDER BY f.severity DESC, f.vulnerability_id, fl.image_name, fl.image_tag, f.pkg_name, f.pkg_version \
              LIMIT $4 OFFSET $5"
+        )
+    };
+}
+
+/// The findings of a scope's references whose vulnerability is one of `$4`.
+macro_rules! scoped_suppressible {
+    ($refs:expr) => {
+        concatcp!(
+            "SELECT fl.image_name, fl.image_tag, f.vulnerability_id, f.pkg_name, f.pkg_version, \
+             f.fixed_version IS NOT NULL AS fixable, f.severity FROM (",
+            $refs,
+            ") fl JOIN findings_brief f ON f.scan_id = fl.scan_id AND f.version = fl.version \
+             WHERE f.vulnerability_id = ANY($4)"
         )
     };
 }
@@ -117,27 +131,32 @@ struct Scoped {
     summary: &'static str,
     top_cves: &'static str,
     fixable: &'static str,
+    suppressible: &'static str,
 }
 
 const CURRENT: Scoped = Scoped {
     summary: scoped_summary!(CURRENT_REFS),
     top_cves: scoped_top_cves!(CURRENT_REFS),
     fixable: scoped_fixable!(CURRENT_REFS),
+    suppressible: scoped_suppressible!(CURRENT_REFS),
 };
 const CURRENT_OF_IMAGE: Scoped = Scoped {
     summary: scoped_summary!(CURRENT_REFS_OF_IMAGE),
     top_cves: scoped_top_cves!(CURRENT_REFS_OF_IMAGE),
     fixable: scoped_fixable!(CURRENT_REFS_OF_IMAGE),
+    suppressible: scoped_suppressible!(CURRENT_REFS_OF_IMAGE),
 };
 const PAST: Scoped = Scoped {
     summary: scoped_summary!(PAST_REFS),
     top_cves: scoped_top_cves!(PAST_REFS),
     fixable: scoped_fixable!(PAST_REFS),
+    suppressible: scoped_suppressible!(PAST_REFS),
 };
 const PAST_OF_IMAGE: Scoped = Scoped {
     summary: scoped_summary!(PAST_REFS_OF_IMAGE),
     top_cves: scoped_top_cves!(PAST_REFS_OF_IMAGE),
     fixable: scoped_fixable!(PAST_REFS_OF_IMAGE),
+    suppressible: scoped_suppressible!(PAST_REFS_OF_IMAGE),
 };
 
 fn scoped(current: bool, image: bool) -> &'static Scoped {
@@ -168,10 +187,18 @@ macro_rules! cve_range {
     ($key:literal) => {
         concatcp!(
             "(SELECT ref_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity \
-             FROM fleet_findings WHERE vulnerability_id = $1 AND ",
+             FROM fleet_findings ff WHERE vulnerability_id = $1 AND ",
             LISTING_KEY,
             " = ",
             $key,
+            " AND ",
+            crate::suppression_filter_sql!(
+                "$4",
+                "ff.vulnerability_id",
+                "ff.pkg_name",
+                "(SELECT image_name FROM fleet_refs WHERE id = ff.ref_id)",
+                "$5"
+            ),
             " ORDER BY ref_id, pkg_name, pkg_version LIMIT $2 + $3)"
         )
     };
@@ -320,6 +347,8 @@ impl AnalyticsStore for PgStore {
             .bind(&pattern)
             .bind(vuln)
             .bind(fixable)
+            .bind(q.suppressed.mode_bind())
+            .bind(q.suppressed.now)
             .bind(q.limit + 1)
             .bind(q.offset)
             .bind(fixable)
@@ -329,6 +358,8 @@ impl AnalyticsStore for PgStore {
             .bind(&pattern)
             .bind(vuln)
             .bind(fixable)
+            .bind(q.suppressed.mode_bind())
+            .bind(q.suppressed.now)
             .fetch_one(&self.pool)
             .await?;
         Ok((rows.into_iter().map(workload_finding).collect(), n, refs))
@@ -409,11 +440,14 @@ impl AnalyticsStore for PgStore {
         vuln_id: &str,
         limit: i64,
         offset: i64,
+        suppressed: Suppressed,
     ) -> Result<(Vec<FleetFinding>, i64), StoreError> {
         let rows = sqlx::query(CVE_IMAGES)
             .bind(vuln_id)
             .bind(limit + 1)
             .bind(offset)
+            .bind(suppressed.mode_bind())
+            .bind(suppressed.now)
             .fetch_all(&self.pool)
             .await?;
         let images: i64 = rows.first().map(|r| r.get(9)).unwrap_or_default();
@@ -430,9 +464,10 @@ impl AnalyticsStore for PgStore {
         scope: &FleetScope,
         limit: i64,
         offset: i64,
+        suppressed: Suppressed,
     ) -> Result<Vec<FleetFinding>, StoreError> {
         if scope.is_whole_current_fleet() {
-            return fixable_current(&self.pool, limit, offset).await;
+            return fixable_current(&self.pool, limit, offset, suppressed).await;
         }
         let mut tx = self.read_tx().await?;
         let current = is_current(&mut tx, scope.to).await?;
@@ -440,6 +475,8 @@ impl AnalyticsStore for PgStore {
         let rows = bind_scope(sqlx::query_as::<_, FixableRow>(q), scope)
             .bind(limit + 1)
             .bind(offset)
+            .bind(suppressed.mode_bind())
+            .bind(suppressed.now)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -468,27 +505,87 @@ impl AnalyticsStore for PgStore {
                 }
             }
             Some(img) => {
-                let rows: Vec<(String, i64, String, i64, i64, i64, i64, i64, i64, i64, i64)> =
-                    sqlx::query_as(IMAGE_CHAINS)
-                        .bind(img)
-                        .fetch_all(&self.pool)
-                        .await?;
-                let mut chains: HashMap<String, Vec<fleet::ChainObs>> = HashMap::new();
-                for (tag, id, scan_id, version, at, fx, unk, low, med, high, crit) in rows {
-                    chains.entry(tag).or_default().push(fleet::ChainObs {
-                        id,
-                        scan_id,
-                        version,
-                        scanned_at: at,
-                        counts: fleet::image_counts(fx, [unk, low, med, high, crit]),
-                    });
-                }
-                for chain in chains.values() {
+                for chain in self.image_chains(img).await?.values() {
                     fleet::chain_events(chain, 1, &mut days);
                 }
             }
         }
         Ok(fleet::prefix_points(&days, interval, first, last))
+    }
+
+    async fn image_chains(
+        &self,
+        image: &str,
+    ) -> Result<HashMap<String, Vec<fleet::ChainObs>>, StoreError> {
+        let rows: Vec<(String, i64, String, i64, i64, i64, i64, i64, i64, i64, i64)> =
+            sqlx::query_as(IMAGE_CHAINS)
+                .bind(image)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut chains: HashMap<String, Vec<fleet::ChainObs>> = HashMap::new();
+        for (tag, id, scan_id, version, at, fx, unk, low, med, high, crit) in rows {
+            chains.entry(tag).or_default().push(fleet::ChainObs {
+                id,
+                scan_id,
+                version,
+                scanned_at: at,
+                counts: fleet::image_counts(fx, [unk, low, med, high, crit]),
+            });
+        }
+        Ok(chains)
+    }
+
+    async fn attach_catalog(&self, cves: &mut [TopCve]) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        attach_catalog(&mut conn, cves).await
+    }
+
+    async fn suppressible(
+        &self,
+        scope: &FleetScope,
+        vulnerabilities: &[String],
+    ) -> Result<Vec<SuppressibleRow>, StoreError> {
+        if vulnerabilities.is_empty() {
+            return Ok(vec![]);
+        }
+        if scope.is_whole_current_fleet() {
+            return Ok(sqlx::query_as(CURRENT_SUPPRESSIBLE)
+                .bind(vulnerabilities)
+                .fetch_all(&self.pool)
+                .await?);
+        }
+        let mut tx = self.read_tx().await?;
+        let current = is_current(&mut tx, scope.to).await?;
+        let q = scoped(current, scope.image.is_some()).suppressible;
+        let rows = bind_scope(sqlx::query_as::<_, SuppressibleRow>(q), scope)
+            .bind(vulnerabilities)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn triage_fingerprint(&self) -> Result<(Option<i64>, Option<i64>), StoreError> {
+        Ok(sqlx::query_as(sql::TRIAGE_FINGERPRINT)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn record_suppressed_day(&self, day: i64, c: &Counts) -> Result<(), StoreError> {
+        let mut q = sqlx::query(sql::RECORD_SUPPRESSED_DAY).bind(day);
+        for v in c {
+            q = q.bind(*v);
+        }
+        q.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn suppressed_days(&self, before: i64) -> Result<Vec<(i64, Counts)>, StoreError> {
+        let rows = sqlx::query(sql::SUPPRESSED_DAYS)
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), counts_at(r, 1))).collect())
     }
 
     async fn cve_items(&self, vuln_id: &str) -> Result<i64, StoreError> {
@@ -702,6 +799,25 @@ fn bind_severity(
     }
 }
 
+/// [`fixable_current`]'s suppressed findings as `$1` says at `$2`.
+const FIXABLE_FILTER: &str = crate::suppression_filter_sql!(
+    "$1",
+    "ff.vulnerability_id",
+    "ff.pkg_name",
+    "(SELECT image_name FROM fleet_refs WHERE id = ff.ref_id)",
+    "$2"
+);
+
+/// The current fleet's rows of the vulnerabilities in `$1`, through the listing index
+/// (six keys times the ids).
+const CURRENT_SUPPRESSIBLE: &str = concatcp!(
+    "SELECT r.image_name, r.image_tag, f.vulnerability_id, f.pkg_name, f.pkg_version, \
+     f.fixed_version IS NOT NULL AS fixable, f.severity FROM fleet_findings f \
+     JOIN fleet_refs r ON r.id = f.ref_id WHERE ",
+    LISTING_KEY,
+    " = ANY('{-1,0,1,2,3,4}'::bigint[]) AND f.vulnerability_id = ANY($1)"
+);
+
 /// The current fleet's fixable findings: one index range of one table, titles joined for
 /// the page, one statement (no transaction). The first page's bounds are written into the
 /// statement in one of a few row counts, so that PostgreSQL plans it once; later pages are
@@ -710,6 +826,7 @@ async fn fixable_current(
     pool: &sqlx::PgPool,
     limit: i64,
     offset: i64,
+    suppressed: Suppressed,
 ) -> Result<Vec<FleetFinding>, StoreError> {
     let fetch = PAGE_FETCH
         .iter()
@@ -727,13 +844,15 @@ async fn fixable_current(
     let sql = format!(
         "SELECT r.image_name, r.image_tag, r.scan_id, CAST(NULL AS BIGINT) AS scanned_at, p.vulnerability_id, \
          p.pkg_name, p.pkg_version, p.fixed_version, p.severity, v.title FROM (SELECT ref_id, vulnerability_id, \
-         pkg_name, pkg_version, fixed_version, severity FROM fleet_findings WHERE {LISTING_KEY} >= 0 \
-         ORDER BY {LISTING_KEY} DESC, vulnerability_id, ref_id, pkg_name, pkg_version {page}) p \
+         pkg_name, pkg_version, fixed_version, severity FROM fleet_findings ff WHERE {LISTING_KEY} >= 0 \
+         AND {FIXABLE_FILTER} ORDER BY {LISTING_KEY} DESC, vulnerability_id, ref_id, pkg_name, pkg_version {page}) p \
          JOIN LATERAL (SELECT image_name, image_tag, scan_id, scanned_at FROM fleet_refs WHERE id = p.ref_id \
          LIMIT 1) r ON true LEFT JOIN vulnerabilities v ON v.id = p.vulnerability_id \
          ORDER BY p.severity DESC, p.vulnerability_id, p.ref_id, p.pkg_name, p.pkg_version"
     );
     let mut rows: Vec<FixableRow> = sqlx::query_as(&sql)
+        .bind(suppressed.mode_bind())
+        .bind(suppressed.now)
         .persistent(offset == 0)
         .fetch_all(pool)
         .await?;

@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::SqliteStore;
 use crate::store::analytics::{
-    workload_finding, AnalyticsStore, FleetFinding, FleetScope, WorkloadFindingRow, WorkloadQuery,
+    workload_finding, AnalyticsStore, FleetFinding, FleetScope, Suppressed, SuppressibleRow,
+    WorkloadFindingRow, WorkloadQuery,
 };
 use crate::store::{sql, StoreError};
 
@@ -101,9 +102,24 @@ macro_rules! scoped_fixable {
             $refs,
             ") fl JOIN findings f ON f.scan_id = fl.scan_id AND f.first_version <= fl.version \
              AND (f.last_version IS NULL OR f.last_version > fl.version) \
-             LEFT JOIN vulnerabilities v ON v.id = f.vulnerability_id WHERE f.fixed_version IS NOT NULL \
-             ORDER BY f.severity DESC, f.vulnerability_id, fl.image_name, fl.image_tag, f.pkg_name, f.pkg_version \
+             LEFT JOIN vulnerabilities v ON v.id = f.vulnerability_id WHERE f.fixed_version IS NOT NULL AND ",
+            crate::suppression_filter_sql!("$6", "f.vulnerability_id", "f.pkg_name", "fl.image_name", "$7"),
+            " ORDER BY f.severity DESC, f.vulnerability_id, fl.image_name, fl.image_tag, f.pkg_name, f.pkg_version \
              LIMIT $4 OFFSET $5"
+        )
+    };
+}
+
+/// The findings of a scope's references whose vulnerability is one of `$4` (a JSON array).
+macro_rules! scoped_suppressible {
+    ($refs:expr) => {
+        concatcp!(
+            "SELECT fl.image_name, fl.image_tag, f.vulnerability_id, f.pkg_name, f.pkg_version, \
+             f.fixed_version IS NOT NULL AS fixable, f.severity FROM (",
+            $refs,
+            ") fl JOIN findings f ON f.scan_id = fl.scan_id AND f.first_version <= fl.version \
+             AND (f.last_version IS NULL OR f.last_version > fl.version) \
+             WHERE f.vulnerability_id IN (SELECT value FROM json_each($4))"
         )
     };
 }
@@ -113,27 +129,32 @@ struct Scoped {
     summary: &'static str,
     top_cves: &'static str,
     fixable: &'static str,
+    suppressible: &'static str,
 }
 
 const CURRENT: Scoped = Scoped {
     summary: scoped_summary!(CURRENT_REFS),
     top_cves: scoped_top_cves!(CURRENT_REFS),
     fixable: scoped_fixable!(CURRENT_REFS),
+    suppressible: scoped_suppressible!(CURRENT_REFS),
 };
 const CURRENT_OF_IMAGE: Scoped = Scoped {
     summary: scoped_summary!(CURRENT_REFS_OF_IMAGE),
     top_cves: scoped_top_cves!(CURRENT_REFS_OF_IMAGE),
     fixable: scoped_fixable!(CURRENT_REFS_OF_IMAGE),
+    suppressible: scoped_suppressible!(CURRENT_REFS_OF_IMAGE),
 };
 const PAST: Scoped = Scoped {
     summary: scoped_summary!(PAST_REFS),
     top_cves: scoped_top_cves!(PAST_REFS),
     fixable: scoped_fixable!(PAST_REFS),
+    suppressible: scoped_suppressible!(PAST_REFS),
 };
 const PAST_OF_IMAGE: Scoped = Scoped {
     summary: scoped_summary!(PAST_REFS_OF_IMAGE),
     top_cves: scoped_top_cves!(PAST_REFS_OF_IMAGE),
     fixable: scoped_fixable!(PAST_REFS_OF_IMAGE),
+    suppressible: scoped_suppressible!(PAST_REFS_OF_IMAGE),
 };
 
 fn scoped(current: bool, image: bool) -> &'static Scoped {
@@ -157,22 +178,44 @@ fn bind_scope<'q, O>(
 
 /// A CVE's references, with the number of references affected, in one statement; a row
 /// with NULL page columns carries the count when the page is empty.
-const CVE_IMAGES: &str = "SELECT r.image_name, r.image_tag, r.scan_id, r.scanned_at, p.vulnerability_id, \
+const CVE_IMAGES: &str = concatcp!("SELECT r.image_name, r.image_tag, r.scan_id, r.scanned_at, p.vulnerability_id, \
      p.pkg_name, p.pkg_version, p.fixed_version, p.severity, c.n FROM \
      (SELECT CAST(COALESCE(SUM(images), 0) AS BIGINT) AS n FROM (SELECT images FROM fleet_cves \
      WHERE vulnerability_id = $1 UNION ALL SELECT images FROM fleet_cve_deltas WHERE vulnerability_id = $1) x) c \
      LEFT JOIN (SELECT ref_id, vulnerability_id, pkg_name, pkg_version, fixed_version, severity \
-     FROM fleet_findings WHERE vulnerability_id = $1 ORDER BY ref_id, pkg_name, pkg_version LIMIT $2 OFFSET $3) p \
-     ON true LEFT JOIN fleet_refs r ON r.id = p.ref_id ORDER BY p.ref_id, p.pkg_name, p.pkg_version";
+     FROM fleet_findings ff WHERE vulnerability_id = $1 AND ",
+    crate::suppression_filter_sql!(
+        "$4",
+        "ff.vulnerability_id",
+        "ff.pkg_name",
+        "(SELECT image_name FROM fleet_refs WHERE id = ff.ref_id)",
+        "$5"
+    ),
+    " ORDER BY ref_id, pkg_name, pkg_version LIMIT $2 OFFSET $3) p \
+     ON true LEFT JOIN fleet_refs r ON r.id = p.ref_id ORDER BY p.ref_id, p.pkg_name, p.pkg_version"
+);
 
 /// The current fleet's fixable findings through the index over fixable rows, titles joined
 /// for the page: `$1` limit, `$2` offset.
-const FIXABLE_CURRENT: &str = "SELECT r.image_name, r.image_tag, r.scan_id, r.scanned_at, p.vulnerability_id, \
+const FIXABLE_CURRENT: &str = concatcp!("SELECT r.image_name, r.image_tag, r.scan_id, r.scanned_at, p.vulnerability_id, \
      p.pkg_name, p.pkg_version, p.fixed_version, p.severity, v.title FROM (SELECT ref_id, vulnerability_id, \
-     pkg_name, pkg_version, fixed_version, severity FROM fleet_findings WHERE fixed_version IS NOT NULL \
-     ORDER BY severity DESC, vulnerability_id, ref_id, pkg_name, pkg_version LIMIT $1 OFFSET $2) p \
+     pkg_name, pkg_version, fixed_version, severity FROM fleet_findings ff WHERE fixed_version IS NOT NULL AND ",
+    crate::suppression_filter_sql!(
+        "$3",
+        "ff.vulnerability_id",
+        "ff.pkg_name",
+        "(SELECT image_name FROM fleet_refs WHERE id = ff.ref_id)",
+        "$4"
+    ),
+    " ORDER BY severity DESC, vulnerability_id, ref_id, pkg_name, pkg_version LIMIT $1 OFFSET $2) p \
      JOIN fleet_refs r ON r.id = p.ref_id LEFT JOIN vulnerabilities v ON v.id = p.vulnerability_id \
-     ORDER BY p.severity DESC, p.vulnerability_id, p.ref_id, p.pkg_name, p.pkg_version";
+     ORDER BY p.severity DESC, p.vulnerability_id, p.ref_id, p.pkg_name, p.pkg_version"
+);
+
+/// The current fleet's rows of the vulnerabilities in `$1` (a JSON array).
+const CURRENT_SUPPRESSIBLE: &str = "SELECT r.image_name, r.image_tag, f.vulnerability_id, f.pkg_name, \
+     f.pkg_version, f.fixed_version IS NOT NULL AS fixable, f.severity FROM fleet_findings f \
+     JOIN fleet_refs r ON r.id = f.ref_id WHERE f.vulnerability_id IN (SELECT value FROM json_each($1))";
 
 /// `images = t.images + excluded.images, …` for the compacted table `t`.
 macro_rules! ADD_EXCLUDED {
@@ -280,6 +323,8 @@ impl AnalyticsStore for SqliteStore {
             .bind(&pattern)
             .bind(vuln)
             .bind(fixable)
+            .bind(q.suppressed.mode_bind())
+            .bind(q.suppressed.now)
             .bind(q.limit + 1)
             .bind(q.offset)
             .bind(fixable)
@@ -289,6 +334,8 @@ impl AnalyticsStore for SqliteStore {
             .bind(&pattern)
             .bind(vuln)
             .bind(fixable)
+            .bind(q.suppressed.mode_bind())
+            .bind(q.suppressed.now)
             .fetch_one(&self.read)
             .await?;
         Ok((rows.into_iter().map(workload_finding).collect(), n, refs))
@@ -369,11 +416,14 @@ impl AnalyticsStore for SqliteStore {
         vuln_id: &str,
         limit: i64,
         offset: i64,
+        suppressed: Suppressed,
     ) -> Result<(Vec<FleetFinding>, i64), StoreError> {
         let rows = sqlx::query(CVE_IMAGES)
             .bind(vuln_id)
             .bind(limit + 1)
             .bind(offset)
+            .bind(suppressed.mode_bind())
+            .bind(suppressed.now)
             .fetch_all(&self.read)
             .await?;
         let images: i64 = rows.first().map(|r| r.get(9)).unwrap_or_default();
@@ -390,11 +440,14 @@ impl AnalyticsStore for SqliteStore {
         scope: &FleetScope,
         limit: i64,
         offset: i64,
+        suppressed: Suppressed,
     ) -> Result<Vec<FleetFinding>, StoreError> {
         if scope.is_whole_current_fleet() {
             let rows: Vec<FixableRow> = sqlx::query_as(FIXABLE_CURRENT)
                 .bind(limit + 1)
                 .bind(offset)
+                .bind(suppressed.mode_bind())
+                .bind(suppressed.now)
                 .fetch_all(&self.read)
                 .await?;
             return Ok(rows.into_iter().map(FleetFinding::from).collect());
@@ -405,6 +458,8 @@ impl AnalyticsStore for SqliteStore {
         let rows = bind_scope(sqlx::query_as::<_, FixableRow>(q), scope)
             .bind(limit + 1)
             .bind(offset)
+            .bind(suppressed.mode_bind())
+            .bind(suppressed.now)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -433,27 +488,88 @@ impl AnalyticsStore for SqliteStore {
                 }
             }
             Some(img) => {
-                let rows: Vec<(String, i64, String, i64, i64, i64, i64, i64, i64, i64, i64)> =
-                    sqlx::query_as(IMAGE_CHAINS)
-                        .bind(img)
-                        .fetch_all(&self.read)
-                        .await?;
-                let mut chains: HashMap<String, Vec<fleet::ChainObs>> = HashMap::new();
-                for (tag, id, scan_id, version, at, fx, unk, low, med, high, crit) in rows {
-                    chains.entry(tag).or_default().push(fleet::ChainObs {
-                        id,
-                        scan_id,
-                        version,
-                        scanned_at: at,
-                        counts: fleet::image_counts(fx, [unk, low, med, high, crit]),
-                    });
-                }
-                for chain in chains.values() {
+                for chain in self.image_chains(img).await?.values() {
                     fleet::chain_events(chain, 1, &mut days);
                 }
             }
         }
         Ok(fleet::prefix_points(&days, interval, first, last))
+    }
+
+    async fn image_chains(
+        &self,
+        image: &str,
+    ) -> Result<HashMap<String, Vec<fleet::ChainObs>>, StoreError> {
+        let rows: Vec<(String, i64, String, i64, i64, i64, i64, i64, i64, i64, i64)> =
+            sqlx::query_as(IMAGE_CHAINS)
+                .bind(image)
+                .fetch_all(&self.read)
+                .await?;
+        let mut chains: HashMap<String, Vec<fleet::ChainObs>> = HashMap::new();
+        for (tag, id, scan_id, version, at, fx, unk, low, med, high, crit) in rows {
+            chains.entry(tag).or_default().push(fleet::ChainObs {
+                id,
+                scan_id,
+                version,
+                scanned_at: at,
+                counts: fleet::image_counts(fx, [unk, low, med, high, crit]),
+            });
+        }
+        Ok(chains)
+    }
+
+    async fn attach_catalog(&self, cves: &mut [TopCve]) -> Result<(), StoreError> {
+        let mut conn = self.read.acquire().await?;
+        attach_catalog(&mut conn, cves).await
+    }
+
+    async fn suppressible(
+        &self,
+        scope: &FleetScope,
+        vulnerabilities: &[String],
+    ) -> Result<Vec<SuppressibleRow>, StoreError> {
+        if vulnerabilities.is_empty() {
+            return Ok(vec![]);
+        }
+        let ids = super::rows::json(&vulnerabilities)?;
+        if scope.is_whole_current_fleet() {
+            return Ok(sqlx::query_as(CURRENT_SUPPRESSIBLE)
+                .bind(ids)
+                .fetch_all(&self.read)
+                .await?);
+        }
+        let mut tx = self.read_tx().await?;
+        let current = is_current(&mut tx, scope.to).await?;
+        let q = scoped(current, scope.image.is_some()).suppressible;
+        let rows = bind_scope(sqlx::query_as::<_, SuppressibleRow>(q), scope)
+            .bind(ids)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    async fn triage_fingerprint(&self) -> Result<(Option<i64>, Option<i64>), StoreError> {
+        Ok(sqlx::query_as(sql::TRIAGE_FINGERPRINT)
+            .fetch_one(&self.read)
+            .await?)
+    }
+
+    async fn record_suppressed_day(&self, day: i64, c: &Counts) -> Result<(), StoreError> {
+        let mut q = sqlx::query(sql::RECORD_SUPPRESSED_DAY).bind(day);
+        for v in c {
+            q = q.bind(*v);
+        }
+        q.execute(&self.write).await?;
+        Ok(())
+    }
+
+    async fn suppressed_days(&self, before: i64) -> Result<Vec<(i64, Counts)>, StoreError> {
+        let rows = sqlx::query(sql::SUPPRESSED_DAYS)
+            .bind(before)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), counts_at(r, 1))).collect())
     }
 
     async fn cve_items(&self, vuln_id: &str) -> Result<i64, StoreError> {

@@ -1,0 +1,640 @@
+//! What suppressions leave out of the answers (ADR 0026).
+//!
+//! Listings (a CVE's images, fixable findings, workload listings) leave suppressed rows out
+//! in SQL, so their pages and counts are exact at once. The counts the analytics keep by
+//! ingest (summary, top CVEs, trends, a CVE's image count) include every finding; what the
+//! active suppressions cover is the [`Overlay`]: the current fleet's rows of the suppressed
+//! vulnerabilities, split into kept and suppressed counts, subtracted from the maintained
+//! counts. The overlay is computed again when the newest observation or the newest
+//! suppression change moves (one indexed statement per answer tells), when a suppression
+//! reaches its expiry, and at least every [`OVERLAY_MAX_AGE`]; while one answer computes it,
+//! others use the previous one for up to [`OVERLAY_STALE`]. Questions about the past or
+//! scoped to an image compute their own overlay from the scope's findings.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use scanvault_core::fleet::{self, Counts, FleetSummary, TopCve, FIXABLE, IMAGES};
+use scanvault_core::report::{Finding, Severity};
+
+use crate::store::analytics::{FleetScope, SuppressedMode, SuppressibleRow};
+use crate::store::suppressions::SuppressionRow;
+use crate::store::{Store, StoreError};
+
+/// How long another process's suppression change may take to reach answers that read the
+/// active suppressions without asking the database (scan counts, verdicts).
+pub const ACTIVE_TTL: Duration = Duration::from_secs(2);
+/// The longest a fleet overlay is used without being computed again (catches scans deleted
+/// through another process).
+pub const OVERLAY_MAX_AGE: Duration = Duration::from_secs(30);
+/// How old an overlay answers may use while another answer computes the next one.
+pub const OVERLAY_STALE: Duration = Duration::from_secs(4);
+
+/// The suppressions applying at one time.
+#[derive(Debug, Default)]
+pub struct Active {
+    rows: Vec<SuppressionRow>,
+    globs: Vec<Option<wildmatch::WildMatch>>,
+    by_vuln: HashMap<String, Vec<usize>>,
+    /// The earliest expiry among them: the set changes then.
+    pub valid_until: i64,
+}
+
+impl Active {
+    pub fn new(rows: Vec<SuppressionRow>, now: i64) -> Active {
+        let rows: Vec<SuppressionRow> = rows.into_iter().filter(|s| s.is_active(now)).collect();
+        let mut by_vuln: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, s) in rows.iter().enumerate() {
+            by_vuln
+                .entry(s.vulnerability_id.clone())
+                .or_default()
+                .push(i);
+        }
+        let globs = rows
+            .iter()
+            .map(|s| s.image.as_deref().map(wildmatch::WildMatch::new))
+            .collect();
+        let valid_until = rows
+            .iter()
+            .filter_map(|s| s.expires_at)
+            .min()
+            .unwrap_or(i64::MAX);
+        Active {
+            rows,
+            globs,
+            by_vuln,
+            valid_until,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The vulnerability ids they name, sorted.
+    pub fn vulnerabilities(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.by_vuln.keys().cloned().collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The suppression that covers a finding of `vuln` in `pkg` of an image named `image`
+    /// (the oldest, when several do).
+    pub fn covering(&self, vuln: &str, pkg: &str, image: &str) -> Option<&SuppressionRow> {
+        self.by_vuln.get(vuln)?.iter().rev().find_map(|&i| {
+            let s = &self.rows[i];
+            let pkg_ok = s.package.as_deref().is_none_or(|p| p == pkg);
+            let image_ok = self.globs[i].as_ref().is_none_or(|g| g.matches(image));
+            (pkg_ok && image_ok).then_some(s)
+        })
+    }
+
+    /// Whether any suppression names `vuln`.
+    pub fn names(&self, vuln: &str) -> bool {
+        self.by_vuln.contains_key(vuln)
+    }
+}
+
+/// One vulnerability's counts over a scope: every finding, the ones kept, the suppressed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Split {
+    pub all: Counts,
+    pub kept: Counts,
+    pub suppressed: Counts,
+}
+
+impl Split {
+    pub fn of(&self, mode: SuppressedMode) -> &Counts {
+        match mode {
+            SuppressedMode::Exclude => &self.kept,
+            SuppressedMode::Only => &self.suppressed,
+            SuppressedMode::Include => &self.all,
+        }
+    }
+}
+
+/// What the suppressions leave out of a scope of the fleet.
+#[derive(Debug, Default)]
+pub struct Overlay {
+    pub cves: HashMap<String, Split>,
+    /// The suppressed findings over the scope; `IMAGES` = references with at least one.
+    pub suppressed: Counts,
+}
+
+fn count_row(c: &mut Counts, r: &SuppressibleRow) {
+    c[fleet::sev_index(r.severity)] += 1;
+    if r.fixable {
+        c[FIXABLE] += 1;
+    }
+}
+
+impl Overlay {
+    /// From the scope's rows of the suppressed vulnerabilities.
+    pub fn compute(rows: &[SuppressibleRow], active: &Active) -> Overlay {
+        let mut cves: HashMap<String, Split> = HashMap::new();
+        // (vulnerability, reference) → (has a kept row, has a suppressed row)
+        let mut per_ref: HashMap<(&str, &str, &str), (bool, bool)> = HashMap::new();
+        let mut suppressed_refs: HashSet<(&str, &str)> = HashSet::new();
+        let mut suppressed: Counts = [0; 7];
+        for r in rows {
+            let split = cves.entry(r.vulnerability_id.clone()).or_default();
+            let covered = active
+                .covering(&r.vulnerability_id, &r.pkg_name, &r.image_name)
+                .is_some();
+            count_row(&mut split.all, r);
+            let seen = per_ref
+                .entry((&r.vulnerability_id, &r.image_name, &r.image_tag))
+                .or_default();
+            if covered {
+                count_row(&mut split.suppressed, r);
+                count_row(&mut suppressed, r);
+                suppressed_refs.insert((&r.image_name, &r.image_tag));
+                seen.1 = true;
+            } else {
+                count_row(&mut split.kept, r);
+                seen.0 = true;
+            }
+        }
+        for ((vuln, _, _), (kept, supp)) in per_ref {
+            let split = cves.get_mut(vuln).expect("counted above");
+            split.all[IMAGES] += 1;
+            split.kept[IMAGES] += i64::from(kept);
+            split.suppressed[IMAGES] += i64::from(supp);
+        }
+        suppressed[IMAGES] = suppressed_refs.len() as i64;
+        Overlay { cves, suppressed }
+    }
+
+    /// Suppressed findings (all severities).
+    pub fn suppressed_findings(&self) -> i64 {
+        self.suppressed[2..].iter().sum()
+    }
+
+    /// The summary in `mode` from the maintained one.
+    pub fn summary(&self, raw: &FleetSummary, mode: SuppressedMode) -> FleetSummary {
+        let mut c = counts_of(raw);
+        match mode {
+            SuppressedMode::Include => {}
+            SuppressedMode::Exclude => {
+                let images = c[IMAGES];
+                fleet::add(&mut c, &self.suppressed, -1);
+                c[IMAGES] = images;
+            }
+            SuppressedMode::Only => c = self.suppressed,
+        }
+        FleetSummary::from_counts(&c)
+    }
+
+    /// Counts of one vulnerability in `mode` from the maintained ones (`raw`).
+    pub fn cve_counts(&self, vuln: &str, raw: &Counts, mode: SuppressedMode) -> Counts {
+        let Some(split) = self.cves.get(vuln) else {
+            return match mode {
+                SuppressedMode::Only => [0; 7],
+                _ => *raw,
+            };
+        };
+        match mode {
+            SuppressedMode::Include => *raw,
+            SuppressedMode::Only => split.suppressed,
+            SuppressedMode::Exclude => {
+                // The maintained counts may be newer than the overlay: take away what the
+                // overlay found suppressed, and the references left without a kept row.
+                let mut c = *raw;
+                fleet::add(&mut c, &split.suppressed, -1);
+                c[IMAGES] = raw[IMAGES] - (split.all[IMAGES] - split.kept[IMAGES]);
+                c
+            }
+        }
+    }
+}
+
+/// A summary's counts as [`Counts`].
+fn counts_of(s: &FleetSummary) -> Counts {
+    let mut c = [0; 7];
+    c[IMAGES] = s.images;
+    c[FIXABLE] = s.fixable;
+    for (rank, n) in s.by_severity.iter().enumerate() {
+        c[fleet::sev_index(rank as i64)] = *n;
+    }
+    c
+}
+
+/// What an overlay was computed from: the newest observation and suppression change, the
+/// fleet's maintained totals (they move when scans are deleted), this process's changes.
+type OverlayKey = ((Option<i64>, Option<i64>), FleetSummary, u64);
+
+struct CachedOverlay {
+    overlay: Arc<Overlay>,
+    key: OverlayKey,
+    valid_until: i64,
+    at: Instant,
+}
+
+/// The active suppressions, when they were read, and the newest suppression change then.
+type CachedActive = (Arc<Active>, Instant, Option<i64>);
+
+/// The active suppressions and the fleet overlay of this process.
+#[derive(Default)]
+pub struct Triage {
+    active: Mutex<Option<CachedActive>>,
+    overlay: Mutex<Option<Arc<CachedOverlay>>>,
+    computing: tokio::sync::Mutex<()>,
+    /// Changes through this process that the fingerprint does not show (deletions).
+    generation: AtomicU64,
+}
+
+impl Triage {
+    /// A suppression or the fleet changed through this process: the next answer reads again.
+    pub fn forget(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        *self.active.lock().expect("lock") = None;
+    }
+
+    /// The suppressions applying now (read again after [`ACTIVE_TTL`], at the earliest
+    /// expiry, or when `audit` shows a change it did not see).
+    pub async fn active(&self, store: &Store) -> Result<Arc<Active>, StoreError> {
+        self.active_seen(store, None).await
+    }
+
+    async fn active_seen(
+        &self,
+        store: &Store,
+        audit: Option<Option<i64>>,
+    ) -> Result<Arc<Active>, StoreError> {
+        let now = crate::store::micros(chrono::Utc::now());
+        if let Some((a, at, seen)) = self.active.lock().expect("lock").as_ref() {
+            let fresh = at.elapsed() < ACTIVE_TTL && now < a.valid_until;
+            if fresh && audit.is_none_or(|x| x == *seen) {
+                return Ok(a.clone());
+            }
+        }
+        let audit = match audit {
+            Some(a) => a,
+            None => store.analytics().triage_fingerprint().await?.1,
+        };
+        let rows = store.suppressions().suppressions(Some(now)).await?;
+        let a = Arc::new(Active::new(rows, now));
+        *self.active.lock().expect("lock") = Some((a.clone(), Instant::now(), audit));
+        Ok(a)
+    }
+
+    /// The current fleet's overlay, `None` when no suppression applies.
+    pub async fn fleet_overlay(&self, store: &Store) -> Result<Option<Arc<Overlay>>, StoreError> {
+        let cheap = self.active(store).await?;
+        if cheap.is_empty() && self.overlay.lock().expect("lock").is_none() {
+            return Ok(None);
+        }
+        let fp = store.analytics().triage_fingerprint().await?;
+        let totals = store.analytics().summary(&FleetScope::default()).await?;
+        let key = (fp, totals, self.generation.load(Ordering::SeqCst));
+        let now = crate::store::micros(chrono::Utc::now());
+        let cached = self.overlay.lock().expect("lock").clone();
+        if let Some(c) = &cached {
+            if c.key == key && now < c.valid_until && c.at.elapsed() < OVERLAY_MAX_AGE {
+                return Ok(Some(c.overlay.clone()));
+            }
+        }
+        let _guard = match self.computing.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                if let Some(c) = &cached {
+                    if c.at.elapsed() < OVERLAY_STALE {
+                        return Ok(Some(c.overlay.clone()));
+                    }
+                }
+                self.computing.lock().await
+            }
+        };
+        let active = self.active_seen(store, Some(fp.1)).await?;
+        if active.is_empty() {
+            *self.overlay.lock().expect("lock") = None;
+            self.record_day(store, &[0; 7]).await;
+            return Ok(None);
+        }
+        let rows = store
+            .analytics()
+            .suppressible(&FleetScope::default(), &active.vulnerabilities())
+            .await?;
+        let overlay = Arc::new(Overlay::compute(&rows, &active));
+        let previous = cached.map(|c| c.overlay.suppressed);
+        if previous != Some(overlay.suppressed) {
+            self.record_day(store, &overlay.suppressed).await;
+        }
+        *self.overlay.lock().expect("lock") = Some(Arc::new(CachedOverlay {
+            overlay: overlay.clone(),
+            key,
+            valid_until: active.valid_until,
+            at: Instant::now(),
+        }));
+        Ok(Some(overlay))
+    }
+
+    /// Keep what the suppressions leave out of the fleet today for the fleet trend.
+    async fn record_day(&self, store: &Store, c: &Counts) {
+        let day = fleet::day_of(crate::store::micros(chrono::Utc::now()));
+        if let Err(e) = store.analytics().record_suppressed_day(day, c).await {
+            tracing::warn!(error = %e, "recording what suppressions leave out failed");
+        }
+    }
+
+    /// The overlay of a scope: the current fleet's (cached), or computed for the scope.
+    pub async fn overlay(
+        &self,
+        store: &Store,
+        scope: &FleetScope,
+    ) -> Result<Option<Arc<Overlay>>, StoreError> {
+        if scope.is_whole_current_fleet() {
+            return self.fleet_overlay(store).await;
+        }
+        let active = self.active(store).await?;
+        if active.is_empty() {
+            return Ok(None);
+        }
+        let rows = store
+            .analytics()
+            .suppressible(scope, &active.vulnerabilities())
+            .await?;
+        Ok(Some(Arc::new(Overlay::compute(&rows, &active))))
+    }
+}
+
+/// The summary of a scope in `mode` (`overlay`: the scope's).
+pub async fn summary(
+    store: &Store,
+    scope: &FleetScope,
+    mode: SuppressedMode,
+    overlay: Option<&Overlay>,
+) -> Result<FleetSummary, StoreError> {
+    let raw = store.analytics().summary(scope).await?;
+    Ok(match overlay {
+        None if mode == SuppressedMode::Only => FleetSummary {
+            images: 0,
+            ..Default::default()
+        },
+        None => raw,
+        Some(o) => o.summary(&raw, mode),
+    })
+}
+
+/// Top CVEs of a scope in `mode`: the maintained ranking with the suppressed
+/// vulnerabilities' counts replaced. Every vulnerability not fetched ranks behind every
+/// one fetched; the answer is final once `limit` fetched ones are untouched by suppressions.
+pub async fn top_cves(
+    store: &Store,
+    scope: &FleetScope,
+    severity: Option<Severity>,
+    limit: i64,
+    mode: SuppressedMode,
+    overlay: Option<&Overlay>,
+) -> Result<Vec<TopCve>, StoreError> {
+    let overlay = match (mode, overlay) {
+        (SuppressedMode::Include, _) | (SuppressedMode::Exclude, None) => {
+            return store.analytics().top_cves(scope, severity, limit).await
+        }
+        (SuppressedMode::Only, None) => return Ok(vec![]),
+        (_, Some(o)) => o,
+    };
+    let sev = severity.map(|s| s.rank());
+    let mut out: Vec<TopCve> = if mode == SuppressedMode::Only {
+        overlay
+            .cves
+            .iter()
+            .map(|(id, s)| TopCve::from_counts(id.clone(), &s.suppressed))
+            .collect()
+    } else {
+        let mut fetch = limit * 2;
+        loop {
+            let raw = store.analytics().top_cves(scope, severity, fetch).await?;
+            let exhausted = (raw.len() as i64) < fetch;
+            let untouched = raw
+                .iter()
+                .filter(|c| !overlay.cves.contains_key(&c.vulnerability_id))
+                .count() as i64;
+            if exhausted || untouched >= limit {
+                let mut titles: HashMap<String, (Option<String>, Option<f64>)> = HashMap::new();
+                let mut out = vec![];
+                for c in raw {
+                    if overlay.cves.contains_key(&c.vulnerability_id) {
+                        titles.insert(c.vulnerability_id.clone(), (c.title, c.cvss_score));
+                    } else {
+                        out.push(c);
+                    }
+                }
+                for (id, s) in &overlay.cves {
+                    let mut c = TopCve::from_counts(id.clone(), &s.kept);
+                    if let Some((t, score)) = titles.remove(id) {
+                        (c.title, c.cvss_score) = (t, score);
+                    }
+                    out.push(c);
+                }
+                break out;
+            }
+            fetch *= 4;
+        }
+    };
+    out.retain(|c| c.images > 0 && sev.is_none_or(|s| c.severity == s));
+    out.sort_by(|a, b| a.rank_key().cmp(&b.rank_key()));
+    out.truncate(limit.max(0) as usize);
+    let missing: Vec<usize> = (0..out.len()).filter(|&i| out[i].title.is_none()).collect();
+    if !missing.is_empty() {
+        let mut need: Vec<TopCve> = missing.iter().map(|&i| out[i].clone()).collect();
+        store.analytics().attach_catalog(&mut need).await?;
+        for (i, c) in missing.into_iter().zip(need) {
+            out[i] = c;
+        }
+    }
+    Ok(out)
+}
+
+/// A trend in `mode`: `raw` points of the fleet (`image` None) less what was recorded
+/// left out on each bucket's last day (the latest record at or before it), the current
+/// overlay for today; or an image's points from its observations with the suppressions
+/// applying now.
+pub async fn trend(
+    triage: &Triage,
+    store: &Store,
+    image: Option<&str>,
+    interval: fleet::Interval,
+    from: i64,
+    to: i64,
+    mode: SuppressedMode,
+) -> Result<Vec<fleet::TrendPoint>, StoreError> {
+    let raw = store.analytics().trend(image, interval, from, to).await?;
+    if mode == SuppressedMode::Include {
+        return Ok(raw);
+    }
+    match image {
+        None => {
+            let overlay = triage.fleet_overlay(store).await?;
+            let today = fleet::day_of(crate::store::micros(chrono::Utc::now()));
+            let last = interval.bucket_start_day(fleet::day_of(to)) + interval.days();
+            let mut days: BTreeMap<i64, Counts> = store
+                .analytics()
+                .suppressed_days(last)
+                .await?
+                .into_iter()
+                .collect();
+            days.insert(today, overlay.map(|o| o.suppressed).unwrap_or([0; 7]));
+            Ok(raw
+                .into_iter()
+                .map(|mut p| {
+                    let end = fleet::day_of(p.bucket) + interval.days() - 1;
+                    let left_out = days
+                        .range(..=end)
+                        .next_back()
+                        .map(|(_, c)| *c)
+                        .unwrap_or([0; 7]);
+                    p.summary = apply(&p.summary, &left_out, mode);
+                    p
+                })
+                .collect())
+        }
+        Some(img) => {
+            let active = triage.active(store).await?;
+            if active.is_empty() && mode == SuppressedMode::Exclude {
+                return Ok(raw);
+            }
+            let mut chains = store.analytics().image_chains(img).await?;
+            let mut left_out: HashMap<(String, i64), Counts> = HashMap::new();
+            for o in chains.values().flatten() {
+                let key = (o.scan_id.clone(), o.version);
+                if left_out.contains_key(&key) {
+                    continue;
+                }
+                let findings = store.scans().version(&o.scan_id, o.version).await?;
+                let c = suppressed_counts(&active, img, findings.iter());
+                left_out.insert(key, c);
+            }
+            let mut days: BTreeMap<i64, Counts> = BTreeMap::new();
+            for chain in chains.values_mut() {
+                for o in chain.iter_mut() {
+                    let c = left_out[&(o.scan_id.clone(), o.version)];
+                    let s = FleetSummary::from_counts(&o.counts);
+                    o.counts = counts_of(&apply(&s, &c, mode));
+                }
+                fleet::chain_events(chain, 1, &mut days);
+            }
+            let first = interval.bucket_start_day(fleet::day_of(from));
+            let last = interval.bucket_start_day(fleet::day_of(to));
+            Ok(fleet::prefix_points(&days, interval, first, last))
+        }
+    }
+}
+
+/// `s` with `left_out` taken away (`Exclude`) or only `left_out` (`Only`).
+fn apply(s: &FleetSummary, left_out: &Counts, mode: SuppressedMode) -> FleetSummary {
+    match mode {
+        SuppressedMode::Include => s.clone(),
+        SuppressedMode::Only => FleetSummary::from_counts(left_out),
+        SuppressedMode::Exclude => {
+            let mut c = counts_of(s);
+            let images = c[IMAGES];
+            fleet::add(&mut c, left_out, -1);
+            c[IMAGES] = images;
+            FleetSummary::from_counts(&c)
+        }
+    }
+}
+
+/// The findings of one image the suppressions cover, as counts (`IMAGES` 1 when any).
+pub fn suppressed_counts<'a>(
+    active: &Active,
+    image: &str,
+    findings: impl Iterator<Item = &'a Finding>,
+) -> Counts {
+    let mut c = [0; 7];
+    for f in findings {
+        if active
+            .covering(&f.vulnerability_id, &f.pkg_name, image)
+            .is_some()
+        {
+            c[fleet::sev_index(f.severity.rank())] += 1;
+            if f.fixed_version.is_some() {
+                c[FIXABLE] += 1;
+            }
+            c[IMAGES] = 1;
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn supp(vuln: &str, pkg: Option<&str>, image: Option<&str>) -> SuppressionRow {
+        SuppressionRow {
+            id: format!("{vuln}-{pkg:?}-{image:?}"),
+            vulnerability_id: vuln.into(),
+            package: pkg.map(Into::into),
+            image: image.map(Into::into),
+            state: "not_affected".into(),
+            reason: "r".into(),
+            expires_at: None,
+            created_at: 0,
+            created_by: None,
+            source: "api".into(),
+            deleted_at: None,
+            deleted_by: None,
+            expired_at: None,
+        }
+    }
+
+    fn row(image: &str, vuln: &str, pkg: &str, sev: i64, fixable: bool) -> SuppressibleRow {
+        SuppressibleRow {
+            image_name: image.into(),
+            image_tag: "1".into(),
+            vulnerability_id: vuln.into(),
+            pkg_name: pkg.into(),
+            pkg_version: "1.0".into(),
+            fixable,
+            severity: sev,
+        }
+    }
+
+    #[test]
+    fn an_image_keeps_a_vulnerability_while_one_of_its_packages_is_not_suppressed() {
+        let active = Active::new(vec![supp("CVE-1", Some("openssl"), Some("acme/*"))], 1);
+        let rows = [
+            row("acme/a", "CVE-1", "openssl", 4, true),
+            row("acme/a", "CVE-1", "libssl", 4, false),
+            row("acme/b", "CVE-1", "openssl", 4, false),
+            row("other/c", "CVE-1", "openssl", 3, false),
+        ];
+        let o = Overlay::compute(&rows, &active);
+        let s = &o.cves["CVE-1"];
+        assert_eq!(s.all[IMAGES], 3);
+        assert_eq!(s.kept[IMAGES], 2, "acme/a (libssl) and other/c");
+        assert_eq!(s.suppressed[IMAGES], 2, "acme/a and acme/b");
+        assert_eq!(s.suppressed[fleet::sev_index(4)], 2);
+        assert_eq!(s.suppressed[FIXABLE], 1);
+        assert_eq!(o.suppressed[IMAGES], 2);
+        assert_eq!(o.suppressed_findings(), 2);
+        // Maintained counts newer than the overlay keep their extra references.
+        let mut raw = s.all;
+        raw[IMAGES] += 1;
+        raw[fleet::sev_index(4)] += 1;
+        let c = o.cve_counts("CVE-1", &raw, SuppressedMode::Exclude);
+        assert_eq!(c[IMAGES], 3);
+        assert_eq!(c[fleet::sev_index(4)], 2);
+    }
+
+    #[test]
+    fn an_expiry_bounds_the_active_set() {
+        let mut s = supp("CVE-1", None, None);
+        s.expires_at = Some(100);
+        let mut gone = supp("CVE-2", None, None);
+        gone.expires_at = Some(50);
+        let a = Active::new(vec![s, gone], 60);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a.valid_until, 100);
+        assert!(a.covering("CVE-1", "x", "y").is_some());
+        assert!(!a.names("CVE-2"));
+    }
+}
