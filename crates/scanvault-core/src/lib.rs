@@ -8,6 +8,7 @@ pub mod grype;
 pub mod image;
 pub mod job;
 pub mod k8s;
+pub mod openvex;
 pub mod parse;
 pub mod policy;
 pub mod render;

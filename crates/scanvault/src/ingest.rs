@@ -316,6 +316,7 @@ async fn store_one(
         .record(new.raw.len() as f64);
     metrics::histogram!("scanvault_ingest_report_findings", "source" => source.as_str())
         .record(new.report.findings.len() as f64);
+    let store_handle = store.clone();
     let store = store.clone();
     let span =
         tracing::info_span!("store", image = %new.image_name, findings = new.report.findings.len());
@@ -338,5 +339,19 @@ async fn store_one(
         .increment(1);
     metrics::counter!("scanvault_ingest_findings_written_total")
         .increment((outcome.findings_added + outcome.findings_removed) as u64);
+    if report.findings.iter().any(|f| f.extra.vex_state.is_some()) {
+        // VEX in the report (CycloneDX `analysis`): suppressions for the image it names.
+        let applied = crate::vex::apply_findings(
+            &store_handle,
+            &outcome.scan.image_name,
+            &report.findings,
+            outcome.scan.created_by.clone(),
+        )
+        .await?;
+        if !applied.created.is_empty() || applied.lifted > 0 {
+            tracing::info!(scan = %outcome.scan.id, created = applied.created.len(),
+                replaced = applied.replaced, lifted = applied.lifted, "VEX analysis applied");
+        }
+    }
     Ok(Ingested { outcome, report })
 }

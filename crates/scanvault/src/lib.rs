@@ -22,5 +22,6 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod triage;
+pub mod vex;
 pub mod webhooks;
 pub mod worker;

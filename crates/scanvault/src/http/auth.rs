@@ -185,7 +185,7 @@ pub fn required_role(method: &Method, path: &str) -> Role {
         Method::POST if path == "/scans" || path == "/scan-jobs" => Role::Ingester,
         // Triage: triagers and admins.
         Method::POST | Method::DELETE
-            if path == "/suppressions" || path.starts_with("/suppressions/") =>
+            if path == "/suppressions" || path.starts_with("/suppressions/") || path == "/vex" =>
         {
             Role::Triager
         }
@@ -439,6 +439,7 @@ mod tests {
             required_role(&Method::DELETE, "/suppressions/x"),
             Role::Triager
         );
+        assert_eq!(required_role(&Method::POST, "/vex"), Role::Triager);
         assert!(Role::Triager.allows(Role::Reader) && !Role::Triager.allows(Role::Ingester));
         assert!(!Role::Ingester.allows(Role::Triager) && Role::Admin.allows(Role::Triager));
         assert_eq!(

@@ -40,6 +40,9 @@ pub enum ApiError {
     /// An exploit feed (KEV, EPSS) that is not in its published format.
     #[error("{0}")]
     InvalidFeed(String),
+    /// A VEX document that is not valid OpenVEX.
+    #[error("{0}")]
+    InvalidVex(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -72,7 +75,8 @@ impl ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::InvalidReport(_)
             | ApiError::UnsupportedFormat(_)
-            | ApiError::InvalidFeed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | ApiError::InvalidFeed(_)
+            | ApiError::InvalidVex(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::InvalidReport(_) => "invalid_report",
             ApiError::UnsupportedFormat(_) => "unsupported_format",
             ApiError::InvalidFeed(_) => "invalid_feed",
+            ApiError::InvalidVex(_) => "invalid_vex",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",

@@ -165,6 +165,10 @@ pub async fn create_scan(
             skipped,
         } => return Ok(cluster_answer(cluster, images, &skipped)),
     };
+    if report.findings.iter().any(|f| f.extra.vex_state.is_some()) {
+        // The report's VEX analysis may have changed suppressions.
+        app.triage.forget();
+    }
     let status = if outcome.created {
         StatusCode::CREATED
     } else {

@@ -21,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_suppression, list_suppressions))
         .routes(routes!(get_suppression, delete_suppression))
+        .routes(routes!(post_vex))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -373,6 +374,68 @@ pub async fn delete_suppression(
             "suppression_not_found",
         ))
     }
+}
+
+/// What an OpenVEX document changed.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct VexResult {
+    /// Statements read, one per (vulnerability, product, subcomponent).
+    pub decisions: usize,
+    /// Suppressions created (replacements included).
+    pub created: usize,
+    /// Earlier suppressions of the same scope replaced by a new statement.
+    pub replaced: usize,
+    /// Suppressions an earlier VEX made, lifted by an `affected` statement.
+    pub lifted: usize,
+    /// Statements already in force.
+    pub unchanged: usize,
+    /// The suppressions created.
+    pub suppressions: Vec<SuppressionView>,
+}
+
+/// VEX in: an OpenVEX document (0.2.0, or the 0.0.x drafts); each `not_affected` or `fixed`
+/// statement suppresses its vulnerability in the products it names (an OCI purl's
+/// `repository_url` or an image reference: that image; a subcomponent's purl: that package),
+/// replacing an earlier decision for the same scope; `affected` lifts a VEX-made one.
+/// Nothing is stored when the document has an error.
+#[utoipa::path(post, path = "/vex", tag = "triage", request_body(content = Object, description = "An OpenVEX document"),
+    responses((status = 200, body = VexResult), (status = 400, description = "Not JSON", body = ErrorBody),
+    (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    (status = 413, description = "Body larger than HTTP_MAX_BODY_SIZE", body = ErrorBody),
+    (status = 415, description = "The body is not JSON", body = ErrorBody),
+    (status = 422, description = "Not a valid OpenVEX document (what is wrong, and where)", body = ErrorBody)))]
+pub async fn post_vex(
+    State(app): State<AppState>,
+    caller: Caller,
+    AppJson(doc): AppJson<serde_json::Value>,
+) -> Result<Json<VexResult>, ApiError> {
+    let decisions = scanvault_core::openvex::decisions(&doc).map_err(ApiError::InvalidVex)?;
+    let n = decisions.len();
+    let applied = crate::vex::apply(
+        &app.store,
+        &crate::vex::decided(decisions),
+        &format!("{}:vex", actor(&caller)),
+        caller.id(),
+        crate::vex::SOURCE_OPENVEX,
+    )
+    .await?;
+    app.triage.forget();
+    tracing::info!(decisions = n, created = applied.created.len(), replaced = applied.replaced,
+        lifted = applied.lifted, by = ?caller.id(), "OpenVEX document applied");
+    let now = micros(Utc::now());
+    Ok(Json(VexResult {
+        decisions: n,
+        created: applied.created.len(),
+        replaced: applied.replaced,
+        lifted: applied.lifted,
+        unchanged: applied.unchanged,
+        suppressions: applied
+            .created
+            .iter()
+            .map(|s| SuppressionView::of(s, now))
+            .collect(),
+    }))
 }
 
 /// Mark suppressions expired and announce them, every few seconds, until `shutdown`.

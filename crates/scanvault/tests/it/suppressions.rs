@@ -542,3 +542,154 @@ on_both_backends!(
     suppressed_analytics,
     analytics_leave_out_what_suppressions_cover
 );
+
+async fn post_vex(app: &TestApp, doc: &Value) -> crate::support::Resp {
+    app.request(Method::POST, "/vex", serde_json::to_vec(doc).unwrap())
+        .await
+}
+
+/// VEX in: an OpenVEX document's statements become suppressions scoped to the products and
+/// subcomponents they name, a repeated document changes nothing, `affected` lifts what a VEX
+/// made, an invalid document is refused whole; a CycloneDX report's `analysis` suppresses
+/// its findings in the image it names.
+async fn vex_documents_and_cyclonedx_analysis_become_suppressions(app: &TestApp) {
+    let scan = app
+        .request(
+            Method::POST,
+            "/scans",
+            Report::image("ghcr.io/acme/api:1.0", &digest(7))
+                .vuln("CVE-2024-1001", "openssl", "3.0.1", "HIGH", Some("3.0.2"))
+                .vuln("CVE-2024-1001", "libssl", "3.0.1", "HIGH", Some("3.0.2"))
+                .vuln("CVE-2024-1002", "zlib", "1.2", "CRITICAL", None)
+                .vuln("CVE-2024-1003", "curl", "8.0", "LOW", None)
+                .bytes(),
+        )
+        .await
+        .json();
+    let id = scan["ID"].as_str().unwrap().to_string();
+    let doc = json!({
+        "@context": "https://openvex.dev/ns/v0.2.0",
+        "@id": "https://acme.example/vex/2026-1",
+        "author": "ACME security",
+        "timestamp": "2026-12-01T00:00:00Z",
+        "version": 1,
+        "statements": [
+            {"vulnerability": {"name": "CVE-2024-1001"},
+             "products": [{"@id": "pkg:oci/api@sha256%3Aabc?repository_url=ghcr.io/acme/api",
+                           "subcomponents": [{"@id": "pkg:deb/debian/openssl@3.0.1"}]}],
+             "status": "not_affected", "justification": "vulnerable_code_not_in_execute_path"},
+            {"vulnerability": {"name": "CVE-2024-1002"}, "products": [{"@id": "ghcr.io/acme/*"}],
+             "status": "fixed"},
+            {"vulnerability": {"name": "CVE-2024-1003"}, "products": [{"@id": "ghcr.io/acme/api"}],
+             "status": "under_investigation"}
+        ]
+    });
+    let r = post_vex(app, &doc).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let v = r.json();
+    assert_eq!(
+        (v["Decisions"].as_u64(), v["Created"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(
+        marks(app, &id).await,
+        vec![
+            mark("CVE-2024-1001", "libssl", None),
+            mark("CVE-2024-1001", "openssl", Some("not_affected")),
+            mark("CVE-2024-1002", "zlib", Some("not_affected")),
+            mark("CVE-2024-1003", "curl", None),
+        ]
+    );
+    let s = app.get_json(&format!("/scans/{id}")).await;
+    assert_eq!(
+        (s["VulnTotal"].as_i64(), s["Suppressed"].as_i64()),
+        (Some(2), Some(2))
+    );
+    // The same document again changes nothing.
+    let again = post_vex(app, &doc).await.json();
+    assert_eq!(
+        (again["Created"].as_u64(), again["Unchanged"].as_u64()),
+        (Some(0), Some(2))
+    );
+    // An invalid one is refused whole, naming the statement.
+    let count = |v: Value| v["Count"].as_u64().unwrap();
+    let before = count(app.get_json("/suppressions?active=true").await);
+    let mut bad = doc.clone();
+    bad["statements"][1]["status"] = json!("perhaps");
+    bad["statements"][0]["vulnerability"]["name"] = json!("CVE-2024-9999");
+    let r = post_vex(app, &bad).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.error_code(), "invalid_vex");
+    assert!(String::from_utf8_lossy(&r.body).contains("statements[1]"));
+    assert_eq!(
+        count(app.get_json("/suppressions?active=true").await),
+        before
+    );
+    // `affected` lifts the VEX-made suppression of that scope.
+    let mut lift = doc.clone();
+    lift["statements"] = json!([doc["statements"][1].clone()]);
+    lift["statements"][0]["status"] = json!("affected");
+    lift["statements"][0]["action_statement"] = json!("upgrade zlib");
+    let v = post_vex(app, &lift).await.json();
+    assert_eq!(v["Lifted"].as_u64(), Some(1));
+    assert_eq!(
+        marks(app, &id).await[2],
+        mark("CVE-2024-1002", "zlib", None)
+    );
+
+    // CycloneDX analysis: the report's image, the finding's package.
+    let bom = json!({"bomFormat": "CycloneDX", "specVersion": "1.6",
+        "metadata": {"component": {"bom-ref": "img", "type": "container", "name": "ghcr.io/acme/web:2",
+            "purl": "pkg:oci/web@sha256%3A".to_string() + &"d".repeat(64) + "?repository_url=ghcr.io/acme/web"}},
+        "components": [{"bom-ref": "c1", "type": "library", "name": "busybox", "version": "1.36",
+            "purl": "pkg:apk/alpine/busybox@1.36"}],
+        "vulnerabilities": [
+            {"id": "CVE-2024-2001", "ratings": [{"severity": "high"}], "affects": [{"ref": "c1"}],
+             "analysis": {"state": "false_positive", "justification": "code_not_present"}},
+            {"id": "CVE-2024-2002", "ratings": [{"severity": "low"}], "affects": [{"ref": "c1"}],
+             "analysis": {"state": "in_triage"}}]});
+    let web = app
+        .request(Method::POST, "/scans", serde_json::to_vec(&bom).unwrap())
+        .await;
+    assert_eq!(
+        web.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&web.body)
+    );
+    let web = web.json();
+    assert_eq!(
+        (web["VulnTotal"].as_i64(), web["Suppressed"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let web_id = web["ID"].as_str().unwrap();
+    assert_eq!(
+        marks(app, web_id).await,
+        vec![
+            mark("CVE-2024-2001", "busybox", Some("false_positive")),
+            mark("CVE-2024-2002", "busybox", None),
+        ]
+    );
+    let all = app.get_json("/suppressions?active=true").await;
+    let made = all["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["VulnerabilityID"] == "CVE-2024-2001")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (made["Image"].as_str(), made["Package"].as_str()),
+        (Some("ghcr.io/acme/web"), Some("busybox"))
+    );
+}
+
+on_both_backends!(
+    vex_in,
+    vex_documents_and_cyclonedx_analysis_become_suppressions
+);
