@@ -7,6 +7,7 @@
 pub mod check_cli;
 pub mod cli;
 pub mod compliance;
+pub mod compliance_report;
 pub mod config;
 pub mod export;
 pub mod feeds;

@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod compliance;
 pub mod error;
 pub mod export;
 pub mod feeds;
@@ -173,6 +174,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::router())
         .merge(health::router())
         .merge(webhooks::router())
+        .merge(compliance::router())
         .merge(feeds::router())
         .merge(policies::router())
         .merge(suppressions::router())

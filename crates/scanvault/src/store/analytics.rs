@@ -233,6 +233,15 @@ pub trait AnalyticsStore: Send + Sync {
         image: &str,
     ) -> Result<std::collections::HashMap<String, Vec<scanvault_core::fleet::ChainObs>>, StoreError>;
 
+    /// Every observation each reference (name, tag) sees, of `image`'s references or of all.
+    async fn reference_chains(
+        &self,
+        image: Option<&str>,
+    ) -> Result<
+        std::collections::HashMap<(String, String), Vec<scanvault_core::fleet::ChainObs>>,
+        StoreError,
+    >;
+
     /// Titles and CVSS scores from the catalog.
     async fn attach_catalog(&self, cves: &mut [TopCve]) -> Result<(), StoreError>;
 

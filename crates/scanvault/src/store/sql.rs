@@ -64,6 +64,15 @@ pub const UPSERT_TAG: &str = "INSERT INTO scan_tags (scan_id, image_name, image_
 pub const CHAIN_COLUMNS: &str =
     "o.id, o.scan_id, o.version, o.scanned_at, o.fixable, o.n_unknown, o.n_low, o.n_medium, o.n_high, o.n_critical";
 
+/// Every observation each reference sees (of image `$1`; '' = every image): (name, tag,
+/// observation).
+pub const REFERENCE_CHAINS: &str = concatcp!(
+    "SELECT t.image_name, t.image_tag, ",
+    CHAIN_COLUMNS,
+    " FROM scan_tags t JOIN observations o ON o.scan_id = t.scan_id AND o.scanned_at >= t.observed_from \
+     WHERE ($1 = '' OR t.image_name = $1)"
+);
+
 pub const SCAN_CHAIN: &str = concatcp!(
     "SELECT ",
     CHAIN_COLUMNS,

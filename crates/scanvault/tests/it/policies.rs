@@ -321,3 +321,184 @@ fn scanvault_check_exit_codes_offline_and_against_a_server() {
     assert_eq!(c3, 2);
     assert!(e3.contains("404"), "{e3}");
 }
+
+/// The compliance report against numbers worked out by hand from a small history: the
+/// compliant share now and per week under `default` and a stored policy, violations by rule
+/// and image, suppressions that make an image compliant, time to fix per severity (nearest
+/// rank), and the CSV and self-contained HTML forms.
+async fn the_compliance_report_agrees_with_the_history(app: &TestApp) {
+    // Monday 2 November 2026, 01:00 UTC, plus days.
+    let at = |d: i64| {
+        (chrono::DateTime::parse_from_rfc3339("2026-11-02T01:00:00Z").unwrap()
+            + chrono::Duration::days(d))
+        .to_rfc3339()
+    };
+    let reports = [
+        Report::image("ghcr.io/acme/a:1", &digest(31))
+            .at(&at(0))
+            .vuln("CVE-2026-0001", "openssl", "3.0", "CRITICAL", Some("3.1"))
+            .vuln("CVE-2026-0002", "zlib", "1.2", "HIGH", None),
+        Report::image("ghcr.io/acme/b:1", &digest(41))
+            .at(&at(0))
+            .vuln("CVE-2026-0003", "curl", "8.0", "CRITICAL", Some("8.1")),
+        Report::image("ghcr.io/acme/b:1", &digest(42)).at(&at(4)),
+        Report::image("other/c:1", &digest(51))
+            .at(&at(5))
+            .vuln("CVE-2026-0004", "musl", "1.2", "LOW", None)
+            .vuln("CVE-2026-0005", "bash", "5.1", "HIGH", None),
+        Report::image("ghcr.io/acme/a:1", &digest(32))
+            .at(&at(10))
+            .vuln("CVE-2026-0002", "zlib", "1.2", "HIGH", None),
+        Report::image("ghcr.io/acme/a:1", &digest(33)).at(&at(20)),
+    ];
+    for r in &reports {
+        let s = app.request(Method::POST, "/scans", r.bytes()).await;
+        assert!(
+            s.status.is_success(),
+            "{}",
+            String::from_utf8_lossy(&s.body)
+        );
+    }
+    let body = json!({"Images": ["ghcr.io/acme/*"], "Rules": {"MaxSeverity": "MEDIUM"}});
+    assert_eq!(
+        put(app, "acme-high", body).await.status,
+        StatusCode::CREATED
+    );
+    let window = "from=2026-11-02&to=2026-11-14";
+    let r = app.get_json(&format!("/compliance?{window}")).await;
+    assert_eq!(r["Policies"], json!(["default", "acme-high"]));
+    assert_eq!(
+        r["Now"],
+        json!({"Images": 3, "Compliant": 2, "CompliantShare": 66.67}),
+        "a:1 shows CVE-2026-0002 (HIGH) against acme-high"
+    );
+    let weeks: Vec<(String, i64)> = r["Weekly"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["Week"].as_str().unwrap()[..10].to_string(),
+                w["Compliant"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        weeks,
+        vec![("2026-11-02".to_string(), 2), ("2026-11-09".to_string(), 2)],
+        "week 1 ends with a:1 at its first scan (CRITICAL), week 2 at its second"
+    );
+    assert_eq!(
+        r["ViolationsByRule"],
+        json!([{"Policy": "acme-high", "Rule": "MaxSeverity", "Findings": 1, "Images": 1}])
+    );
+    let by_image = &r["ViolationsByImage"][0];
+    assert_eq!(
+        (
+            by_image["ImageName"].as_str(),
+            by_image["Violations"][0]["VulnerabilityID"].as_str()
+        ),
+        (Some("ghcr.io/acme/a"), Some("CVE-2026-0002"))
+    );
+    let fix = |r: &Value, sev: &str| {
+        let f = r["TimeToFix"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["Severity"] == sev)
+            .unwrap()
+            .clone();
+        (
+            f["Fixed"].as_i64(),
+            f["MedianDays"].as_f64(),
+            f["P90Days"].as_f64(),
+        )
+    };
+    // CRITICAL: b:1 fixed after 4 days, a:1 after 10.
+    assert_eq!(fix(&r, "CRITICAL"), (Some(2), Some(4.0), Some(10.0)));
+    assert_eq!(fix(&r, "HIGH"), (Some(0), None, None));
+    // Later, a:1's HIGH finding is gone after 20 days.
+    let later = app
+        .get_json("/compliance?from=2026-11-02&to=2026-11-30")
+        .await;
+    assert_eq!(fix(&later, "HIGH"), (Some(1), Some(20.0), Some(20.0)));
+    assert_eq!(later["Now"]["Compliant"], 3);
+
+    // A suppression: a:1 is compliant now and in the weeks it made the difference.
+    let sup = app
+        .request(
+            Method::POST,
+            "/suppressions",
+            serde_json::to_vec(
+                &json!({"VulnerabilityID": "CVE-2026-0002", "Image": "ghcr.io/acme/*",
+                "State": "accepted_risk", "Reason": "internal only"}),
+            )
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(sup.status, StatusCode::CREATED);
+    let r = app.get_json(&format!("/compliance?{window}")).await;
+    assert_eq!(r["Now"]["CompliantShare"], 100.0);
+    assert_eq!(
+        r["Weekly"][0]["Compliant"], 2,
+        "a:1's CRITICAL still violates in week 1"
+    );
+    assert_eq!(r["Suppressions"][0]["Reason"], "internal only");
+    let only_c = app
+        .get_json(&format!("/compliance?{window}&image=other/c"))
+        .await;
+    assert_eq!(only_c["Now"]["Images"], 1);
+    assert_eq!(
+        only_c["Suppressions"],
+        json!([]),
+        "the suppression is for acme images"
+    );
+
+    // CSV: one table with a Section column; HTML: one page, no external assets.
+    let csv = app
+        .request(
+            Method::GET,
+            &format!("/compliance?{window}&format=csv"),
+            vec![],
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    let text = String::from_utf8(csv.body).unwrap();
+    let mut rd = ::csv::Reader::from_reader(text.as_bytes());
+    let sections: Vec<String> = rd.records().map(|r| r.unwrap()[0].to_string()).collect();
+    for s in [
+        "now",
+        "week",
+        "suppression",
+        "time_to_fix",
+        "time_to_fix_p90",
+    ] {
+        assert!(sections.iter().any(|x| x == s), "{s} in {sections:?}");
+    }
+    let page = app
+        .request(
+            Method::GET,
+            &format!("/compliance?{window}&format=html"),
+            vec![],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = String::from_utf8(page.body).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("100 %"));
+    for external in ["src=", "href=", "<link", "@import", "url("] {
+        assert!(!html.contains(external), "{external} in the page");
+    }
+    let bad = app
+        .request(Method::GET, "/compliance?format=pdf", vec![])
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+on_both_backends!(
+    compliance_report,
+    the_compliance_report_agrees_with_the_history
+);

@@ -518,6 +518,44 @@ impl AnalyticsStore for SqliteStore {
         Ok(chains)
     }
 
+    async fn reference_chains(
+        &self,
+        image: Option<&str>,
+    ) -> Result<HashMap<(String, String), Vec<fleet::ChainObs>>, StoreError> {
+        type ChainRow = (
+            String,
+            String,
+            i64,
+            String,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        );
+        let rows: Vec<ChainRow> = sqlx::query_as(sql::REFERENCE_CHAINS)
+            .bind(image.unwrap_or_default())
+            .fetch_all(&self.read)
+            .await?;
+        let mut chains: HashMap<(String, String), Vec<fleet::ChainObs>> = HashMap::new();
+        for (name, tag, id, scan_id, version, at, fx, unk, low, med, high, crit) in rows {
+            chains
+                .entry((name, tag))
+                .or_default()
+                .push(fleet::ChainObs {
+                    id,
+                    scan_id,
+                    version,
+                    scanned_at: at,
+                    counts: fleet::image_counts(fx, [unk, low, med, high, crit]),
+                });
+        }
+        Ok(chains)
+    }
+
     async fn attach_catalog(&self, cves: &mut [TopCve]) -> Result<(), StoreError> {
         let mut conn = self.read.acquire().await?;
         attach_catalog(&mut conn, cves).await
