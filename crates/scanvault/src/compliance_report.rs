@@ -133,10 +133,12 @@ pub async fn build(
     // Every (scan, version) once.
     let mut findings: HashMap<(String, i64), Arc<Vec<Finding>>> = HashMap::new();
     for o in chains.values().flatten() {
-        let key = (o.scan_id.clone(), o.version);
-        if !findings.contains_key(&key) {
-            let f = store.scans().version(&o.scan_id, o.version).await?;
-            findings.insert(key, Arc::new(f));
+        if let std::collections::hash_map::Entry::Vacant(e) =
+            findings.entry((o.scan_id.clone(), o.version))
+        {
+            e.insert(Arc::new(
+                store.scans().version(&o.scan_id, o.version).await?,
+            ));
         }
     }
     let now_us = crate::store::micros(chrono::Utc::now());
