@@ -124,6 +124,15 @@ impl SeverityCounts {
         10 * self.critical + 5 * self.high + 3 * self.medium + self.low + 5 * self.unknown
     }
 
+    /// The risk score of findings with their exploitability ([`risk_score`]), in whole
+    /// points; without exploit data it equals [`SeverityCounts::risk_score`].
+    pub fn risk_with<'a>(findings: impl Iterator<Item = (Severity, f64)> + 'a) -> i64 {
+        findings
+            .map(|(s, x)| severity_weight(s) * x)
+            .sum::<f64>()
+            .round() as i64
+    }
+
     /// Highest severity with a non-zero count.
     pub fn highest(&self) -> Option<Severity> {
         Severity::ALL.into_iter().find(|s| self.get(*s) > 0)
@@ -493,5 +502,63 @@ mod changes_tests {
         assert_eq!(d.changed.len(), c.changed);
         assert!(FindingDiff::between(&old, &old) == FindingDiff::default());
         assert_eq!(FindingChanges::between(&[], &old).added, 3);
+    }
+}
+
+/// A finding's weight in the risk score: CRITICAL 10, HIGH 5, MEDIUM 3, LOW 1, UNKNOWN 5.
+pub fn severity_weight(s: Severity) -> f64 {
+    match s {
+        Severity::Critical => 10.0,
+        Severity::High => 5.0,
+        Severity::Medium => 3.0,
+        Severity::Low => 1.0,
+        Severity::Unknown => 5.0,
+    }
+}
+
+/// How much more a finding weighs for what is known of its exploitation:
+/// `(1 + 4 · EPSS) · (2 if CISA lists it as known exploited, else 1)`. 1 without exploit
+/// data, at most 10 (EPSS 1 and KEV).
+///
+/// The risk score of a set of findings is the sum of `severity_weight · exploitability`,
+/// rounded. Worked example: a CRITICAL finding with EPSS 0.5 listed in KEV weighs
+/// 10 · 3 · 2 = 60; two HIGH findings without exploit data 5 each; one LOW with EPSS 0.02
+/// weighs 1 · 1.08: 60 + 10 + 1.08 = 71.08, risk score 71.
+pub fn exploitability(epss: Option<f64>, kev: bool) -> f64 {
+    (1.0 + 4.0 * epss.unwrap_or(0.0).clamp(0.0, 1.0)) * if kev { 2.0 } else { 1.0 }
+}
+
+#[cfg(test)]
+mod risk_tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_worked_example() {
+        let findings = [
+            (Severity::Critical, exploitability(Some(0.5), true)),
+            (Severity::High, exploitability(None, false)),
+            (Severity::High, exploitability(None, false)),
+            (Severity::Low, exploitability(Some(0.02), false)),
+        ];
+        assert_eq!(SeverityCounts::risk_with(findings.into_iter()), 71);
+        let plain = SeverityCounts {
+            critical: 1,
+            high: 2,
+            low: 1,
+            ..Default::default()
+        };
+        let without: Vec<(Severity, f64)> = [
+            Severity::Critical,
+            Severity::High,
+            Severity::High,
+            Severity::Low,
+        ]
+        .into_iter()
+        .map(|s| (s, exploitability(None, false)))
+        .collect();
+        assert_eq!(
+            SeverityCounts::risk_with(without.into_iter()),
+            plain.risk_score()
+        );
     }
 }

@@ -127,6 +127,49 @@ pub struct TopCveView {
     pub epss: Option<f64>,
     #[serde(rename = "EPSSPercentile", skip_serializing_if = "Option::is_none")]
     pub epss_percentile: Option<f64>,
+    /// Images × severity weight × exploitability (README, "Risk score"), two decimals.
+    pub risk_score: f64,
+}
+
+/// A vulnerability's risk over the fleet: the images it is in × its severity's weight ×
+/// its exploitability.
+fn cve_risk(c: &TopCve, e: Option<&crate::store::feeds::Exploit>) -> f64 {
+    let epss = e.and_then(|e| e.epss.as_ref()).map(|x| x.score);
+    let kev = e.is_some_and(|e| e.kev.is_some());
+    let r = c.images as f64
+        * scanvault_core::report::severity_weight(Severity::from_rank(c.severity))
+        * scanvault_core::report::exploitability(epss, kev);
+    (r * 100.0).round() / 100.0
+}
+
+/// The first `limit` of `cves` by risk (then by images, severity, id).
+async fn by_risk(
+    app: &AppState,
+    mut cves: Vec<TopCve>,
+    limit: i64,
+) -> Result<Vec<TopCve>, ApiError> {
+    let exploits =
+        super::feeds::exploits(app, cves.iter().map(|c| c.vulnerability_id.clone())).await?;
+    cves.sort_by(|a, b| {
+        let (ra, rb) = (
+            cve_risk(a, exploits.get(&a.vulnerability_id)),
+            cve_risk(b, exploits.get(&b.vulnerability_id)),
+        );
+        rb.total_cmp(&ra)
+            .then_with(|| a.rank_key().cmp(&b.rank_key()))
+    });
+    cves.truncate(limit.max(0) as usize);
+    let mut need: Vec<TopCve> = cves.iter().filter(|c| c.title.is_none()).cloned().collect();
+    app.store.analytics().attach_catalog(&mut need).await?;
+    for c in need {
+        if let Some(x) = cves
+            .iter_mut()
+            .find(|x| x.vulnerability_id == c.vulnerability_id)
+        {
+            *x = c;
+        }
+    }
+    Ok(cves)
 }
 
 /// Top CVEs with their exploit data.
@@ -138,8 +181,10 @@ async fn top_cve_views(app: &AppState, cves: Vec<TopCve>) -> Result<Vec<TopCveVi
         .map(|c| {
             let (kev, epss, epss_percentile) =
                 super::feeds::exploit_views(exploits.get(&c.vulnerability_id));
+            let risk = cve_risk(&c, exploits.get(&c.vulnerability_id));
             let mut v = TopCveView::from(c);
             (v.kev, v.epss, v.epss_percentile) = (kev, epss, epss_percentile);
+            v.risk_score = risk;
             v
         })
         .collect())
@@ -159,6 +204,7 @@ impl From<TopCve> for TopCveView {
             kev: None,
             epss: None,
             epss_percentile: None,
+            risk_score: 0.0,
         }
     }
 }
@@ -370,6 +416,8 @@ pub struct TopCveParams {
     pub severity: Option<String>,
     /// 1–100 (default 10; more is capped to 100).
     pub limit: Option<String>,
+    /// `images` (default: most images first) or `risk` (highest `RiskScore` first).
+    pub order: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
     /// `exclude` (default), `include` or `only` (findings active suppressions cover).
@@ -704,16 +752,35 @@ pub async fn get_top_cves(
     let severity = severity_param(&p.severity)?;
     let limit = int_param("limit", &p.limit, TOP_CVES_DEFAULT, 1, TOP_CVES_MAX)?;
     let mode = suppressed_param(&p.suppressed)?;
+    let by_risk_order = match text_param("order", &p.order)?
+        .map(|o| o.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("images") => false,
+        Some("risk") => true,
+        Some(_) => return Err(ApiError::bad_param("order", "must be images or risk")),
+    };
     let overlay = app.triage.overlay(&app.store, &scope).await?;
+    // By risk: every vulnerability of the scope, ranked here.
+    let fetch = if by_risk_order {
+        i64::from(u32::MAX)
+    } else {
+        limit
+    };
     let cves = triage::top_cves(
         &app.store,
         &scope,
         severity,
-        limit,
+        fetch,
         mode,
         overlay.as_deref(),
     )
     .await?;
+    let cves = if by_risk_order {
+        by_risk(&app, cves, limit).await?
+    } else {
+        cves
+    };
     Ok(Json(TopCvesResponse {
         image: scope.image.clone(),
         severity: severity.map(|s| s.as_str().to_string()),

@@ -36,7 +36,9 @@ pub struct ScanView {
     /// Number of findings (unique vulnerability/package/version triples).
     pub vuln_total: i64,
     pub fixable_count: i64,
-    /// 10·critical + 5·high + 3·medium + 1·low + 5·unknown.
+    /// Σ severity weight × exploitability over the findings counted (README, "Risk
+    /// score"): 10·critical + 5·high + 3·medium + 1·low + 5·unknown when no exploit feed
+    /// is imported.
     pub risk_score: i64,
     /// Highest CVSS base score of any finding.
     #[serde(rename = "CVSSScore", skip_serializing_if = "Option::is_none")]

@@ -329,23 +329,43 @@ async fn list(
     };
     let mode = suppressed_param(&p.suppressed)?;
     let active = app.triage.active(&app.store).await?;
+    let exploit_data = has_exploit_data(app).await?;
     let mut findings: HashMap<String, Vec<FindingRow>> = HashMap::new();
-    if include_result || !active.is_empty() {
+    if include_result || !active.is_empty() || exploit_data {
         let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
         for (scan, f) in app.store.scans().findings_of(&ids).await? {
             findings.entry(scan).or_default().push(f);
         }
     }
+    let exploits = if exploit_data {
+        super::feeds::exploits(
+            app,
+            findings
+                .values()
+                .flatten()
+                .map(|f| f.vulnerability_id.clone()),
+        )
+        .await?
+    } else {
+        HashMap::new()
+    };
     let items = rows
         .iter()
         .map(|r| {
             let rows = findings.get(&r.id).map_or(&[][..], Vec::as_slice);
             let result = include_result.then(|| stored_result(r, rows));
             let mut view = ScanView::from_row(r, result);
-            if !active.is_empty() {
+            if !active.is_empty() || exploit_data {
                 let all: Vec<Finding> = rows.iter().map(crate::compliance::finding_of).collect();
-                let left_out = triage::suppressed_counts(&active, &r.image_name, all.iter());
-                view.apply_suppressed(&left_out, mode, app.ingest.compliance_fail_on);
+                if !active.is_empty() {
+                    let left_out = triage::suppressed_counts(&active, &r.image_name, all.iter());
+                    view.apply_suppressed(&left_out, mode, app.ingest.compliance_fail_on);
+                }
+                if exploit_data {
+                    let all: Vec<&Finding> = all.iter().collect();
+                    view.risk_score =
+                        risk_of(&shown(&active, &r.image_name, &all, mode), &exploits);
+                }
             }
             view
         })
@@ -418,8 +438,58 @@ pub async fn get_scan(
     Ok(Json(stored_verdict(&app, view, &findings, mode).await?))
 }
 
-/// `view` with the verdict of every policy that applies to its image, and its counts in
-/// `mode`: findings active suppressions cover never violate.
+/// Whether any exploit feed has been imported (else the risk score is the counts' one).
+async fn has_exploit_data(app: &AppState) -> Result<bool, ApiError> {
+    Ok(app
+        .store
+        .feeds()
+        .feeds()
+        .await?
+        .iter()
+        .any(|f| f.entries > 0))
+}
+
+/// The findings a view counts in `mode`.
+fn shown<'a>(
+    active: &triage::Active,
+    image: &str,
+    findings: &[&'a Finding],
+    mode: SuppressedMode,
+) -> Vec<&'a Finding> {
+    findings
+        .iter()
+        .copied()
+        .filter(|f| {
+            let covered = active
+                .covering(&f.vulnerability_id, &f.pkg_name, image)
+                .is_some();
+            match mode {
+                SuppressedMode::Include => true,
+                SuppressedMode::Exclude => !covered,
+                SuppressedMode::Only => covered,
+            }
+        })
+        .collect()
+}
+
+/// The risk score of `findings` with their exploitability (README, "Risk score").
+fn risk_of(findings: &[&Finding], exploits: &HashMap<String, crate::store::feeds::Exploit>) -> i64 {
+    scanvault_core::report::SeverityCounts::risk_with(findings.iter().map(|f| {
+        let e = exploits.get(&f.vulnerability_id);
+        let epss = e
+            .and_then(|e| e.epss.as_ref())
+            .map(|x| x.score)
+            .or(f.extra.epss);
+        let kev = e.is_some_and(|e| e.kev.is_some());
+        (
+            f.severity,
+            scanvault_core::report::exploitability(epss, kev),
+        )
+    }))
+}
+
+/// `view` with the verdict of every policy that applies to its image, its counts in `mode`
+/// and its risk score with exploitability.
 async fn with_verdict(
     app: &AppState,
     mut view: ScanView,
@@ -427,24 +497,20 @@ async fn with_verdict(
     mode: SuppressedMode,
 ) -> Result<ScanView, ApiError> {
     let active = app.triage.active(&app.store).await?;
-    let kept: Vec<&Finding>;
-    let findings = if active.is_empty() {
-        findings
-    } else {
+    if !active.is_empty() {
         let left_out =
             triage::suppressed_counts(&active, &view.image_name, findings.iter().copied());
         view.apply_suppressed(&left_out, mode, app.ingest.compliance_fail_on);
-        kept = findings
-            .iter()
-            .copied()
-            .filter(|f| {
-                active
-                    .covering(&f.vulnerability_id, &f.pkg_name, &view.image_name)
-                    .is_none()
-            })
-            .collect();
-        &kept
-    };
+    }
+    if has_exploit_data(app).await? {
+        let shown = shown(&active, &view.image_name, findings, mode);
+        let exploits =
+            super::feeds::exploits(app, shown.iter().map(|f| f.vulnerability_id.clone())).await?;
+        view.risk_score = risk_of(&shown, &exploits);
+    }
+    // Findings active suppressions cover never violate.
+    let kept = shown(&active, &view.image_name, findings, SuppressedMode::Exclude);
+    let findings = &kept;
     let stored = app
         .policies
         .get(&app.store)

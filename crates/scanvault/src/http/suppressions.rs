@@ -60,6 +60,8 @@ pub struct SuppressionView {
     pub image: Option<String>,
     pub state: String,
     pub reason: String,
+    /// `api` (a person), `openvex` (`POST /vex`) or `cyclonedx` (a report's analysis).
+    pub source: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
     /// Applies now: not deleted, not expired.
@@ -82,6 +84,7 @@ impl SuppressionView {
             image: s.image.clone(),
             state: s.state.clone(),
             reason: s.reason.clone(),
+            source: s.source.clone(),
             expires_at: s.expires_at.map(from_micros),
             active: s.is_active(now),
             created_at: from_micros(s.created_at),

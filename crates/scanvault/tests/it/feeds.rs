@@ -269,3 +269,84 @@ async fn feeds_are_downloaded_when_due(app: &TestApp) {
     assert_eq!(get(app, "/feeds").await, feeds);
 }
 on_both_backends!(feeds_download, feeds_are_downloaded_when_due);
+
+/// The risk score gains exploitability: a scan's `RiskScore` is Σ severity weight ×
+/// (1 + 4·EPSS) × (2 when in KEV), the documented worked example; top CVEs ordered by risk
+/// put an exploited vulnerability in fewer images ahead of a common one.
+async fn risk_scores_weigh_exploitability(app: &TestApp) {
+    // The README's worked example: CRITICAL with EPSS 0.5 in KEV, two HIGH without data, LOW
+    // with EPSS 0.02.
+    let example = Report::image("acme/risk:1", &digest(61))
+        .vuln("CVE-2030-0001", "openssl", "1", "CRITICAL", None)
+        .vuln("CVE-2030-0002", "zlib", "1", "HIGH", None)
+        .vuln("CVE-2030-0003", "curl", "1", "HIGH", None)
+        .vuln("CVE-2030-0004", "bash", "1", "LOW", None);
+    let id = app
+        .request(Method::POST, "/scans", example.bytes())
+        .await
+        .json()["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        get(app, &format!("/scans/{id}")).await["RiskScore"],
+        10 + 5 + 5 + 1
+    );
+    // The LOW one in two more images: most images, least risk.
+    for (i, d) in [62, 63].into_iter().enumerate() {
+        let r = Report::image(&format!("acme/other{i}:1"), &digest(d)).vuln(
+            "CVE-2030-0004",
+            "bash",
+            "1",
+            "LOW",
+            None,
+        );
+        app.request(Method::POST, "/scans", r.bytes()).await;
+    }
+    assert_eq!(
+        post(app, "/feeds/kev", kev(&[("CVE-2030-0001", "2030-01-02")]))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post(
+            app,
+            "/feeds/epss",
+            epss_gz(&[("CVE-2030-0001", 0.5, 0.99), ("CVE-2030-0004", 0.02, 0.4)])
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let scan = get(app, &format!("/scans/{id}")).await;
+    assert_eq!(scan["RiskScore"], 71, "60 + 5 + 5 + 1.08, rounded");
+    let listed = get(app, "/scans?image=acme/risk&include=summary").await;
+    assert_eq!(listed["Items"][0]["RiskScore"], 71);
+    let by_images = get(app, "/analytics/vulnerabilities/top-cves?limit=2").await;
+    assert_eq!(by_images["CVEs"][0]["CVEID"], "CVE-2030-0004");
+    let by_risk = get(
+        app,
+        "/analytics/vulnerabilities/top-cves?limit=2&order=risk",
+    )
+    .await;
+    let ids: Vec<&str> = by_risk["CVEs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["CVEID"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["CVE-2030-0001", "CVE-2030-0002"]);
+    assert_eq!(by_risk["CVEs"][0]["RiskScore"], 60.0);
+    assert_eq!(by_risk["CVEs"][0]["Title"], "CVE-2030-0001 in openssl");
+    let bad = app
+        .request(
+            Method::GET,
+            "/analytics/vulnerabilities/top-cves?order=fun",
+            vec![],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+on_both_backends!(risk_scores, risk_scores_weigh_exploitability);
