@@ -214,3 +214,27 @@ pub async fn violations(
         .flat_map(|(name, p)| p.evaluate(name, image, findings, &know))
         .collect())
 }
+
+/// [`violations`] of several images' findings at once: what the store knows is read once
+/// for all of them. One answer per `(image, findings)`, in order.
+pub async fn violations_of_many(
+    store: &Store,
+    fail_on: Severity,
+    stored: &[(String, Policy)],
+    images: &[(&str, Vec<&Finding>)],
+) -> Result<Vec<Vec<Violation>>, anyhow::Error> {
+    let mut policies = vec![(DEFAULT_POLICY.to_string(), default_policy(fail_on))];
+    policies.extend(stored.iter().cloned());
+    let all: Vec<&Finding> = images.iter().flat_map(|(_, f)| f.iter().copied()).collect();
+    let every: Vec<&Policy> = policies.iter().map(|(_, p)| p).collect();
+    let know = StoreKnowledge::of(store, &all, &every).await?;
+    Ok(images
+        .iter()
+        .map(|(image, findings)| {
+            policies
+                .iter()
+                .flat_map(|(name, p)| p.evaluate(name, image, findings, &know))
+                .collect()
+        })
+        .collect())
+}

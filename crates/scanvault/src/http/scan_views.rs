@@ -69,8 +69,9 @@ pub struct ScanView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<IngestWarning>,
     /// Compliant with every policy that applies to the image (`default` and the stored
-    /// policies whose `Images` match it). In answers about one scan (not in listings, which
-    /// carry `IsCompliant`, the `default` policy's verdict).
+    /// policies whose `Images` match it), findings active suppressions cover left out. In
+    /// answers about one scan and in listings with `ScanResult` (`include=summary` leaves
+    /// both out; `IsCompliant` is the `default` policy's verdict).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compliant: Option<bool>,
     /// Each rule a finding fails, per policy (with `Compliant`).

@@ -369,7 +369,50 @@ async fn list(
             }
             view
         })
-        .collect();
+        .collect::<Vec<ScanView>>();
+    // Each scan's verdict under every policy that applies, from the findings at hand.
+    let mut items = items;
+    if include_result {
+        let stored = app
+            .policies
+            .get(&app.store)
+            .await
+            .map_err(ApiError::Internal)?;
+        let all: Vec<Vec<Finding>> = rows
+            .iter()
+            .map(|r| {
+                findings
+                    .get(&r.id)
+                    .map_or(&[][..], Vec::as_slice)
+                    .iter()
+                    .map(crate::compliance::finding_of)
+                    .collect()
+            })
+            .collect();
+        let per_scan: Vec<(&str, Vec<&Finding>)> = rows
+            .iter()
+            .zip(&all)
+            .map(|(r, f)| {
+                let f: Vec<&Finding> = f.iter().collect();
+                (
+                    r.image_name.as_str(),
+                    shown(&active, &r.image_name, &f, SuppressedMode::Exclude),
+                )
+            })
+            .collect();
+        let verdicts = crate::compliance::violations_of_many(
+            &app.store,
+            app.ingest.compliance_fail_on,
+            &stored,
+            &per_scan,
+        )
+        .await
+        .map_err(ApiError::Internal)?;
+        for (view, v) in items.iter_mut().zip(verdicts) {
+            view.compliant = Some(v.is_empty());
+            view.violations = Some(v.into_iter().map(Into::into).collect());
+        }
+    }
     Ok(Json(ScanListResponse {
         image,
         tag,

@@ -424,6 +424,21 @@ async fn the_compliance_report_agrees_with_the_history(app: &TestApp) {
     assert_eq!(fix(&later, "HIGH"), (Some(1), Some(20.0), Some(20.0)));
     assert_eq!(later["Now"]["Compliant"], 3);
 
+    // Listings with their ScanResult carry each scan's verdict too.
+    let listed = app.get_json("/scans?image=ghcr.io/acme/a").await;
+    let second = listed["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["ImageDigest"] == digest(32))
+        .unwrap();
+    assert_eq!(second["Compliant"], false);
+    assert_eq!(
+        second["Violations"],
+        json!([{"Policy": "acme-high", "Rule": "MaxSeverity", "VulnerabilityID": "CVE-2026-0002",
+                "Package": "zlib", "InstalledVersion": "1.2", "Severity": "HIGH"}])
+    );
+
     // A suppression: a:1 is compliant now and in the weeks it made the difference.
     let sup = app
         .request(
