@@ -31,6 +31,9 @@ pub const ACTIVE_TTL: Duration = Duration::from_secs(2);
 pub const OVERLAY_MAX_AGE: Duration = Duration::from_secs(30);
 /// How old an overlay answers may use while another answer computes the next one.
 pub const OVERLAY_STALE: Duration = Duration::from_secs(4);
+/// How often answers ask the database whether the overlay still holds (changes through
+/// this process are seen at once: [`Triage::fleet_changed`], [`Triage::forget`]).
+pub const FINGERPRINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The suppressions applying at one time.
 #[derive(Debug, Default)]
@@ -234,6 +237,14 @@ struct CachedOverlay {
     key: OverlayKey,
     valid_until: i64,
     at: Instant,
+    /// When the database last said it still holds.
+    checked: Mutex<Instant>,
+}
+
+impl CachedOverlay {
+    fn holds(&self, now: i64) -> bool {
+        now < self.valid_until && self.at.elapsed() < OVERLAY_MAX_AGE
+    }
 }
 
 /// The active suppressions, when they were read, and the newest suppression change then.
@@ -250,6 +261,12 @@ pub struct Triage {
 }
 
 impl Triage {
+    /// The fleet changed through this process (an ingest, a deletion): the next answer
+    /// checks the overlay.
+    pub fn fleet_changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// A suppression or the fleet changed through this process: the next answer reads again.
     pub fn forget(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
@@ -290,13 +307,21 @@ impl Triage {
         if cheap.is_empty() && self.overlay.lock().expect("lock").is_none() {
             return Ok(None);
         }
-        let fp = store.analytics().triage_fingerprint().await?;
-        let totals = store.analytics().summary(&FleetScope::default()).await?;
-        let key = (fp, totals, self.generation.load(Ordering::SeqCst));
+        let generation = self.generation.load(Ordering::SeqCst);
         let now = crate::store::micros(chrono::Utc::now());
         let cached = self.overlay.lock().expect("lock").clone();
         if let Some(c) = &cached {
-            if c.key == key && now < c.valid_until && c.at.elapsed() < OVERLAY_MAX_AGE {
+            let recent = c.checked.lock().expect("lock").elapsed() < FINGERPRINT_EVERY;
+            if c.key.2 == generation && recent && c.holds(now) {
+                return Ok(Some(c.overlay.clone()));
+            }
+        }
+        let fp = store.analytics().triage_fingerprint().await?;
+        let totals = store.analytics().summary(&FleetScope::default()).await?;
+        let key = (fp, totals, generation);
+        if let Some(c) = &cached {
+            if c.key == key && c.holds(now) {
+                *c.checked.lock().expect("lock") = Instant::now();
                 return Ok(Some(c.overlay.clone()));
             }
         }
@@ -331,6 +356,7 @@ impl Triage {
             key,
             valid_until: active.valid_until,
             at: Instant::now(),
+            checked: Mutex::new(Instant::now()),
         }));
         Ok(Some(overlay))
     }

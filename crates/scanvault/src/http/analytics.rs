@@ -866,11 +866,27 @@ pub async fn get_cve_images(
             (rows, refs, Some(items), suppressed)
         }
         None => {
-            let (rows, refs) = app
-                .store
-                .analytics()
-                .cve_images(&cve_id, limit, offset, filter)
-                .await?;
+            // Nothing to page through when the suppressions leave nothing (or, with `only`,
+            // cover nothing): the overlay knows without reading the rows.
+            let split = app
+                .triage
+                .fleet_overlay(&app.store)
+                .await?
+                .and_then(|o| o.cves.get(&cve_id).cloned());
+            let none_left = match (&split, mode) {
+                (Some(s), SuppressedMode::Exclude) => s.kept[2..].iter().all(|n| *n == 0),
+                (None, SuppressedMode::Only) => true,
+                _ => false,
+            };
+            let (rows, refs) = if none_left {
+                // The references the maintained count has (the overlay's): none is kept.
+                (vec![], split.as_ref().map_or(0, |s| s.all[fleet::IMAGES]))
+            } else {
+                app.store
+                    .analytics()
+                    .cve_images(&cve_id, limit, offset, filter)
+                    .await?
+            };
             (rows, refs, None, 0)
         }
     };

@@ -163,11 +163,16 @@ pub async fn create_scan(
             cluster,
             images,
             skipped,
-        } => return Ok(cluster_answer(cluster, images, &skipped)),
+        } => {
+            app.triage.fleet_changed();
+            return Ok(cluster_answer(cluster, images, &skipped));
+        }
     };
     if report.findings.iter().any(|f| f.extra.vex_state.is_some()) {
         // The report's VEX analysis may have changed suppressions.
         app.triage.forget();
+    } else {
+        app.triage.fleet_changed();
     }
     let status = if outcome.created {
         StatusCode::CREATED
@@ -606,7 +611,7 @@ pub async fn delete_scan(
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("delete task failed: {e}")))??;
     if deleted > 0 {
-        app.triage.forget();
+        app.triage.fleet_changed();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("scan", "scan_not_found"))
