@@ -108,7 +108,8 @@ impl Verdict {
     }
 }
 
-/// Evaluate `findings` of the image `image` against `policy` (named `name`).
+/// Evaluate `findings` of the image `image` against `policy` (named `name`); findings the
+/// active suppressions cover never violate.
 pub async fn evaluate(
     store: &Store,
     name: &str,
@@ -116,11 +117,31 @@ pub async fn evaluate(
     image: &str,
     findings: &[&Finding],
 ) -> Result<Verdict, StoreError> {
-    let know = StoreKnowledge::of(store, findings, &[policy]).await?;
+    let now = micros(chrono::Utc::now());
+    let mut ids: Vec<String> = findings
+        .iter()
+        .map(|f| f.vulnerability_id.clone())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let active = crate::triage::Active::new(
+        store.suppressions().active_suppressions(&ids, now).await?,
+        now,
+    );
+    let kept: Vec<&Finding> = findings
+        .iter()
+        .copied()
+        .filter(|f| {
+            active
+                .covering(&f.vulnerability_id, &f.pkg_name, image)
+                .is_none()
+        })
+        .collect();
+    let know = StoreKnowledge::of(store, &kept, &[policy]).await?;
     Ok(Verdict {
         policy: name.to_string(),
         applies: policy.applies_to(image),
-        violations: policy.evaluate(name, image, findings, &know),
+        violations: policy.evaluate(name, image, &kept, &know),
     })
 }
 

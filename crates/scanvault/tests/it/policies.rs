@@ -214,6 +214,24 @@ async fn policies_are_stored_validated_and_evaluated(app: &TestApp) {
         )]
     );
     assert_eq!(evaluate(app, "fix30", &report).await["Compliant"], true);
+    // The CI gate honours triage: a suppressed finding never violates.
+    let sup = app
+        .request(
+            Method::POST,
+            "/suppressions",
+            serde_json::to_vec(
+                &json!({"VulnerabilityID": "CVE-2024-1111", "State": "not_affected",
+                "Reason": "not reachable"}),
+            )
+            .unwrap(),
+        )
+        .await;
+    assert_eq!(sup.status, StatusCode::CREATED);
+    assert_eq!(evaluate(app, "fix0", &report).await["Compliant"], true);
+    assert_eq!(
+        rules_of(&evaluate(app, "prod", &report).await),
+        [("MaxSeverity".to_string(), "CVE-2024-2222".to_string())]
+    );
 
     let r = app
         .request(Method::POST, "/policies/nope/evaluate", report.bytes())
