@@ -26,10 +26,8 @@ use crate::store::{Store, StoreError};
 /// How long another process's suppression change may take to reach answers that read the
 /// active suppressions without asking the database (scan counts, verdicts).
 pub const ACTIVE_TTL: Duration = Duration::from_secs(2);
-/// The longest a fleet overlay is used without being computed again (catches scans deleted
-/// through another process).
-pub const OVERLAY_MAX_AGE: Duration = Duration::from_secs(30);
-/// How old an overlay answers may use while another answer computes the next one.
+/// How long after it was last known to hold answers may use an overlay while another
+/// answer checks or rebuilds it.
 pub const OVERLAY_STALE: Duration = Duration::from_secs(4);
 /// How often answers ask the database whether the overlay still holds (changes through
 /// this process are seen at once: [`Triage::fleet_changed`], [`Triage::forget`]).
@@ -128,6 +126,10 @@ pub struct Overlay {
     pub cves: HashMap<String, Split>,
     /// The suppressed findings over the scope; `IMAGES` = references with at least one.
     pub suppressed: Counts,
+    /// The vulnerabilities with kept findings, ranked as top CVEs are (kept counts).
+    pub ranked_kept: Vec<TopCve>,
+    /// The vulnerabilities with suppressed findings, ranked by their suppressed counts.
+    pub ranked_suppressed: Vec<TopCve>,
 }
 
 fn count_row(c: &mut Counts, r: &SuppressibleRow) {
@@ -146,7 +148,10 @@ impl Overlay {
         let mut suppressed_refs: HashSet<(&str, &str)> = HashSet::new();
         let mut suppressed: Counts = [0; 7];
         for r in rows {
-            let split = cves.entry(r.vulnerability_id.clone()).or_default();
+            if !cves.contains_key(&r.vulnerability_id) {
+                cves.insert(r.vulnerability_id.clone(), Split::default());
+            }
+            let split = cves.get_mut(&r.vulnerability_id).expect("inserted above");
             let covered = active
                 .covering(&r.vulnerability_id, &r.pkg_name, &r.image_name)
                 .is_some();
@@ -171,7 +176,23 @@ impl Overlay {
             split.suppressed[IMAGES] += i64::from(supp);
         }
         suppressed[IMAGES] = suppressed_refs.len() as i64;
-        Overlay { cves, suppressed }
+        let ranked = |pick: fn(&Split) -> &Counts| {
+            let mut v: Vec<TopCve> = cves
+                .iter()
+                .filter(|(_, s)| pick(s)[IMAGES] > 0)
+                .map(|(id, s)| TopCve::from_counts(id.clone(), pick(s)))
+                .collect();
+            v.sort_by(|a, b| a.rank_key().cmp(&b.rank_key()));
+            v
+        };
+        let ranked_kept = ranked(|s| &s.kept);
+        let ranked_suppressed = ranked(|s| &s.suppressed);
+        Overlay {
+            cves,
+            suppressed,
+            ranked_kept,
+            ranked_suppressed,
+        }
     }
 
     /// Suppressed findings (all severities).
@@ -235,15 +256,15 @@ type OverlayKey = ((Option<i64>, Option<i64>), FleetSummary, u64);
 struct CachedOverlay {
     overlay: Arc<Overlay>,
     key: OverlayKey,
+    /// The earliest expiry of the suppressions it applies.
     valid_until: i64,
-    at: Instant,
     /// When the database last said it still holds.
     checked: Mutex<Instant>,
 }
 
 impl CachedOverlay {
     fn holds(&self, now: i64) -> bool {
-        now < self.valid_until && self.at.elapsed() < OVERLAY_MAX_AGE
+        now < self.valid_until
     }
 }
 
@@ -307,35 +328,40 @@ impl Triage {
         if cheap.is_empty() && self.overlay.lock().expect("lock").is_none() {
             return Ok(None);
         }
-        let generation = self.generation.load(Ordering::SeqCst);
         let now = crate::store::micros(chrono::Utc::now());
         let cached = self.overlay.lock().expect("lock").clone();
         if let Some(c) = &cached {
             let recent = c.checked.lock().expect("lock").elapsed() < FINGERPRINT_EVERY;
-            if c.key.2 == generation && recent && c.holds(now) {
+            if c.key.2 == self.generation.load(Ordering::SeqCst) && recent && c.holds(now) {
                 return Ok(Some(c.overlay.clone()));
             }
         }
-        let fp = store.analytics().triage_fingerprint().await?;
-        let totals = store.analytics().summary(&FleetScope::default()).await?;
-        let key = (fp, totals, generation);
-        if let Some(c) = &cached {
-            if c.key == key && c.holds(now) {
-                *c.checked.lock().expect("lock") = Instant::now();
-                return Ok(Some(c.overlay.clone()));
-            }
-        }
+        // One answer checks (and rebuilds); meanwhile the others use the previous overlay
+        // if it was known to hold a moment ago.
         let _guard = match self.computing.try_lock() {
             Ok(g) => g,
             Err(_) => {
                 if let Some(c) = &cached {
-                    if c.at.elapsed() < OVERLAY_STALE {
+                    let checked = c.checked.lock().expect("lock").elapsed();
+                    if checked < OVERLAY_STALE && c.holds(now) {
                         return Ok(Some(c.overlay.clone()));
                     }
                 }
                 self.computing.lock().await
             }
         };
+        let generation = self.generation.load(Ordering::SeqCst);
+        let fp = store.analytics().triage_fingerprint().await?;
+        let totals = store.analytics().summary(&FleetScope::default()).await?;
+        let key = (fp, totals, generation);
+        // Another answer may have rebuilt it while this one waited.
+        let cached = self.overlay.lock().expect("lock").clone();
+        if let Some(c) = &cached {
+            if c.key == key && c.holds(now) {
+                *c.checked.lock().expect("lock") = Instant::now();
+                return Ok(Some(c.overlay.clone()));
+            }
+        }
         let active = self.active_seen(store, Some(fp.1)).await?;
         if active.is_empty() {
             *self.overlay.lock().expect("lock") = None;
@@ -355,7 +381,6 @@ impl Triage {
             overlay: overlay.clone(),
             key,
             valid_until: active.valid_until,
-            at: Instant::now(),
             checked: Mutex::new(Instant::now()),
         }));
         Ok(Some(overlay))
@@ -427,11 +452,15 @@ pub async fn top_cves(
         (_, Some(o)) => o,
     };
     let sev = severity.map(|s| s.rank());
+    let wanted = |c: &&TopCve| sev.is_none_or(|s| c.severity == s);
+    let n = limit.max(0) as usize;
     let mut out: Vec<TopCve> = if mode == SuppressedMode::Only {
         overlay
-            .cves
+            .ranked_suppressed
             .iter()
-            .map(|(id, s)| TopCve::from_counts(id.clone(), &s.suppressed))
+            .filter(wanted)
+            .take(n)
+            .cloned()
             .collect()
     } else {
         let mut fetch = limit * 2;
@@ -452,9 +481,10 @@ pub async fn top_cves(
                         out.push(c);
                     }
                 }
-                for (id, s) in &overlay.cves {
-                    let mut c = TopCve::from_counts(id.clone(), &s.kept);
-                    if let Some((t, score)) = titles.remove(id) {
+                // The touched ones, best first: only the first `limit` can be in the answer.
+                for c in overlay.ranked_kept.iter().filter(wanted).take(n) {
+                    let mut c = c.clone();
+                    if let Some((t, score)) = titles.remove(&c.vulnerability_id) {
                         (c.title, c.cvss_score) = (t, score);
                     }
                     out.push(c);
