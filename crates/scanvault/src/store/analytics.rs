@@ -165,6 +165,43 @@ pub(crate) type WorkloadFindingRow = (
     Option<String>,
 );
 
+/// A row of [`super::sql::REFERENCE_CHAINS`]: name, tag, then the observation.
+pub(crate) type ChainRow = (
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+);
+
+/// Each reference's observations.
+pub(crate) fn chains_of(
+    rows: Vec<ChainRow>,
+) -> std::collections::HashMap<(String, String), Vec<scanvault_core::fleet::ChainObs>> {
+    let mut chains: std::collections::HashMap<(String, String), Vec<_>> =
+        std::collections::HashMap::new();
+    for (name, tag, id, scan_id, version, at, fx, unk, low, med, high, crit) in rows {
+        chains
+            .entry((name, tag))
+            .or_default()
+            .push(scanvault_core::fleet::ChainObs {
+                id,
+                scan_id,
+                version,
+                scanned_at: at,
+                counts: scanvault_core::fleet::image_counts(fx, [unk, low, med, high, crit]),
+            });
+    }
+    chains
+}
+
 pub(crate) fn workload_finding(r: WorkloadFindingRow) -> FleetFinding {
     FleetFinding {
         image_name: r.0,
@@ -231,7 +268,15 @@ pub trait AnalyticsStore: Send + Sync {
     async fn image_chains(
         &self,
         image: &str,
-    ) -> Result<std::collections::HashMap<String, Vec<scanvault_core::fleet::ChainObs>>, StoreError>;
+    ) -> Result<std::collections::HashMap<String, Vec<scanvault_core::fleet::ChainObs>>, StoreError>
+    {
+        Ok(self
+            .reference_chains(Some(image))
+            .await?
+            .into_iter()
+            .map(|((_, tag), chain)| (tag, chain))
+            .collect())
+    }
 
     /// Every observation each reference (name, tag) sees, of `image`'s references or of all.
     async fn reference_chains(

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::SqliteStore;
 use crate::store::analytics::{
-    workload_finding, AnalyticsStore, FleetFinding, FleetScope, Suppressed, SuppressibleRow,
-    WorkloadFindingRow, WorkloadQuery,
+    chains_of, workload_finding, AnalyticsStore, ChainRow, FleetFinding, FleetScope, Suppressed,
+    SuppressibleRow, WorkloadFindingRow, WorkloadQuery,
 };
 use crate::store::{sql, StoreError};
 
@@ -302,14 +302,6 @@ const DAYS: &str = concatcp!(
     " FROM fleet_daily_deltas WHERE day < $1) x GROUP BY day"
 );
 
-/// Every observation of an image's references: (tag, observation).
-const IMAGE_CHAINS: &str = concatcp!(
-    "SELECT t.image_tag, ",
-    sql::CHAIN_COLUMNS,
-    " FROM scan_tags t JOIN observations o ON o.scan_id = t.scan_id AND o.scanned_at >= t.observed_from \
-     WHERE t.image_name = $1"
-);
-
 #[async_trait]
 impl AnalyticsStore for SqliteStore {
     async fn workload_findings(
@@ -496,64 +488,15 @@ impl AnalyticsStore for SqliteStore {
         Ok(fleet::prefix_points(&days, interval, first, last))
     }
 
-    async fn image_chains(
-        &self,
-        image: &str,
-    ) -> Result<HashMap<String, Vec<fleet::ChainObs>>, StoreError> {
-        let rows: Vec<(String, i64, String, i64, i64, i64, i64, i64, i64, i64, i64)> =
-            sqlx::query_as(IMAGE_CHAINS)
-                .bind(image)
-                .fetch_all(&self.read)
-                .await?;
-        let mut chains: HashMap<String, Vec<fleet::ChainObs>> = HashMap::new();
-        for (tag, id, scan_id, version, at, fx, unk, low, med, high, crit) in rows {
-            chains.entry(tag).or_default().push(fleet::ChainObs {
-                id,
-                scan_id,
-                version,
-                scanned_at: at,
-                counts: fleet::image_counts(fx, [unk, low, med, high, crit]),
-            });
-        }
-        Ok(chains)
-    }
-
     async fn reference_chains(
         &self,
         image: Option<&str>,
     ) -> Result<HashMap<(String, String), Vec<fleet::ChainObs>>, StoreError> {
-        type ChainRow = (
-            String,
-            String,
-            i64,
-            String,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-        );
         let rows: Vec<ChainRow> = sqlx::query_as(sql::REFERENCE_CHAINS)
             .bind(image.unwrap_or_default())
             .fetch_all(&self.read)
             .await?;
-        let mut chains: HashMap<(String, String), Vec<fleet::ChainObs>> = HashMap::new();
-        for (name, tag, id, scan_id, version, at, fx, unk, low, med, high, crit) in rows {
-            chains
-                .entry((name, tag))
-                .or_default()
-                .push(fleet::ChainObs {
-                    id,
-                    scan_id,
-                    version,
-                    scanned_at: at,
-                    counts: fleet::image_counts(fx, [unk, low, med, high, crit]),
-                });
-        }
-        Ok(chains)
+        Ok(chains_of(rows))
     }
 
     async fn attach_catalog(&self, cves: &mut [TopCve]) -> Result<(), StoreError> {
