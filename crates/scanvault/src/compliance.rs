@@ -12,6 +12,17 @@ use crate::store::{micros, Store, StoreError};
 /// The name of the policy `COMPLIANCE_FAIL_SEVERITY` makes.
 pub const DEFAULT_POLICY: &str = "default";
 
+/// The findings' vulnerability ids, sorted, once each.
+fn vulnerability_ids(findings: &[&Finding]) -> Vec<String> {
+    let mut ids: Vec<String> = findings
+        .iter()
+        .map(|f| f.vulnerability_id.clone())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 /// What the store knows about the findings' vulnerabilities, as of `now`.
 pub struct StoreKnowledge {
     exploits: HashMap<String, Exploit>,
@@ -34,12 +45,7 @@ impl StoreKnowledge {
         let fixes_needed = policies
             .iter()
             .any(|p| p.rules.fix_available_for_days.is_some());
-        let mut ids: Vec<String> = findings
-            .iter()
-            .map(|f| f.vulnerability_id.clone())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = vulnerability_ids(findings);
         Ok(StoreKnowledge {
             exploits: if exploits_needed {
                 store.feeds().exploits(&ids).await?
@@ -118,12 +124,7 @@ pub async fn evaluate(
     findings: &[&Finding],
 ) -> Result<Verdict, StoreError> {
     let now = micros(chrono::Utc::now());
-    let mut ids: Vec<String> = findings
-        .iter()
-        .map(|f| f.vulnerability_id.clone())
-        .collect();
-    ids.sort_unstable();
-    ids.dedup();
+    let ids = vulnerability_ids(findings);
     let active = crate::triage::Active::new(
         store.suppressions().active_suppressions(&ids, now).await?,
         now,
