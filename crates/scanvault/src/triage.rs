@@ -96,6 +96,14 @@ impl Active {
         })
     }
 
+    /// Whether a suppression covers `vuln` in every package of every image.
+    pub fn whole(&self, vuln: &str) -> bool {
+        self.by_vuln.get(vuln).is_some_and(|ix| {
+            ix.iter()
+                .any(|&i| self.rows[i].package.is_none() && self.rows[i].image.is_none())
+        })
+    }
+
     /// Whether any suppression names `vuln`.
     pub fn names(&self, vuln: &str) -> bool {
         self.by_vuln.contains_key(vuln)
@@ -142,11 +150,38 @@ fn count_row(c: &mut Counts, r: &SuppressibleRow) {
 impl Overlay {
     /// From the scope's rows of the suppressed vulnerabilities.
     pub fn compute(rows: &[SuppressibleRow], active: &Active) -> Overlay {
+        Overlay::compute_with(rows, active, &[], &[])
+    }
+
+    /// With the vulnerabilities suppressed everywhere given as counts (`whole`) and the
+    /// references that carry them (`whole_refs`), `rows` holding the others'.
+    pub fn compute_with(
+        rows: &[SuppressibleRow],
+        active: &Active,
+        whole: &[(String, Counts)],
+        whole_refs: &[(String, String)],
+    ) -> Overlay {
         let mut cves: HashMap<String, Split> = HashMap::new();
         // (vulnerability, reference) → (has a kept row, has a suppressed row)
         let mut per_ref: HashMap<(&str, &str, &str), (bool, bool)> = HashMap::new();
-        let mut suppressed_refs: HashSet<(&str, &str)> = HashSet::new();
+        let mut suppressed_refs: HashSet<(&str, &str)> = whole_refs
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.as_str()))
+            .collect();
         let mut suppressed: Counts = [0; 7];
+        for (id, c) in whole {
+            cves.insert(
+                id.clone(),
+                Split {
+                    all: *c,
+                    kept: [0; 7],
+                    suppressed: *c,
+                },
+            );
+            let images = suppressed[IMAGES];
+            fleet::add(&mut suppressed, c, 1);
+            suppressed[IMAGES] = images;
+        }
         for r in rows {
             if !cves.contains_key(&r.vulnerability_id) {
                 cves.insert(r.vulnerability_id.clone(), Split::default());
@@ -368,11 +403,18 @@ impl Triage {
             self.record_day(store, &[0; 7]).await;
             return Ok(None);
         }
+        // Vulnerabilities suppressed everywhere are counted in the database; the others'
+        // rows are read and matched here.
+        let (whole, partial): (Vec<String>, Vec<String>) = active
+            .vulnerabilities()
+            .into_iter()
+            .partition(|v| active.whole(v));
+        let (counts, refs) = store.analytics().wholly_suppressed(&whole).await?;
         let rows = store
             .analytics()
-            .suppressible(&FleetScope::default(), &active.vulnerabilities())
+            .suppressible(&FleetScope::default(), &partial)
             .await?;
-        let overlay = Arc::new(Overlay::compute(&rows, &active));
+        let overlay = Arc::new(Overlay::compute_with(&rows, &active, &counts, &refs));
         let previous = cached.map(|c| c.overlay.suppressed);
         if previous != Some(overlay.suppressed) {
             self.record_day(store, &overlay.suppressed).await;

@@ -298,6 +298,13 @@ pub trait AnalyticsStore: Send + Sync {
         vulnerabilities: &[String],
     ) -> Result<Vec<SuppressibleRow>, StoreError>;
 
+    /// For vulnerabilities suppressed in every image and package: their counts over the
+    /// current fleet (as [`Counts`]) and the references (name, tag) that carry any of them.
+    async fn wholly_suppressed(
+        &self,
+        vulnerabilities: &[String],
+    ) -> Result<(Vec<(String, Counts)>, Vec<(String, String)>), StoreError>;
+
     /// The newest observation id and suppression change id ([`super::sql::TRIAGE_FINGERPRINT`]).
     async fn triage_fingerprint(&self) -> Result<(Option<i64>, Option<i64>), StoreError>;
 

@@ -486,6 +486,26 @@ macro_rules! suppression_filter_sql {
     };
 }
 
+/// The per-vulnerability counts of the current fleet's rows as [`COUNT_COLUMNS`] (images =
+/// references), for rows `$rows` (a `WHERE` over `fleet_findings`).
+#[macro_export]
+macro_rules! fleet_counts_sql {
+    ($rows:expr) => {
+        const_format::concatcp!(
+            "SELECT vulnerability_id, COUNT(DISTINCT ref_id), \
+             CAST(SUM(CASE WHEN fixed_version IS NULL THEN 0 ELSE 1 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN severity = 4 THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN severity = 3 THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN severity = 2 THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN severity = 1 THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN severity = 0 THEN 1 ELSE 0 END) AS BIGINT) \
+             FROM fleet_findings WHERE ",
+            $rows,
+            " GROUP BY vulnerability_id"
+        )
+    };
+}
+
 /// The newest observation and the newest suppression change: when either moves, what the
 /// suppressions leave out of the fleet may have changed.
 pub const TRIAGE_FINGERPRINT: &str = "SELECT (SELECT MAX(id) FROM observations), \

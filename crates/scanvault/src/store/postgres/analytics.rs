@@ -546,6 +546,28 @@ impl AnalyticsStore for PgStore {
         Ok(rows)
     }
 
+    async fn wholly_suppressed(
+        &self,
+        vulnerabilities: &[String],
+    ) -> Result<(Vec<(String, Counts)>, Vec<(String, String)>), StoreError> {
+        if vulnerabilities.is_empty() {
+            return Ok((vec![], vec![]));
+        }
+        let ids = vulnerabilities;
+        let rows = sqlx::query(WHOLE_COUNTS)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+        let refs: Vec<(String, String)> = sqlx::query_as(WHOLE_REFS)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok((
+            rows.iter().map(|r| (r.get(0), counts_at(r, 1))).collect(),
+            refs,
+        ))
+    }
+
     async fn triage_fingerprint(&self) -> Result<(Option<i64>, Option<i64>), StoreError> {
         Ok(sqlx::query_as(sql::TRIAGE_FINGERPRINT)
             .fetch_one(&self.pool)
@@ -787,6 +809,19 @@ const FIXABLE_FILTER: &str = crate::suppression_filter_sql!(
     "ff.pkg_name",
     "(SELECT image_name FROM fleet_refs WHERE id = ff.ref_id)",
     "$2"
+);
+
+/// [`AnalyticsStore::wholly_suppressed`]: counts, then references, of the vulnerabilities
+/// in `$1`, through the listing index (six keys times the ids).
+const WHOLE_COUNTS: &str = crate::fleet_counts_sql!(concatcp!(
+    LISTING_KEY,
+    " = ANY('{-1,0,1,2,3,4}'::bigint[]) AND vulnerability_id = ANY($1)"
+));
+const WHOLE_REFS: &str = concatcp!(
+    "SELECT image_name, image_tag FROM fleet_refs WHERE id IN (SELECT ref_id FROM fleet_findings \
+     WHERE ",
+    LISTING_KEY,
+    " = ANY('{-1,0,1,2,3,4}'::bigint[]) AND vulnerability_id = ANY($1))"
 );
 
 /// The current fleet's rows of the vulnerabilities in `$1`, through the listing index

@@ -212,6 +212,13 @@ const FIXABLE_CURRENT: &str = concatcp!("SELECT r.image_name, r.image_tag, r.sca
      ORDER BY p.severity DESC, p.vulnerability_id, p.ref_id, p.pkg_name, p.pkg_version"
 );
 
+/// [`AnalyticsStore::wholly_suppressed`]: counts, then references, of the vulnerabilities
+/// in `$1` (a JSON array).
+const WHOLE_COUNTS: &str =
+    crate::fleet_counts_sql!("vulnerability_id IN (SELECT value FROM json_each($1))");
+const WHOLE_REFS: &str = "SELECT image_name, image_tag FROM fleet_refs WHERE id IN \
+     (SELECT ref_id FROM fleet_findings WHERE vulnerability_id IN (SELECT value FROM json_each($1)))";
+
 /// The current fleet's rows of the vulnerabilities in `$1` (a JSON array).
 const CURRENT_SUPPRESSIBLE: &str = "SELECT r.image_name, r.image_tag, f.vulnerability_id, f.pkg_name, \
      f.pkg_version, f.fixed_version IS NOT NULL AS fixable, f.severity FROM fleet_findings f \
@@ -528,6 +535,28 @@ impl AnalyticsStore for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(rows)
+    }
+
+    async fn wholly_suppressed(
+        &self,
+        vulnerabilities: &[String],
+    ) -> Result<(Vec<(String, Counts)>, Vec<(String, String)>), StoreError> {
+        if vulnerabilities.is_empty() {
+            return Ok((vec![], vec![]));
+        }
+        let ids = super::rows::json(&vulnerabilities)?;
+        let rows = sqlx::query(WHOLE_COUNTS)
+            .bind(&ids)
+            .fetch_all(&self.read)
+            .await?;
+        let refs: Vec<(String, String)> = sqlx::query_as(WHOLE_REFS)
+            .bind(&ids)
+            .fetch_all(&self.read)
+            .await?;
+        Ok((
+            rows.iter().map(|r| (r.get(0), counts_at(r, 1))).collect(),
+            refs,
+        ))
     }
 
     async fn triage_fingerprint(&self) -> Result<(Option<i64>, Option<i64>), StoreError> {
