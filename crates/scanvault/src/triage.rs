@@ -312,6 +312,7 @@ pub struct Triage {
     active: Mutex<Option<CachedActive>>,
     overlay: Mutex<Option<Arc<CachedOverlay>>>,
     computing: tokio::sync::Mutex<()>,
+    reading: tokio::sync::Mutex<()>,
     /// Changes through this process that the fingerprint does not show (deletions).
     generation: AtomicU64,
 }
@@ -341,12 +342,34 @@ impl Triage {
         audit: Option<Option<i64>>,
     ) -> Result<Arc<Active>, StoreError> {
         let now = crate::store::micros(chrono::Utc::now());
-        if let Some((a, at, seen)) = self.active.lock().expect("lock").as_ref() {
+        let cached = self.active.lock().expect("lock").clone();
+        if let Some((a, at, seen)) = &cached {
             let fresh = at.elapsed() < ACTIVE_TTL && now < a.valid_until;
             if fresh && audit.is_none_or(|x| x == *seen) {
                 return Ok(a.clone());
             }
         }
+        // One answer reads them again; while it does, the others keep the ones they have
+        // when only their age (not an expiry or a change seen) says to read again.
+        let _reading = match self.reading.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                if let Some((a, _, seen)) = &cached {
+                    if now < a.valid_until && audit.is_none_or(|x| x == *seen) {
+                        return Ok(a.clone());
+                    }
+                }
+                let g = self.reading.lock().await;
+                // Read meanwhile by the answer that held the lock?
+                if let Some((a, at, seen)) = self.active.lock().expect("lock").as_ref() {
+                    let fresh = at.elapsed() < ACTIVE_TTL && now < a.valid_until;
+                    if fresh && audit.is_none_or(|x| x == *seen) {
+                        return Ok(a.clone());
+                    }
+                }
+                g
+            }
+        };
         let audit = match audit {
             Some(a) => a,
             None => store.analytics().triage_fingerprint().await?.1,
