@@ -485,6 +485,15 @@ pub struct WorkerConfig {
         default_value_t = 2
     )]
     pub worker_concurrency: usize,
+    /// Of those, how many only take scans requested through the API (the ad-hoc lane), so
+    /// that scheduled scans and re-matches never hold every slot (at most all but one).
+    #[arg(
+        long,
+        env = "WORKER_ADHOC_SLOTS",
+        value_name = "WORKER_ADHOC_SLOTS",
+        default_value_t = 0
+    )]
+    pub worker_adhoc_slots: usize,
     /// How long a claimed job is held without renewal before another worker may take it.
     #[arg(
         long,
@@ -747,6 +756,10 @@ impl ServeConfig {
             (
                 "WORKER_CONCURRENCY",
                 self.worker.worker_concurrency.to_string(),
+            ),
+            (
+                "WORKER_ADHOC_SLOTS",
+                self.worker.worker_adhoc_slots.to_string(),
             ),
             ("JOB_LEASE", self.worker.job_lease.to_string()),
             ("JOB_MAX_ATTEMPTS", self.worker.job_max_attempts.to_string()),

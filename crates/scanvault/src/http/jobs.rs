@@ -75,6 +75,9 @@ pub struct JobView {
     pub status: String,
     pub force: bool,
     pub priority: i64,
+    /// `adhoc` (requested through the API), `scheduled` or `rematch`: workers claim the
+    /// ad-hoc lane first, then scheduled scans, then re-matches.
+    pub lane: String,
     /// Attempts started so far.
     pub attempts: i64,
     pub max_attempts: i64,
@@ -117,6 +120,9 @@ impl From<JobRow> for JobView {
             status: j.status,
             force: j.force != 0,
             priority: j.priority,
+            lane: crate::store::jobs::Lane::of_stored(j.lane)
+                .as_str()
+                .to_string(),
             attempts: j.attempt,
             max_attempts: j.max_attempts,
             created_at: from_micros(j.created_at),
@@ -251,6 +257,7 @@ pub async fn create_job(
             max_attempts: app.jobs.max_attempts,
             requested_by: caller.id(),
             now: Utc::now(),
+            lane: crate::store::jobs::Lane::Adhoc,
         })
         .await?;
     if created {

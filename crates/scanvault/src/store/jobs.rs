@@ -123,6 +123,8 @@ pub struct JobRow {
     pub error_class: Option<String>,
     pub scan_id: Option<String>,
     pub requested_by: Option<String>,
+    /// [`Lane`] as stored.
+    pub lane: i64,
     pub vuln_critical: Option<i64>,
     pub vuln_high: Option<i64>,
     pub vuln_medium: Option<i64>,
@@ -161,6 +163,37 @@ pub struct NewJob {
     pub max_attempts: i64,
     pub requested_by: Option<String>,
     pub now: DateTime<Utc>,
+    pub lane: Lane,
+}
+
+/// The queue's lanes: a worker claims from the first lane that has a due job, so a scan
+/// requested through the API never waits behind scheduled scans or re-matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Lane {
+    /// Requested through the API.
+    Adhoc = 0,
+    /// A round of a scan schedule.
+    Scheduled = 1,
+    /// A re-match of a stored inventory.
+    Rematch = 2,
+}
+
+impl Lane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Adhoc => "adhoc",
+            Lane::Scheduled => "scheduled",
+            Lane::Rematch => "rematch",
+        }
+    }
+
+    pub fn of_stored(n: i64) -> Lane {
+        match n {
+            0 => Lane::Adhoc,
+            1 => Lane::Scheduled,
+            _ => Lane::Rematch,
+        }
+    }
 }
 
 /// A fenced status change.
@@ -292,6 +325,18 @@ pub trait JobStore: Send + Sync {
         worker: &str,
         lease: std::time::Duration,
         now: DateTime<Utc>,
+    ) -> Result<Option<JobRow>, StoreError> {
+        self.claim_in(worker, lease, now, Lane::Rematch).await
+    }
+
+    /// [`JobStore::claim`] from the lanes up to `last` (`Lane::Adhoc`: a worker slot kept
+    /// for requests made through the API); the first lane with a due job first.
+    async fn claim_in(
+        &self,
+        worker: &str,
+        lease: std::time::Duration,
+        now: DateTime<Utc>,
+        last: Lane,
     ) -> Result<Option<JobRow>, StoreError>;
 
     /// Jobs running with a lease that expired before `now`: (id, status, attempt, max

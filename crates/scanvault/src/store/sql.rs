@@ -209,7 +209,7 @@ pub const CATALOG_COLUMNS: &str = "id, title, cvss_score";
 pub const JOB_SELECT: &str = "SELECT j.id, j.image_ref, j.image_name, j.status, j.force, j.priority, j.attempt, \
     j.max_attempts, j.run_after, j.lease_owner, j.lease_expires_at, j.resolved_digest, j.created_at, \
     j.updated_at, j.started_at, j.completed_at, j.error_message, j.error_class, j.scan_id, j.requested_by, \
-    s.vuln_critical, s.vuln_high, s.vuln_medium, s.vuln_low, s.vuln_unknown \
+    j.lane, s.vuln_critical, s.vuln_high, s.vuln_medium, s.vuln_low, s.vuln_unknown \
     FROM scan_jobs j LEFT JOIN scans s ON s.id = j.scan_id";
 
 pub const FETCH_JOB: &str = concatcp!(JOB_SELECT, " WHERE j.id = $1");
@@ -228,8 +228,8 @@ pub const LIST_JOBS: &str = concatcp!(
 );
 
 pub const INSERT_JOB: &str = "INSERT INTO scan_jobs (id, image_ref, image_name, status, force, priority, attempt, \
-     max_attempts, run_after, created_at, updated_at, requested_by) \
-     VALUES ($1, $2, $3, 'queued', $4, $5, 0, $6, $7, $7, $7, $8) \
+     max_attempts, run_after, created_at, updated_at, requested_by, lane) \
+     VALUES ($1, $2, $3, 'queued', $4, $5, 0, $6, $7, $7, $7, $8, $9) \
      ON CONFLICT (image_ref) WHERE status IN ('queued', 'pulling', 'scanning') DO NOTHING RETURNING id";
 
 pub const JOB_EVENTS: &str =
@@ -273,13 +273,17 @@ macro_rules! claim_job {
             "UPDATE scan_jobs SET status = 'pulling', attempt = attempt + 1, lease_owner = $1, \
              lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3 \
              WHERE id = (SELECT id FROM scan_jobs WHERE status = 'queued' AND run_after <= $3 \
-             ORDER BY priority DESC, run_after, created_at, id LIMIT 1",
+             AND lane <= $4 ORDER BY lane, priority DESC, run_after, created_at, id LIMIT 1",
             $lock,
             ") AND status = 'queued' RETURNING id, attempt"
         )
     };
 }
 pub(crate) use claim_job;
+
+/// Move a queued job to a lane before its own (`$2`), as a request in that lane asks.
+pub const PROMOTE_JOB: &str =
+    "UPDATE scan_jobs SET lane = $2, updated_at = $3 WHERE id = $1 AND status = 'queued' AND lane > $2";
 
 /// A job still held by an attempt; PostgreSQL locks it (`FOR UPDATE`).
 pub const HELD_JOB: &str =

@@ -12,6 +12,7 @@ use rand::SeedableRng;
 use scanvault_core::job::{backoff, JobEvent, JobStatus};
 use scanvault_registry::{ErrorClass as RegClass, Reference, RegistryClient, RegistryConfig};
 use scanvault_scanner::{ErrorClass as ScanClass, ScanError, ScanRequest, Trivy, TrivyConfig};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WorkerConfig;
 use crate::ingest::{self, IngestError, IngestOverrides, IngestSettings};
 use crate::store::jobs::{
-    Actor, JobCompletion, JobError, JobNotice, JobRow, Transition, WorkerRow,
+    Actor, JobCompletion, JobError, JobNotice, JobRow, Lane, Transition, WorkerRow,
 };
 use crate::store::scans::ScanSource;
 use crate::store::{micros, Store, StoreError};
@@ -34,6 +35,8 @@ mod signals;
 #[derive(Clone)]
 pub struct WorkerSettings {
     pub concurrency: usize,
+    /// Slots that take only ad-hoc jobs (fewer than `concurrency`).
+    pub adhoc_slots: usize,
     pub lease: Duration,
     pub poll_interval: Duration,
     pub backoff_base: Duration,
@@ -90,6 +93,8 @@ pub struct Runner {
     id: String,
     /// Fires when running scans must stop now (after the shutdown deadline).
     hard_stop: CancellationToken,
+    /// Jobs of the scheduled and re-match lanes running now.
+    other_lanes: std::sync::atomic::AtomicUsize,
 }
 
 impl Runner {
@@ -131,6 +136,9 @@ impl Runner {
             trivy,
             WorkerSettings {
                 concurrency: cfg.worker_concurrency.max(1),
+                adhoc_slots: cfg
+                    .worker_adhoc_slots
+                    .min(cfg.worker_concurrency.max(1) - 1),
                 lease: cfg.job_lease.0,
                 poll_interval: cfg.job_poll_interval.0,
                 backoff_base: cfg.job_backoff_base.0,
@@ -164,6 +172,7 @@ impl Runner {
             settings,
             id,
             hard_stop: CancellationToken::new(),
+            other_lanes: Default::default(),
         }
     }
 
@@ -270,11 +279,25 @@ impl Runner {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
             while running.try_join_next().is_some() {}
-            match self.claim().await {
+            // Scheduled scans and re-matches may hold all but the ad-hoc slots.
+            let general = self.settings.concurrency - self.settings.adhoc_slots;
+            let last = if self.other_lanes.load(Ordering::SeqCst) < general {
+                Lane::Rematch
+            } else {
+                Lane::Adhoc
+            };
+            match self.claim_in(last).await {
                 Ok(Some((job, claimed))) => {
                     let me = self.clone();
+                    let other = job.lane != Lane::Adhoc as i64;
+                    if other {
+                        self.other_lanes.fetch_add(1, Ordering::SeqCst);
+                    }
                     running.spawn(async move {
                         me.process(job, claimed).await;
+                        if other {
+                            me.other_lanes.fetch_sub(1, Ordering::SeqCst);
+                        }
                         drop(permit);
                     });
                 }
@@ -314,11 +337,16 @@ impl Runner {
 
     /// Claim a due job, and when the claim ran (the first span of the job's trace).
     async fn claim(&self) -> Result<Option<(JobRow, Claimed)>, StoreError> {
+        self.claim_in(Lane::Rematch).await
+    }
+
+    /// [`Runner::claim`] from the lanes up to `last`.
+    async fn claim_in(&self, last: Lane) -> Result<Option<(JobRow, Claimed)>, StoreError> {
         let started = std::time::SystemTime::now();
         let job = self
             .store
             .jobs()
-            .claim(&self.id, self.settings.lease, Utc::now())
+            .claim_in(&self.id, self.settings.lease, Utc::now(), last)
             .await?;
         let ended = std::time::SystemTime::now();
         Ok(job.map(|j| (j, Claimed { started, ended })))

@@ -163,6 +163,7 @@ async fn worker_jobs_survive_a_postgres_outage() {
         }),
         WorkerSettings {
             concurrency: 3,
+            adhoc_slots: 0,
             lease,
             poll_interval: Duration::from_millis(100),
             backoff_base: Duration::from_millis(100),

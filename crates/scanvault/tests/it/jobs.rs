@@ -250,3 +250,82 @@ async fn claims_are_exclusive_fenced_and_leases_expire(app: &TestApp) {
 on_both_backends!(job_requests, requests_are_validated_and_deduplicated);
 on_both_backends!(job_cancel_retry, cancel_retry_events_and_lists);
 on_both_backends!(job_claims, claims_are_exclusive_fenced_and_leases_expire);
+
+/// Lanes: a request made through the API is claimed before scheduled scans and re-matches
+/// queued before it, oldest first within a lane, whatever the priorities; a slot kept for
+/// the ad-hoc lane takes nothing else; an API request for an image whose scheduled job is
+/// queued moves that job to the ad-hoc lane.
+async fn the_ad_hoc_lane_is_claimed_first(app: &TestApp) {
+    use scanvault::store::jobs::{Lane, NewJob};
+    let store = &app.store;
+    let t0 = Utc::now() - chrono::Duration::seconds(60);
+    let queue = |image: &str, lane: Lane, priority: i64, secs: i64| NewJob {
+        image_ref: format!("registry.example:5000/{image}:1"),
+        image_name: format!("registry.example:5000/{image}"),
+        force: false,
+        priority,
+        max_attempts: 3,
+        requested_by: None,
+        now: t0 + chrono::Duration::seconds(secs),
+        lane,
+    };
+    let mut ids = std::collections::HashMap::new();
+    for (image, lane, priority, secs) in [
+        ("rematch-old", Lane::Rematch, 1000, 0),
+        ("sched-old", Lane::Scheduled, 1000, 1),
+        ("sched-new", Lane::Scheduled, 0, 2),
+        ("promoted", Lane::Scheduled, 0, 3),
+        ("adhoc-low", Lane::Adhoc, -5, 4),
+        ("adhoc-late", Lane::Adhoc, -5, 5),
+    ] {
+        let (job, created) = store
+            .jobs()
+            .create(queue(image, lane, priority, secs))
+            .await
+            .unwrap();
+        assert!(created);
+        ids.insert(job.id.clone(), image);
+    }
+    // An ad-hoc request for the queued scheduled image: the same job, now ad hoc.
+    let (again, created) = store
+        .jobs()
+        .create(queue("promoted", Lane::Adhoc, 0, 6))
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(Lane::of_stored(again.lane), Lane::Adhoc);
+    let lease = Duration::from_secs(60);
+    // A slot kept for ad-hoc requests.
+    let mut order = vec![];
+    while let Some(j) = store
+        .jobs()
+        .claim_in("kept", lease, Utc::now(), Lane::Adhoc)
+        .await
+        .unwrap()
+    {
+        order.push(ids[&j.id]);
+    }
+    assert_eq!(order, ["promoted", "adhoc-low", "adhoc-late"]);
+    while let Some(j) = store.jobs().claim("any", lease, Utc::now()).await.unwrap() {
+        order.push(ids[&j.id]);
+    }
+    assert_eq!(
+        order,
+        [
+            "promoted",
+            "adhoc-low",
+            "adhoc-late",
+            "sched-old",
+            "sched-new",
+            "rematch-old"
+        ],
+        "the ad-hoc lane, then scheduled, then re-matches; by priority, then age, within one"
+    );
+    let v = app
+        .request(Method::GET, &format!("/scan-jobs/{}", again.id), vec![])
+        .await
+        .json();
+    assert_eq!(v["Lane"], "adhoc");
+}
+
+on_both_backends!(job_lanes, the_ad_hoc_lane_is_claimed_first);

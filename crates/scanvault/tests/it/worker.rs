@@ -114,6 +114,7 @@ pub fn runner(app: &TestApp, kit: &Kit, dir: &tempfile::TempDir, o: WorkerOpts) 
         trivy,
         WorkerSettings {
             concurrency: 2,
+            adhoc_slots: 0,
             lease: o.lease,
             poll_interval: Duration::from_millis(100),
             backoff_base: o.backoff,
@@ -405,6 +406,7 @@ async fn a_registry_that_is_down_is_retried_with_backoff_then_fails(app: &TestAp
             }),
             WorkerSettings {
                 concurrency: 1,
+                adhoc_slots: 0,
                 lease: Duration::from_secs(30),
                 poll_interval: Duration::from_millis(50),
                 backoff_base: Duration::from_millis(200),

@@ -30,6 +30,7 @@ fn runner(app: &TestApp, trivy: PathBuf) -> Arc<Runner> {
         }),
         WorkerSettings {
             concurrency: 1,
+            adhoc_slots: 0,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(100),
             backoff_base: Duration::from_secs(60),

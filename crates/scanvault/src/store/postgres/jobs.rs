@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::PgStore;
 use crate::store::jobs::{
-    Actor, AuditRow, ExpiredLease, JobError, JobGauges, JobNotice, JobRow, JobStore, NewJob,
+    Actor, AuditRow, ExpiredLease, JobError, JobGauges, JobNotice, JobRow, JobStore, Lane, NewJob,
     Transition, WorkerRow,
 };
 use crate::store::{duration_micros, micros, sql, StoreError};
@@ -27,7 +27,18 @@ impl JobStore for PgStore {
     async fn create(&self, new: NewJob) -> Result<(JobRow, bool), StoreError> {
         let now = micros(new.now);
         let mut tx = self.pool.begin().await?;
-        if let Some(existing) = active_job_for(&mut tx, &new.image_ref).await? {
+        if let Some(mut existing) = active_job_for(&mut tx, &new.image_ref).await? {
+            // A request in an earlier lane moves the queued job there.
+            let moved = sqlx::query(sql::PROMOTE_JOB)
+                .bind(&existing.id)
+                .bind(new.lane as i64)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if moved > 0 {
+                existing.lane = new.lane as i64;
+            }
             tx.commit().await?;
             return Ok((existing, false));
         }
@@ -41,6 +52,7 @@ impl JobStore for PgStore {
             .bind(new.max_attempts)
             .bind(now)
             .bind(&new.requested_by)
+            .bind(new.lane as i64)
             .fetch_optional(&mut *tx)
             .await?;
         if inserted.is_none() {
@@ -113,11 +125,12 @@ impl JobStore for PgStore {
         Ok(job)
     }
 
-    async fn claim(
+    async fn claim_in(
         &self,
         worker: &str,
         lease: std::time::Duration,
         now: DateTime<Utc>,
+        last: Lane,
     ) -> Result<Option<JobRow>, StoreError> {
         self.reap_expired_leases(now).await?;
         let now_us = micros(now);
@@ -126,6 +139,7 @@ impl JobStore for PgStore {
             .bind(worker)
             .bind(now_us + duration_micros(lease))
             .bind(now_us)
+            .bind(last as i64)
             .fetch_optional(&mut *tx)
             .await?;
         let Some((id, attempt)) = claimed else {
