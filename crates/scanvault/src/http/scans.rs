@@ -465,8 +465,8 @@ pub async fn latest_scan(
 }
 
 /// One scan with its `ScanResult`.
-#[utoipa::path(get, path = "/scans/{id}", tag = "scans", params(("id" = String, Path, description = "Scan id (UUID)")),
-    params(ScanParams),
+#[utoipa::path(get, path = "/scans/{id}", tag = "scans",
+    params(("id" = String, Path, description = "Scan id (UUID)"), ScanParams),
     responses((status = 200, body = ScanView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_scan(
     State(app): State<AppState>,
