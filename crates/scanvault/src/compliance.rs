@@ -227,14 +227,8 @@ pub async fn violations(
     image: &str,
     findings: &[&Finding],
 ) -> Result<Vec<Violation>, anyhow::Error> {
-    let mut policies = vec![(DEFAULT_POLICY.to_string(), default_policy(fail_on))];
-    policies.extend(stored.iter().filter(|(_, p)| p.applies_to(image)).cloned());
-    let applicable: Vec<&Policy> = policies.iter().map(|(_, p)| p).collect();
-    let know = StoreKnowledge::of(store, findings, &applicable).await?;
-    Ok(policies
-        .iter()
-        .flat_map(|(name, p)| p.evaluate(name, image, findings, &know))
-        .collect())
+    let mut all = violations_of_many(store, fail_on, stored, &[(image, findings.to_vec())]).await?;
+    Ok(all.pop().unwrap_or_default())
 }
 
 /// [`violations`] of several images' findings at once: what the store knows is read once
@@ -245,8 +239,15 @@ pub async fn violations_of_many(
     stored: &[(String, Policy)],
     images: &[(&str, Vec<&Finding>)],
 ) -> Result<Vec<Vec<Violation>>, anyhow::Error> {
+    // `default` and the stored policies that apply to any of the images: what the store
+    // knows is read only for the rules of those.
     let mut policies = vec![(DEFAULT_POLICY.to_string(), default_policy(fail_on))];
-    policies.extend(stored.iter().cloned());
+    policies.extend(
+        stored
+            .iter()
+            .filter(|(_, p)| images.iter().any(|(image, _)| p.applies_to(image)))
+            .cloned(),
+    );
     let all: Vec<&Finding> = images.iter().flat_map(|(_, f)| f.iter().copied()).collect();
     let every: Vec<&Policy> = policies.iter().map(|(_, p)| p).collect();
     let know = StoreKnowledge::of(store, &all, &every).await?;

@@ -22,7 +22,7 @@ use scanvault_core::report::{Finding, Severity};
 
 use crate::compliance::{StoreKnowledge, DEFAULT_POLICY};
 use crate::store::suppressions::SuppressionRow;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::triage::Active;
 
 /// What the report covers.
@@ -142,10 +142,9 @@ pub async fn build(
         }
     }
     let now_us = crate::store::micros(chrono::Utc::now());
-    let active = Active::new(
-        store.suppressions().suppressions(Some(now_us)).await?,
-        now_us,
-    );
+    // The active suppressions: applied to the verdicts, and listed in the report.
+    let live = store.suppressions().suppressions(Some(now_us)).await?;
+    let active = Active::new(live.clone(), now_us);
     let mut policies: Vec<(String, Policy)> =
         vec![(DEFAULT_POLICY.to_string(), default_policy(fail_on))];
     policies.extend(stored.iter().cloned());
@@ -282,11 +281,7 @@ pub async fn build(
         })
         .collect();
 
-    let mut suppressions: Vec<SuppressionRow> = store
-        .suppressions()
-        .suppressions(Some(now_us))
-        .await
-        .map_err(|e: StoreError| anyhow::anyhow!(e))?;
+    let mut suppressions: Vec<SuppressionRow> = live;
     if let Some(img) = &q.image {
         suppressions.retain(|s| {
             s.image

@@ -237,39 +237,29 @@ impl Overlay {
 
     /// The summary in `mode` from the maintained one.
     pub fn summary(&self, raw: &FleetSummary, mode: SuppressedMode) -> FleetSummary {
-        let mut c = counts_of(raw);
-        match mode {
-            SuppressedMode::Include => {}
-            SuppressedMode::Exclude => {
-                let images = c[IMAGES];
-                fleet::add(&mut c, &self.suppressed, -1);
-                c[IMAGES] = images;
-            }
-            SuppressedMode::Only => c = self.suppressed,
-        }
-        FleetSummary::from_counts(&c)
+        apply(raw, &self.suppressed, mode)
     }
+}
 
-    /// Counts of one vulnerability in `mode` from the maintained ones (`raw`).
-    pub fn cve_counts(&self, vuln: &str, raw: &Counts, mode: SuppressedMode) -> Counts {
-        let Some(split) = self.cves.get(vuln) else {
-            return match mode {
-                SuppressedMode::Only => [0; 7],
-                _ => *raw,
-            };
-        };
-        match mode {
-            SuppressedMode::Include => *raw,
-            SuppressedMode::Only => split.suppressed,
-            SuppressedMode::Exclude => {
-                // The maintained counts may be newer than the overlay: take away what the
-                // overlay found suppressed, and the references left without a kept row.
-                let mut c = *raw;
-                fleet::add(&mut c, &split.suppressed, -1);
-                c[IMAGES] = raw[IMAGES] - (split.all[IMAGES] - split.kept[IMAGES]);
-                c
-            }
-        }
+/// A vulnerability's image references and items (reference, package, version) in `mode`,
+/// from the maintained `images` and `items` and its [`Split`] (`None`: no suppression
+/// names it). The maintained counts may be newer than the overlay: what the overlay found
+/// suppressed, and the references it left without a kept item, come off them.
+pub fn cve_totals(
+    split: Option<&Split>,
+    images: i64,
+    items: i64,
+    mode: SuppressedMode,
+) -> (i64, i64) {
+    let findings = |c: &Counts| c[2..].iter().sum::<i64>();
+    match (split, mode) {
+        (_, SuppressedMode::Include) | (None, SuppressedMode::Exclude) => (images, items),
+        (None, SuppressedMode::Only) => (0, 0),
+        (Some(s), SuppressedMode::Exclude) => (
+            images - (s.all[IMAGES] - s.kept[IMAGES]),
+            items - findings(&s.suppressed),
+        ),
+        (Some(s), SuppressedMode::Only) => (s.suppressed[IMAGES], findings(&s.suppressed)),
     }
 }
 
@@ -737,13 +727,16 @@ mod tests {
         assert_eq!(s.suppressed[FIXABLE], 1);
         assert_eq!(o.suppressed[IMAGES], 2);
         assert_eq!(o.suppressed_findings(), 2);
-        // Maintained counts newer than the overlay keep their extra references.
-        let mut raw = s.all;
-        raw[IMAGES] += 1;
-        raw[fleet::sev_index(4)] += 1;
-        let c = o.cve_counts("CVE-1", &raw, SuppressedMode::Exclude);
-        assert_eq!(c[IMAGES], 3);
-        assert_eq!(c[fleet::sev_index(4)], 2);
+        // Maintained counts newer than the overlay keep their extra reference and item.
+        let (images, items) = (s.all[IMAGES] + 1, 4 + 1);
+        assert_eq!(
+            cve_totals(Some(s), images, items, SuppressedMode::Exclude),
+            (3, 3)
+        );
+        assert_eq!(
+            cve_totals(Some(s), images, items, SuppressedMode::Only),
+            (2, 2)
+        );
     }
 
     #[test]

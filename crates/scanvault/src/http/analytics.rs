@@ -851,8 +851,9 @@ pub async fn get_cve_images(
             limit,
         ));
     }
-    let (mut rows, image_count, items, suppressed) = match workload {
+    let (rows, image_count, count, suppressed) = match workload {
         Some(workload) => {
+            // Counted in SQL with the listing's own filter.
             let mut q = WorkloadQuery {
                 workload,
                 vulnerability: Some(cve_id.clone()),
@@ -863,11 +864,12 @@ pub async fn get_cve_images(
             };
             let (rows, items, refs) = app.store.analytics().workload_findings(&q).await?;
             let suppressed = workload_suppressed(&app, &mut q).await?;
-            (rows, refs, Some(items), suppressed)
+            (rows, refs, items, suppressed)
         }
         None => {
-            // Nothing to page through when the suppressions leave nothing (or, with `only`,
-            // cover nothing): the overlay knows without reading the rows.
+            // The maintained counts include every finding; the overlay says what the
+            // suppressions take away, and when they leave nothing (or, with `only`, cover
+            // nothing) there is nothing to page through.
             let split = app
                 .triage
                 .fleet_overlay(&app.store)
@@ -887,39 +889,25 @@ pub async fn get_cve_images(
                     .cve_images(&cve_id, limit, offset, filter)
                     .await?
             };
-            (rows, refs, None, 0)
+            let whole_answer = offset == 0 && rows.len() as i64 <= limit;
+            let raw_items = if whole_answer || mode == SuppressedMode::Only {
+                0
+            } else {
+                app.store.analytics().cve_items(&cve_id).await?
+            };
+            let (images, items) = triage::cve_totals(split.as_ref(), refs, raw_items, mode);
+            let items = if whole_answer {
+                rows.len() as i64
+            } else {
+                items
+            };
+            let left_out = split.as_ref().map_or(0, |s| s.suppressed[2..].iter().sum());
+            (rows, images, items, left_out)
         }
     };
+    let mut rows = rows;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    // The maintained counts include every finding: what the suppressions cover comes off.
-    let split = match items {
-        Some(_) => None,
-        None => app
-            .triage
-            .fleet_overlay(&app.store)
-            .await?
-            .and_then(|o| o.cves.get(&cve_id).cloned()),
-    };
-    let left_out = split.as_ref().map_or(0, |s| s.suppressed[2..].iter().sum());
-    let image_count = match (&split, mode) {
-        (_, SuppressedMode::Include) | (None, SuppressedMode::Exclude) => image_count,
-        (None, SuppressedMode::Only) => 0,
-        (Some(s), SuppressedMode::Exclude) => {
-            image_count - (s.all[fleet::IMAGES] - s.kept[fleet::IMAGES])
-        }
-        (Some(s), SuppressedMode::Only) => s.suppressed[fleet::IMAGES],
-    };
-    let count = match items {
-        Some(n) => n,
-        None if offset == 0 && !has_more => rows.len() as i64,
-        None => match mode {
-            SuppressedMode::Include => app.store.analytics().cve_items(&cve_id).await?,
-            SuppressedMode::Exclude => app.store.analytics().cve_items(&cve_id).await? - left_out,
-            SuppressedMode::Only => left_out,
-        },
-    };
-    let suppressed = suppressed.max(left_out);
     let images: Vec<CveImageView> = rows
         .into_iter()
         .map(|f: FleetFinding| CveImageView {
