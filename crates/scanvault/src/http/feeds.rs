@@ -110,7 +110,42 @@ async fn parse_off_thread<T: Send + 'static>(
         .map_err(|e| ApiError::InvalidFeed(e.to_string()))
 }
 
+/// Whether any exploit feed holds entries (else risk scores are the counts' own), read at
+/// most every [`EXPLOIT_DATA_TTL`]: scan answers ask it, `POST /scans` among them. An import
+/// through this process is seen at once.
+pub struct ExploitData(moka::sync::Cache<(), bool>);
+
+/// How long another process's first feed import may take to change risk scores here.
+pub const EXPLOIT_DATA_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Default for ExploitData {
+    fn default() -> Self {
+        ExploitData(
+            moka::sync::Cache::builder()
+                .max_capacity(1)
+                .time_to_live(EXPLOIT_DATA_TTL)
+                .build(),
+        )
+    }
+}
+
+impl ExploitData {
+    pub async fn present(&self, store: &crate::store::Store) -> Result<bool, ApiError> {
+        if let Some(p) = self.0.get(&()) {
+            return Ok(p);
+        }
+        let p = store.feeds().feeds().await?.iter().any(|f| f.entries > 0);
+        self.0.insert((), p);
+        Ok(p)
+    }
+
+    pub fn forget(&self) {
+        self.0.invalidate_all();
+    }
+}
+
 async fn imported(app: &AppState, feed: &str) -> Result<Json<FeedView>, ApiError> {
+    app.exploit_data.forget();
     app.store
         .feeds()
         .feeds()

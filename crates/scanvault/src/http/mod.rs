@@ -50,6 +50,8 @@ pub struct AppState {
     pub policies: crate::compliance::PolicyCache,
     /// The active suppressions and what they leave out of the fleet.
     pub triage: Arc<crate::triage::Triage>,
+    /// Whether exploit feeds are imported, briefly cached.
+    pub exploit_data: Arc<feeds::ExploitData>,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
             signals,
             policies: Default::default(),
             triage: Default::default(),
+            exploit_data: Default::default(),
         }
     }
 }

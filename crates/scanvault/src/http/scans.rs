@@ -488,13 +488,7 @@ pub async fn get_scan(
 
 /// Whether any exploit feed has been imported (else the risk score is the counts' one).
 async fn has_exploit_data(app: &AppState) -> Result<bool, ApiError> {
-    Ok(app
-        .store
-        .feeds()
-        .feeds()
-        .await?
-        .iter()
-        .any(|f| f.entries > 0))
+    app.exploit_data.present(&app.store).await
 }
 
 /// The findings a view counts in `mode`.
