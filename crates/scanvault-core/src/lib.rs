@@ -13,4 +13,5 @@ pub mod parse;
 pub mod policy;
 pub mod render;
 pub mod report;
+pub mod sbom;
 pub mod trivy;

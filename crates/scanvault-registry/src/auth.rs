@@ -12,13 +12,18 @@ use crate::reference::{is_docker_hub_host, DOCKER_HUB_DISPLAY};
 /// Credentials for one registry. `Debug` never shows secrets.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
-    /// User name and password (or personal access token).
+    /// User name and password (or personal access token): sent to the token service when
+    /// the registry asks for a Bearer token, or to the registry when it asks for Basic auth.
     Basic { username: String, password: String },
     /// An OAuth2 refresh token (`identitytoken` in Docker's config), exchanged at the token service.
     IdentityToken {
         username: Option<String>,
         token: String,
     },
+    /// A registry token that is already scoped for the request (Harbor's pull token), sent
+    /// as `Authorization: Bearer <token>` to the registry itself; the token service is never
+    /// asked. Only given per request ([`RegistryAccess`]); an auth file has no such entries.
+    Bearer(String),
 }
 
 impl fmt::Debug for Credentials {
@@ -34,6 +39,7 @@ impl fmt::Debug for Credentials {
                 .field("username", username)
                 .field("token", &"<redacted>")
                 .finish(),
+            Self::Bearer(_) => f.debug_tuple("Bearer").field(&"<redacted>").finish(),
         }
     }
 }
@@ -46,9 +52,162 @@ impl Credentials {
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
             )),
-            Self::IdentityToken { .. } => None,
+            Self::IdentityToken { .. } | Self::Bearer(_) => None,
         }
     }
+
+    /// Parse the value of an `Authorization` header, as Harbor sends it with a scan request
+    /// for pulling: `Basic <base64(user:password)>` → [`Credentials::Basic`],
+    /// `Bearer <token>` → [`Credentials::Bearer`] (the scheme in any case).
+    ///
+    /// Anything else is a `config` error whose message says what is wrong without quoting
+    /// any part of the value.
+    pub fn from_authorization_header(value: &str) -> Result<Credentials, RegistryError> {
+        let bad = |why: &str| {
+            RegistryError::new(
+                ErrorKind::Config,
+                format!("the registry Authorization value is invalid: {why}"),
+            )
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        let Some((scheme, rest)) = value.split_once([' ', '\t']) else {
+            return Err(bad(
+                "expected \"Basic <base64 of user:password>\" or \"Bearer <token>\"",
+            ));
+        };
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("basic") {
+            let engine = &base64::engine::general_purpose::STANDARD;
+            let raw = engine
+                .decode(rest)
+                .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(rest))
+                .map_err(|_| bad("the Basic credentials are not valid base64"))?;
+            let raw = String::from_utf8(raw)
+                .map_err(|_| bad("the Basic credentials do not decode to UTF-8 text"))?;
+            let (username, password) = raw
+                .split_once(':')
+                .ok_or_else(|| bad("the Basic credentials must be base64 of \"user:password\""))?;
+            if username.is_empty() {
+                return Err(bad("the Basic credentials have an empty user name"));
+            }
+            Ok(Credentials::Basic {
+                username: username.to_string(),
+                password: password.to_string(),
+            })
+        } else if scheme.eq_ignore_ascii_case("bearer") {
+            if rest.is_empty() {
+                return Err(bad("the Bearer token is empty"));
+            }
+            if !rest.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(bad(
+                    "the Bearer token contains spaces, control or non-ASCII characters",
+                ));
+            }
+            Ok(Credentials::Bearer(rest.to_string()))
+        } else {
+            Err(bad(
+                "the scheme must be Basic or Bearer (\"Basic <base64 of user:password>\" or \"Bearer <token>\")",
+            ))
+        }
+    }
+}
+
+/// How to reach one registry for one call ([`RegistryClient::resolve_with`],
+/// [`RegistryClient::list_tags_with`]) instead of, or in addition to, the client's
+/// configuration: e.g. the registry URL and pull credentials that Harbor sends with each
+/// scan request. `Debug` never shows secrets.
+///
+/// [`RegistryClient::resolve_with`]: crate::RegistryClient::resolve_with
+/// [`RegistryClient::list_tags_with`]: crate::RegistryClient::list_tags_with
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryAccess {
+    /// The registry this applies to, `host[:port]` as in [`Reference::registry`]
+    /// (compared case-insensitively, Docker Hub aliases being equal). A call for an image
+    /// of another registry fails with a `config` error and sends nothing.
+    ///
+    /// [`Reference::registry`]: crate::Reference::registry
+    pub registry: String,
+    /// Credentials used instead of the auth file's for this call. They answer the
+    /// registry's challenge like auth-file credentials ([`Credentials::Bearer`] is sent to
+    /// the registry as is), and tokens obtained with them are kept for this call only.
+    /// `None`: the auth file's credentials for the registry, if any.
+    pub credentials: Option<Credentials>,
+    /// Speak plain HTTP to the registry (and allow credentials to go to a plain-HTTP token
+    /// service on the same host) in this call, even if it is not one of the client's
+    /// insecure hosts. `false` leaves the choice to the client's configuration.
+    pub plain_http: bool,
+}
+
+impl RegistryAccess {
+    /// From a registry URL and an optional `Authorization` header value, as Harbor sends
+    /// them with a scan request: `https://core.harbor.domain` or `http://127.0.0.1:5000`
+    /// (`http://` sets [`plain_http`](Self::plain_http); a bare `host[:port]` means https),
+    /// and `Basic <base64(user:password)>` or `Bearer <token>`
+    /// ([`Credentials::from_authorization_header`]).
+    ///
+    /// The URL may end in `/` but must have no other path, query or user information.
+    /// Errors are `config` errors that never quote credentials.
+    pub fn from_url(url: &str, authorization: Option<&str>) -> Result<Self, RegistryError> {
+        let bad = |why: String| {
+            RegistryError::new(
+                ErrorKind::Config,
+                format!("the registry URL is invalid: {why}"),
+            )
+        };
+        let u = url.trim();
+        let (plain_http, rest) = if let Some(rest) = strip_prefix_ci(u, "http://") {
+            (true, rest)
+        } else if let Some(rest) = strip_prefix_ci(u, "https://") {
+            (false, rest)
+        } else if u.contains("://") {
+            return Err(bad(
+                "only http:// and https:// URLs are supported".to_string()
+            ));
+        } else {
+            (false, u)
+        };
+        let (authority, path) = match rest.find(['/', '?', '#']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if authority.contains('@') {
+            return Err(bad(
+                "it must not contain user information; send the credentials as the Authorization value".to_string(),
+            ));
+        }
+        if !(path.is_empty() || path == "/") {
+            return Err(bad(format!(
+                "\"{}\" must be the registry's base URL, without a path, query or fragment",
+                crate::client::clean_text(u, 200)
+            )));
+        }
+        if authority.is_empty() {
+            return Err(bad("it names no host".to_string()));
+        }
+        crate::reference::validate_registry(authority).map_err(|k| bad(k.to_string()))?;
+        let credentials = authorization
+            .map(Credentials::from_authorization_header)
+            .transpose()?;
+        Ok(Self {
+            registry: authority.to_string(),
+            credentials,
+            plain_http,
+        })
+    }
+
+    /// Whether this access is for the registry `registry` (`host[:port]`).
+    pub fn applies_to(&self, registry: &str) -> bool {
+        normalize_host(&self.registry) == normalize_host(registry)
+    }
+}
+
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 /// Credentials per registry, keyed by normalised host (`docker.io` for Docker Hub).
@@ -477,6 +636,8 @@ mod tests {
             token: "tok-123".into(),
         };
         assert!(!format!("{c:?}").contains("tok-123"));
+        let c = Credentials::Bearer("tok-456".into());
+        assert_eq!(format!("{c:?}"), "Bearer(\"<redacted>\")");
         let s = AuthStore::parse(&format!(
             "{{\"auths\": {{\"ghcr.io\": {{\"auth\": \"{}\"}}}}}}",
             b64("alice:hunter2")
@@ -487,6 +648,120 @@ mod tests {
             d.contains("ghcr.io") && !d.contains("hunter2") && !d.contains("alice"),
             "{d}"
         );
+    }
+
+    #[test]
+    fn authorization_header_values() {
+        let c = Credentials::from_authorization_header(&format!("Basic {}", b64("robot$x:p:w")))
+            .unwrap();
+        assert_eq!(
+            c,
+            Credentials::Basic {
+                username: "robot$x".into(),
+                password: "p:w".into()
+            },
+            "the password may contain ':'"
+        );
+        // scheme in any case, surrounding spaces, base64 without padding
+        let c = Credentials::from_authorization_header(&format!(
+            "  basic   {}  ",
+            b64("u:pw").trim_end_matches('=')
+        ))
+        .unwrap();
+        assert_eq!(
+            c,
+            Credentials::Basic {
+                username: "u".into(),
+                password: "pw".into()
+            }
+        );
+        let c = Credentials::from_authorization_header("BEARER eyJh.bGc-i_O+/=").unwrap();
+        assert_eq!(c, Credentials::Bearer("eyJh.bGc-i_O+/=".into()));
+        assert_eq!(c.basic_header(), None);
+
+        let cases = [
+            ("", "it is empty"),
+            ("   ", "it is empty"),
+            ("s3cr3t-token-without-scheme", "expected \"Basic"),
+            ("Digest s3cr3t", "the scheme must be Basic or Bearer"),
+            ("s3cr3tScheme s3cr3t", "the scheme must be Basic or Bearer"),
+            ("Basic %%s3cr3t%%", "not valid base64"),
+            (&format!("Basic {}", b64("s3cr3t")), "must be base64 of"),
+            (&format!("Basic {}", b64(":s3cr3t")), "empty user name"),
+            ("Bearer ", "expected \"Basic"),
+            ("Bearer s3cr3t more", "contains spaces"),
+            ("Bearer s3cr3t\u{7f}", "contains spaces, control"),
+            ("Bearer s3cr3tü", "non-ASCII"),
+        ];
+        for (value, want) in cases {
+            let e = Credentials::from_authorization_header(value).unwrap_err();
+            assert_eq!(e.code(), "config", "{value:?}");
+            let m = e.to_string();
+            assert!(m.contains(want), "{value:?}: {m}");
+            assert!(!m.contains("s3cr3t"), "{value:?}: {m}");
+        }
+    }
+
+    #[test]
+    fn registry_access_from_url() {
+        let a = RegistryAccess::from_url("https://core.harbor.domain", None).unwrap();
+        assert_eq!(
+            a,
+            RegistryAccess {
+                registry: "core.harbor.domain".into(),
+                credentials: None,
+                plain_http: false
+            }
+        );
+        let a = RegistryAccess::from_url(
+            " HTTP://127.0.0.1:5000/ ",
+            Some(&format!("Basic {}", b64("u:hunter2"))),
+        )
+        .unwrap();
+        assert_eq!(a.registry, "127.0.0.1:5000");
+        assert!(a.plain_http);
+        assert!(matches!(a.credentials, Some(Credentials::Basic { .. })));
+        let d = format!("{a:?}");
+        assert!(!d.contains("hunter2") && d.contains("<redacted>"), "{d}");
+        let a = RegistryAccess::from_url("reg.local:8443", Some("Bearer tok-123")).unwrap();
+        assert_eq!(
+            (a.registry.as_str(), a.plain_http),
+            ("reg.local:8443", false)
+        );
+        assert!(!format!("{a:?}").contains("tok-123"));
+        assert_eq!(
+            RegistryAccess::from_url("http://[::1]:5000", None)
+                .unwrap()
+                .registry,
+            "[::1]:5000"
+        );
+
+        assert!(a.applies_to("REG.local:8443"));
+        assert!(!a.applies_to("reg.local"));
+        let hub = RegistryAccess::from_url("https://index.docker.io", None).unwrap();
+        assert!(hub.applies_to("docker.io"));
+
+        let cases = [
+            ("ftp://h", "only http:// and https://"),
+            ("https://", "names no host"),
+            ("https://u:s3cr3t@h", "must not contain user information"),
+            ("https://h/v2/x", "without a path, query or fragment"),
+            ("https://h?x=1", "without a path"),
+            ("https://h_x:5000", "is not a valid host[:port]"),
+            ("https://h:99999", "is not a valid host[:port]"),
+        ];
+        for (url, want) in cases {
+            let e = RegistryAccess::from_url(url, None).unwrap_err();
+            assert_eq!(e.code(), "config", "{url}");
+            assert!(e.to_string().contains(want), "{url}: {e}");
+            assert!(!e.to_string().contains("s3cr3t"), "{url}: {e}");
+        }
+        let e = RegistryAccess::from_url("https://h", Some("Token s3cr3t")).unwrap_err();
+        assert!(
+            e.to_string().contains("Authorization value is invalid"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
     }
 
     #[test]

@@ -18,7 +18,8 @@ pub enum ErrorClass {
 pub enum ErrorKind {
     /// The reference does not parse. Permanent.
     InvalidReference,
-    /// The repository or tag/digest does not exist (404, `MANIFEST_UNKNOWN`, `NAME_UNKNOWN`). Permanent.
+    /// The repository or tag/digest does not exist (404, `MANIFEST_UNKNOWN`, `NAME_UNKNOWN`),
+    /// also when listing the tags of a repository. Permanent.
     ManifestUnknown,
     /// 401/403 after authenticating (or no credentials for a registry that wants them). Permanent.
     Unauthorized,
@@ -32,9 +33,11 @@ pub enum ErrorKind {
     Timeout,
     /// TLS handshake or certificate failure (also: a plain-HTTP registry reached over https). Permanent.
     Tls,
-    /// Any other unexpected answer (other 4xx, malformed digest or token response). Permanent.
+    /// Any other unexpected answer (other 4xx, malformed digest or token response, a tag list
+    /// that is too long or links elsewhere). Permanent.
     Protocol,
-    /// The client configuration (auth file) is unusable. Permanent.
+    /// The client configuration (auth file) or a per-request access (registry URL,
+    /// `Authorization` value, access for another registry) is unusable. Permanent.
     Config,
 }
 

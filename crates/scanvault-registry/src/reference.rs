@@ -64,6 +64,9 @@ pub enum ReferenceErrorKind {
     InvalidTag(String),
     /// The digest is not `sha256:<64 hex>` (or `sha512:<128 hex>`).
     InvalidDigest(String),
+    /// A repository pattern (`repository:*`, see [`parse_repository_pattern`]) also has a
+    /// tag or a digest.
+    TagInPattern,
 }
 
 impl fmt::Display for ReferenceErrorKind {
@@ -112,6 +115,10 @@ impl fmt::Display for ReferenceErrorKind {
             Self::InvalidDigest(d) => write!(
                 f,
                 "digest \"{d}\" is invalid: expected \"sha256:\" followed by 64 lowercase hex digits"
+            ),
+            Self::TagInPattern => write!(
+                f,
+                "a repository pattern is \"[registry/]repository:*\", with no other tag or digest"
             ),
         }
     }
@@ -321,6 +328,35 @@ impl FromStr for Reference {
     }
 }
 
+/// Suffix of a repository pattern: `repository:*` means every tag of the repository.
+pub const ALL_TAGS_SUFFIX: &str = ":*";
+
+/// Parse a repository pattern `[registry/]repository:*` ("every tag of this repository",
+/// e.g. `127.0.0.1:5000/e2e/alpine-app:*`, `nginx:*`) into a [`Reference`] with neither
+/// tag nor digest, for [`RegistryClient::list_tags`](crate::RegistryClient::list_tags).
+///
+/// * `Ok(None)`: `s` does not end in `:*`, so it is not a pattern; parse it with
+///   [`Reference::parse`] (which rejects any other `*`).
+/// * `Ok(Some(r))`: a pattern; `r.registry` and `r.repository` are normalised as by
+///   [`Reference::parse`] (`nginx:*` → `docker.io/library/nginx`), `r.tag` and `r.digest`
+///   are `None`, and `r.to_string()` is `registry/repository`.
+/// * `Err(_)`: `s` ends in `:*` but what comes before is not a repository name, or it has
+///   a tag or digest of its own (`app:1.0:*`, `app@sha256:…:*`); the error quotes `s`.
+pub fn parse_repository_pattern(s: &str) -> Result<Option<Reference>, ReferenceError> {
+    let Some(name) = s.strip_suffix(ALL_TAGS_SUFFIX) else {
+        return Ok(None);
+    };
+    let err = |kind| ReferenceError::new(s, kind);
+    let last_segment = name.rsplit('/').next().unwrap_or(name);
+    if name.contains('@') || last_segment.contains(':') {
+        return Err(err(ReferenceErrorKind::TagInPattern));
+    }
+    let mut r = Reference::parse(name).map_err(|e| err(e.kind))?;
+    r.tag = None;
+    r.digest = None;
+    Ok(Some(r))
+}
+
 pub(crate) fn is_docker_hub_host(host: &str) -> bool {
     matches!(
         host.to_ascii_lowercase().as_str(),
@@ -341,7 +377,7 @@ pub fn is_valid_digest(d: &str) -> bool {
     hex.len() == want && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn validate_tag(t: &str) -> Result<(), ReferenceErrorKind> {
+pub(crate) fn validate_tag(t: &str) -> Result<(), ReferenceErrorKind> {
     if t.is_empty() {
         return Err(ReferenceErrorKind::EmptyTag);
     }
@@ -357,7 +393,7 @@ fn validate_tag(t: &str) -> Result<(), ReferenceErrorKind> {
     Ok(())
 }
 
-fn validate_registry(r: &str) -> Result<(), ReferenceErrorKind> {
+pub(crate) fn validate_registry(r: &str) -> Result<(), ReferenceErrorKind> {
     let bad = || ReferenceErrorKind::InvalidRegistry(r.to_string());
     // [IPv6]:port
     let (host, port) = if let Some(rest) = r.strip_prefix('[') {
@@ -605,6 +641,67 @@ mod tests {
         assert!(bad("ghcr.io:99999/a").contains("not a valid host"));
         assert!(bad("a..b/c").contains("not a valid host"));
         assert!(bad(&"a".repeat(64).replace('a', "f")).contains("image ID"));
+    }
+
+    #[test]
+    fn repository_patterns() {
+        let pat = |s: &str| {
+            parse_repository_pattern(s)
+                .unwrap_or_else(|e| panic!("{s:?}: {e}"))
+                .unwrap_or_else(|| panic!("{s:?} should be a pattern"))
+        };
+        let r = pat("127.0.0.1:5000/e2e/alpine-app:*");
+        assert_eq!(r.registry, "127.0.0.1:5000");
+        assert_eq!(r.repository, "e2e/alpine-app");
+        assert_eq!((r.tag, r.digest), (None, None));
+        let r = pat("nginx:*");
+        assert_eq!(r.to_string(), "docker.io/library/nginx");
+        let r = pat("index.docker.io/org/app:*");
+        assert_eq!(r.to_string(), "docker.io/org/app");
+        assert_eq!(pat("[::1]:5000/a/b:*").registry, "[::1]:5000");
+
+        // Not patterns: ordinary references (and things that merely contain '*').
+        for s in [
+            "nginx",
+            "nginx:1.25",
+            "ghcr.io/o/a:v1",
+            &format!("a@{D}"),
+            "a:*x",
+            "a*",
+            "",
+        ] {
+            assert_eq!(parse_repository_pattern(s), Ok(None), "{s:?}");
+        }
+        assert!(Reference::parse("a:*").is_err(), "'*' is no tag");
+
+        let bad = |s: &str| match parse_repository_pattern(s) {
+            Err(e) => {
+                assert_eq!(e.input(), s);
+                e
+            }
+            Ok(r) => panic!("{s:?} should be an invalid pattern, got {r:?}"),
+        };
+        assert_eq!(bad("a:1.0:*").kind(), &ReferenceErrorKind::TagInPattern);
+        assert_eq!(
+            bad(&format!("a@{D}:*")).kind(),
+            &ReferenceErrorKind::TagInPattern
+        );
+        assert_eq!(
+            bad("localhost:5000:*").kind(),
+            &ReferenceErrorKind::TagInPattern
+        );
+        assert!(bad("a:1.0:*")
+            .to_string()
+            .contains("no other tag or digest"));
+        assert_eq!(bad(":*").kind(), &ReferenceErrorKind::Empty);
+        assert!(matches!(
+            bad("ghcr.io/Org/app:*").kind(),
+            ReferenceErrorKind::UppercaseRepository(_)
+        ));
+        assert_eq!(
+            bad("ghcr.io/:*").kind(),
+            &ReferenceErrorKind::EmptyRepository
+        );
     }
 
     #[test]

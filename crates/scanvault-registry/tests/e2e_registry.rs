@@ -8,7 +8,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use scanvault_registry::{ErrorClass, Reference, RegistryClient, RegistryConfig};
+use scanvault_registry::{
+    parse_repository_pattern, ErrorClass, Reference, RegistryAccess, RegistryClient, RegistryConfig,
+};
 
 struct Env {
     registry: String,
@@ -139,4 +141,62 @@ async fn resolves_e2e_kit_image_like_skopeo() {
     let e = strict.resolve(&r).await.unwrap_err();
     assert_eq!((e.code(), e.class()), ("tls", ErrorClass::Permanent), "{e}");
     assert!(e.to_string().contains("REGISTRY_INSECURE_HOSTS"), "{e}");
+}
+
+#[tokio::test]
+async fn lists_e2e_kit_tags_and_takes_per_request_access() {
+    let Some(env) = e2e_env() else { return };
+    let client = RegistryClient::new(RegistryConfig {
+        insecure_hosts: vec![env.registry.clone()],
+        timeout: Duration::from_secs(10),
+        ..RegistryConfig::default()
+    })
+    .unwrap();
+    let image = Reference::parse(&env.image).unwrap();
+    let pattern = parse_repository_pattern(&format!("{}/{}:*", env.registry, image.repository))
+        .unwrap()
+        .expect("a repository pattern");
+    let tags = client
+        .list_tags(&pattern)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("tags of {pattern}: {tags:?}");
+    let tag = image.tag.clone().expect("the kit's image has a tag");
+    assert!(tags.contains(&tag), "{tags:?} has {tag}");
+
+    let missing = parse_repository_pattern(&format!("{}/e2e/missing:*", env.registry))
+        .unwrap()
+        .unwrap();
+    let e = client.list_tags(&missing).await.unwrap_err();
+    assert_eq!(
+        (e.code(), e.class()),
+        ("manifest_unknown", ErrorClass::Permanent)
+    );
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "repository {0}/e2e/missing not found in registry {0}",
+            env.registry
+        )
+    );
+
+    // Harbor-style: a client without insecure hosts, the registry given as an http:// URL.
+    let strict = RegistryClient::new(RegistryConfig {
+        timeout: Duration::from_secs(10),
+        ..RegistryConfig::default()
+    })
+    .unwrap();
+    let access = RegistryAccess::from_url(&format!("http://{}", env.registry), None).unwrap();
+    let got = strict
+        .resolve_with(&image, Some(&access))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.digest, client.resolve(&image).await.unwrap().digest);
+    assert_eq!(
+        strict
+            .list_tags_with(&pattern, Some(&access))
+            .await
+            .unwrap(),
+        tags
+    );
 }

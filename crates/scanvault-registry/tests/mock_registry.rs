@@ -1,20 +1,22 @@
-//! Resolving against in-process registries (axum on 127.0.0.1:0): Bearer and Basic auth,
-//! error statuses, the GET fallback, and transport failures.
+//! Resolving and listing tags against in-process registries (axum on 127.0.0.1:0): Bearer
+//! and Basic auth (from the auth file or given per request), error statuses, the GET
+//! fallback, tag list pagination, and transport failures.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, Query, RawQuery, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 use base64::Engine as _;
 use scanvault_registry::{
-    sha256_digest, ErrorClass, Reference, RegistryClient, RegistryConfig, RegistryError,
+    parse_repository_pattern, sha256_digest, Credentials, ErrorClass, Reference, RegistryAccess,
+    RegistryClient, RegistryConfig, RegistryError, MAX_TAGS,
 };
 
 const MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
@@ -30,14 +32,35 @@ enum AuthMode {
     Basic,
 }
 
+/// How the tag list links to its next page.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum LinkStyle {
+    /// `</v2/...>`, as CNCF distribution writes it
+    Relative,
+    /// `<http://addr/v2/...>`
+    Absolute,
+    /// relative, then absolute, then relative, ...
+    Alternate,
+    /// an absolute link to another host
+    Foreign,
+}
+
 struct Mock {
     auth: AuthMode,
     digest_header: bool,
     head_allowed: bool,
     expires_in: Option<u64>,
+    /// The tags of `REPO`, in the registry's order (duplicates allowed, to test dedup).
+    tags: Vec<String>,
+    /// Most tags per page, whatever the client's `n`.
+    page_cap: usize,
+    link_style: LinkStyle,
     token_hits: AtomicUsize,
     head_hits: AtomicUsize,
     get_hits: AtomicUsize,
+    tag_page_hits: AtomicUsize,
+    /// Query strings of the tag list requests.
+    tag_queries: Mutex<Vec<String>>,
     addr: OnceLock<SocketAddr>,
 }
 
@@ -48,9 +71,14 @@ impl Mock {
             digest_header: true,
             head_allowed: true,
             expires_in: None,
+            tags: vec!["1.0".into()],
+            page_cap: usize::MAX,
+            link_style: LinkStyle::Relative,
             token_hits: AtomicUsize::new(0),
             head_hits: AtomicUsize::new(0),
             get_hits: AtomicUsize::new(0),
+            tag_page_hits: AtomicUsize::new(0),
+            tag_queries: Mutex::new(Vec::new()),
             addr: OnceLock::new(),
         }
     }
@@ -72,12 +100,114 @@ fn registry_error(status: StatusCode, code: &str, msg: &str) -> Response {
         .into_response()
 }
 
+/// The registry's 401 answer when `headers` do not carry the expected credentials.
+fn check_auth(m: &Mock, repo: &str, headers: &HeaderMap) -> Option<Response> {
+    let authz = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    match m.auth {
+        AuthMode::Open => None,
+        AuthMode::Bearer => {
+            if authz == format!("Bearer T:repository:{repo}:pull") {
+                return None;
+            }
+            let addr = m.addr.get().unwrap();
+            let mut r = registry_error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "authentication required",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                format!(
+                    r#"Bearer realm="http://{addr}/token",service="mock-registry",scope="repository:{repo}:pull""#
+                )
+                .parse()
+                .unwrap(),
+            );
+            Some(r)
+        }
+        AuthMode::Basic => {
+            if authz == basic(USER, PASS) {
+                return None;
+            }
+            let mut r = registry_error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "authentication required",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                r#"Basic realm="Registry Realm""#.parse().unwrap(),
+            );
+            Some(r)
+        }
+    }
+}
+
+/// `GET /v2/<repo>/tags/list?n=&last=`, paginated with `Link` headers like distribution.
+fn tags_list(m: &Mock, repo: &str, query: Option<String>, headers: &HeaderMap) -> Response {
+    if let Some(r) = check_auth(m, repo, headers) {
+        return r;
+    }
+    m.tag_page_hits.fetch_add(1, Ordering::SeqCst);
+    let query = query.unwrap_or_default();
+    m.tag_queries.lock().unwrap().push(query.clone());
+    if repo != REPO {
+        return registry_error(
+            StatusCode::NOT_FOUND,
+            "NAME_UNKNOWN",
+            "repository name not known to registry",
+        );
+    }
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    let n = param("n")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(usize::MAX)
+        .min(m.page_cap);
+    // `last` is an index here, so that duplicate tags page like any others.
+    let start = param("last").map_or(0, |l| l.parse::<usize>().unwrap() + 1);
+    let end = (start + n).min(m.tags.len());
+    let page = &m.tags[start..end];
+    let body = serde_json::json!({"name": repo, "tags": page}).to_string();
+    let mut r = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if end < m.tags.len() {
+        let path = format!("/v2/{repo}/tags/list?n={n}&last={}", end - 1);
+        let addr = m.addr.get().unwrap();
+        let page_no = start / n.max(1);
+        let link = match m.link_style {
+            LinkStyle::Relative => path,
+            LinkStyle::Absolute => format!("http://{addr}{path}"),
+            LinkStyle::Alternate if page_no % 2 == 0 => path,
+            LinkStyle::Alternate => format!("http://{addr}{path}"),
+            LinkStyle::Foreign => {
+                format!("http://registry.elsewhere.example:{}{path}", addr.port())
+            }
+        };
+        r.headers_mut().insert(
+            header::LINK,
+            format!(r#"<{link}>; rel="next""#).parse().unwrap(),
+        );
+    }
+    r
+}
+
 async fn manifests(
     State(m): State<Arc<Mock>>,
     method: Method,
     Path(rest): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(repo) = rest.strip_suffix("/tags/list") {
+        return tags_list(&m, repo, query, &headers);
+    }
     let Some((repo, reference)) = rest.rsplit_once("/manifests/") else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -89,45 +219,8 @@ async fn manifests(
                 && a.contains("application/vnd.docker.distribution.manifest.v2+json")),
         "the client asks for OCI and Docker manifests"
     );
-    let authz = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    match m.auth {
-        AuthMode::Open => {}
-        AuthMode::Bearer => {
-            if authz != format!("Bearer T:repository:{repo}:pull") {
-                let addr = m.addr.get().unwrap();
-                let mut r = registry_error(
-                    StatusCode::UNAUTHORIZED,
-                    "UNAUTHORIZED",
-                    "authentication required",
-                );
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    format!(
-                        r#"Bearer realm="http://{addr}/token",service="mock-registry",scope="repository:{repo}:pull""#
-                    )
-                    .parse()
-                    .unwrap(),
-                );
-                return r;
-            }
-        }
-        AuthMode::Basic => {
-            if authz != basic(USER, PASS) {
-                let mut r = registry_error(
-                    StatusCode::UNAUTHORIZED,
-                    "UNAUTHORIZED",
-                    "authentication required",
-                );
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    r#"Basic realm="Registry Realm""#.parse().unwrap(),
-                );
-                return r;
-            }
-        }
+    if let Some(r) = check_auth(&m, repo, &headers) {
+        return r;
     }
     if method == Method::HEAD {
         m.head_hits.fetch_add(1, Ordering::SeqCst);
@@ -704,4 +797,362 @@ async fn resolve_str_reports_invalid_references() {
     };
     let e = c.resolve(&hand_built).await.unwrap_err();
     assert_eq!(e.code(), "invalid_reference", "{e}");
+}
+
+fn tags(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn repo_pattern(addr: SocketAddr, repo: &str) -> Reference {
+    parse_repository_pattern(&format!("{addr}/{repo}:*"))
+        .unwrap()
+        .expect("a repository pattern")
+}
+
+#[tokio::test]
+async fn list_tags_follows_relative_and_absolute_next_links() {
+    for style in [
+        LinkStyle::Relative,
+        LinkStyle::Absolute,
+        LinkStyle::Alternate,
+    ] {
+        let mut mock = Mock::new(AuthMode::Open);
+        mock.tags = tags(&["1.0", "latest", "1.1", "2.0", "1.0", "0.9-rc.1", "latest"]);
+        mock.page_cap = 3;
+        mock.link_style = style;
+        let (m, addr) = spawn_mock(mock).await;
+        let got = client(addr, None)
+            .list_tags(&repo_pattern(addr, REPO))
+            .await
+            .unwrap_or_else(|e| panic!("{style:?}: {e}"));
+        assert_eq!(
+            got,
+            tags(&["1.0", "latest", "1.1", "2.0", "0.9-rc.1"]),
+            "{style:?}: the registry's order, duplicates dropped"
+        );
+        assert_eq!(m.tag_page_hits.load(Ordering::SeqCst), 3, "{style:?}");
+        let queries = m.tag_queries.lock().unwrap().clone();
+        assert_eq!(
+            queries,
+            vec!["n=1000", "n=3&last=2", "n=3&last=5"],
+            "{style:?}: first page asks for n=1000, then the links are followed as given"
+        );
+    }
+
+    // A single page (the registry has fewer tags than n): one request.
+    let (m, addr) = spawn_mock(Mock::new(AuthMode::Open)).await;
+    let r = reference(addr, "e2e/app:ignored-tag");
+    assert_eq!(
+        client(addr, None).list_tags(&r).await.unwrap(),
+        tags(&["1.0"])
+    );
+    assert_eq!(m.tag_page_hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn list_tags_stops_at_the_tag_limit() {
+    let all: Vec<String> = (0..=MAX_TAGS).map(|i| format!("t{i}")).collect();
+    let mut mock = Mock::new(AuthMode::Open);
+    mock.tags = all[..MAX_TAGS].to_vec();
+    let (m, addr) = spawn_mock(mock).await;
+    let got = client(addr, None)
+        .list_tags(&repo_pattern(addr, REPO))
+        .await
+        .unwrap();
+    assert_eq!(got.len(), MAX_TAGS, "exactly the limit is fine");
+    assert_eq!(got.last(), all.get(MAX_TAGS - 1));
+    assert_eq!(m.tag_page_hits.load(Ordering::SeqCst), MAX_TAGS / 1000);
+
+    let mut mock = Mock::new(AuthMode::Open);
+    mock.tags = all;
+    let (_m, addr) = spawn_mock(mock).await;
+    let e = client(addr, None)
+        .list_tags(&repo_pattern(addr, REPO))
+        .await
+        .unwrap_err();
+    assert_eq!((e.code(), e.class()), ("protocol", ErrorClass::Permanent));
+    assert_eq!(
+        e.to_string(),
+        format!("repository {addr}/{REPO} in registry {addr} has more than {MAX_TAGS} tags; at most {MAX_TAGS} are listed")
+    );
+}
+
+#[tokio::test]
+async fn list_tags_of_a_missing_repository_is_manifest_unknown() {
+    let (_m, addr) = spawn_mock(Mock::new(AuthMode::Open)).await;
+    let e = client(addr, None)
+        .list_tags(&repo_pattern(addr, "e2e/missing"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.class()),
+        ("manifest_unknown", ErrorClass::Permanent)
+    );
+    assert_eq!(e.status(), Some(404));
+    assert_eq!(
+        e.to_string(),
+        format!("repository {addr}/e2e/missing not found in registry {addr}")
+    );
+}
+
+#[tokio::test]
+async fn list_tags_does_not_follow_links_to_other_hosts() {
+    let mut mock = Mock::new(AuthMode::Open);
+    mock.tags = tags(&["a", "b", "c"]);
+    mock.page_cap = 2;
+    mock.link_style = LinkStyle::Foreign;
+    let (m, addr) = spawn_mock(mock).await;
+    let e = client(addr, None)
+        .list_tags(&repo_pattern(addr, REPO))
+        .await
+        .unwrap_err();
+    assert_eq!((e.code(), e.class()), ("protocol", ErrorClass::Permanent));
+    assert!(
+        e.to_string()
+            .contains("points to another scheme, host or port; not following it"),
+        "{e}"
+    );
+    assert_eq!(m.tag_page_hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn list_tags_with_bearer_auth_reuses_the_token_across_pages() {
+    let mut mock = Mock::new(AuthMode::Bearer);
+    mock.tags = tags(&["a", "b", "c", "d", "e"]);
+    mock.page_cap = 2;
+    let (m, addr) = spawn_mock(mock).await;
+    let auth = auth_file(&addr.to_string(), USER, PASS);
+    let c = client(addr, Some(&auth));
+    let got = c.list_tags(&repo_pattern(addr, REPO)).await.unwrap();
+    assert_eq!(got, tags(&["a", "b", "c", "d", "e"]));
+    assert_eq!(m.token_hits.load(Ordering::SeqCst), 1);
+    // The token is cached per (registry, scope): resolving the same repository reuses it.
+    c.resolve(&reference(addr, "e2e/app:1.0")).await.unwrap();
+    assert_eq!(m.token_hits.load(Ordering::SeqCst), 1);
+
+    let e = client(addr, None)
+        .list_tags(&repo_pattern(addr, REPO))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "unauthorized");
+    assert!(
+        e.to_string().starts_with(&format!(
+            "access to repository {addr}/{REPO} was denied: the token service {addr} of registry {addr} refused anonymous access"
+        )),
+        "{e}"
+    );
+}
+
+fn access(addr: SocketAddr, credentials: Option<Credentials>) -> RegistryAccess {
+    RegistryAccess {
+        registry: addr.to_string(),
+        credentials,
+        plain_http: false,
+    }
+}
+
+#[tokio::test]
+async fn per_request_bearer_token_is_sent_as_is() {
+    let mut mock = Mock::new(AuthMode::Bearer);
+    mock.tags = tags(&["1.0", "2.0", "3.0"]);
+    mock.page_cap = 2;
+    let (m, addr) = spawn_mock(mock).await;
+    let c = client(addr, None);
+    let a = access(
+        addr,
+        Some(
+            Credentials::from_authorization_header(&format!("Bearer T:repository:{REPO}:pull"))
+                .unwrap(),
+        ),
+    );
+    let r = reference(addr, "e2e/app:1.0");
+    assert_eq!(
+        c.resolve_with(&r, Some(&a)).await.unwrap().digest,
+        manifest_digest()
+    );
+    assert_eq!(
+        c.list_tags_with(&r, Some(&a)).await.unwrap(),
+        tags(&["1.0", "2.0", "3.0"])
+    );
+    assert_eq!(
+        m.token_hits.load(Ordering::SeqCst),
+        0,
+        "the token service is never asked"
+    );
+    assert_eq!(m.head_hits.load(Ordering::SeqCst), 1, "no 401 round trip");
+
+    // A token the registry does not accept: unauthorized at once, without secrets.
+    let a = access(addr, Some(Credentials::Bearer("stale-tok-987".into())));
+    for e in [
+        c.resolve_with(&r, Some(&a)).await.unwrap_err(),
+        c.list_tags_with(&r, Some(&a)).await.unwrap_err(),
+    ] {
+        assert_eq!(
+            (e.code(), e.class(), e.status()),
+            ("unauthorized", ErrorClass::Permanent, Some(401))
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&format!(
+                "the credentials given for {addr} with the request were not accepted"
+            )),
+            "{msg}"
+        );
+        assert!(!msg.contains("stale-tok-987"), "{msg}");
+    }
+    assert_eq!(m.token_hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn per_request_basic_credentials_answer_the_token_challenge() {
+    let mut mock = Mock::new(AuthMode::Bearer);
+    mock.tags = tags(&["a", "b", "c"]);
+    mock.page_cap = 2;
+    let (m, addr) = spawn_mock(mock).await;
+    // The auth file has wrong credentials: the per-request ones are used instead.
+    let file = auth_file(&addr.to_string(), USER, "file-password-wrong");
+    let c = client(addr, Some(&file));
+    let a = access(
+        addr,
+        Some(Credentials::from_authorization_header(&basic(USER, PASS)).unwrap()),
+    );
+    let r = reference(addr, "e2e/app:1.0");
+    assert_eq!(
+        c.resolve_with(&r, Some(&a)).await.unwrap().digest,
+        manifest_digest()
+    );
+    assert_eq!(m.token_hits.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        c.list_tags_with(&r, Some(&a)).await.unwrap(),
+        tags(&["a", "b", "c"])
+    );
+    assert_eq!(
+        m.token_hits.load(Ordering::SeqCst),
+        2,
+        "a token from per-request credentials serves one call (all its pages), no more"
+    );
+
+    // ... and is not handed to calls without those credentials.
+    let e = c.resolve(&r).await.unwrap_err();
+    assert_eq!(e.code(), "unauthorized");
+    assert!(e.to_string().contains("rejected the credentials"), "{e}");
+    let e = client(addr, None).resolve(&r).await.unwrap_err();
+    assert_eq!(e.code(), "unauthorized");
+
+    // Wrong per-request credentials.
+    let a = access(
+        addr,
+        Some(Credentials::Basic {
+            username: USER.into(),
+            password: "req-pass-wrong".into(),
+        }),
+    );
+    let e = client(addr, None)
+        .resolve_with(&r, Some(&a))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "unauthorized");
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!(
+            "rejected the credentials given for {addr} with the request"
+        )),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("req-pass-wrong") && !msg.contains(PASS),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn per_request_basic_credentials_on_a_basic_registry() {
+    let (m, addr) = spawn_mock(Mock::new(AuthMode::Basic)).await;
+    let c = client(addr, None);
+    let a = access(
+        addr,
+        Some(Credentials::Basic {
+            username: USER.into(),
+            password: PASS.into(),
+        }),
+    );
+    let r = reference(addr, "e2e/app:1.0");
+    assert_eq!(
+        c.resolve_with(&r, Some(&a)).await.unwrap().digest,
+        manifest_digest()
+    );
+    assert_eq!(
+        c.list_tags_with(&r, Some(&a)).await.unwrap(),
+        tags(&["1.0"])
+    );
+    assert_eq!(m.token_hits.load(Ordering::SeqCst), 0);
+    assert_eq!(c.resolve(&r).await.unwrap_err().code(), "unauthorized");
+
+    // A Bearer token cannot answer a Basic challenge.
+    let a = access(addr, Some(Credentials::Bearer("tok".into())));
+    let e = c.resolve_with(&r, Some(&a)).await.unwrap_err();
+    assert_eq!(e.code(), "unauthorized");
+}
+
+#[tokio::test]
+async fn registry_url_with_http_makes_the_call_plain_http() {
+    // Harbor's case: an http:// registry URL that is not an insecure host of the client,
+    // Basic credentials, and a token service on the same plain-HTTP host.
+    let (m, addr) = spawn_mock(Mock::new(AuthMode::Bearer)).await;
+    let c = RegistryClient::new(RegistryConfig {
+        timeout: Duration::from_secs(5),
+        ..RegistryConfig::default()
+    })
+    .unwrap();
+    let r = reference(addr, "e2e/app:1.0");
+    let a = RegistryAccess::from_url(&format!("http://{addr}"), Some(&basic(USER, PASS))).unwrap();
+    assert!(a.plain_http);
+    assert_eq!(
+        c.resolve_with(&r, Some(&a)).await.unwrap().digest,
+        manifest_digest()
+    );
+    assert_eq!(
+        c.list_tags_with(&r, Some(&a)).await.unwrap(),
+        tags(&["1.0"])
+    );
+    assert_eq!(m.token_hits.load(Ordering::SeqCst), 2);
+
+    // Without the override the client keeps to https.
+    let e = c.resolve(&r).await.unwrap_err();
+    assert_eq!(e.code(), "tls", "{e}");
+    let https = RegistryAccess::from_url(&format!("https://{addr}"), None).unwrap();
+    let e = c.resolve_with(&r, Some(&https)).await.unwrap_err();
+    assert_eq!(e.code(), "tls", "{e}");
+    // Only the scheme from the URL, no credentials: the auth file's apply (none here).
+    let http_only = RegistryAccess::from_url(&format!("http://{addr}"), None).unwrap();
+    let e = c.resolve_with(&r, Some(&http_only)).await.unwrap_err();
+    assert_eq!(e.code(), "unauthorized", "{e}");
+    assert!(
+        e.to_string()
+            .contains("refused anonymous access and no registry auth file is configured"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn access_for_another_registry_is_refused_before_any_request() {
+    let (m, addr) = spawn_mock(Mock::new(AuthMode::Open)).await;
+    let c = client(addr, None);
+    let a = RegistryAccess::from_url("https://core.harbor.domain", Some("Bearer tok-abc")).unwrap();
+    let r = reference(addr, "e2e/app:1.0");
+    for e in [
+        c.resolve_with(&r, Some(&a)).await.unwrap_err(),
+        c.list_tags_with(&r, Some(&a)).await.unwrap_err(),
+    ] {
+        assert_eq!((e.code(), e.class()), ("config", ErrorClass::Permanent));
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("the registry access given for core.harbor.domain cannot be used for ")
+                && msg.ends_with(&format!(", which is in registry {addr}")),
+            "{msg}"
+        );
+        assert!(!e.to_string().contains("tok-abc"));
+    }
+    assert_eq!(m.head_hits.load(Ordering::SeqCst), 0);
+    assert_eq!(m.tag_page_hits.load(Ordering::SeqCst), 0);
 }

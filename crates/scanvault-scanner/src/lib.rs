@@ -89,6 +89,45 @@ pub struct ScanRequest<'a> {
     pub image: &'a str,
     /// The registry speaks plain HTTP (or has a self-signed cert): pass `--insecure`.
     pub insecure: bool,
+    /// Credentials given with the request (Harbor's), for Trivy's environment.
+    pub auth: Option<&'a RegistryAuth>,
+}
+
+/// Registry credentials handed to Trivy through its environment (never on its command line).
+#[derive(Clone, PartialEq, Eq)]
+pub enum RegistryAuth {
+    /// `TRIVY_USERNAME` / `TRIVY_PASSWORD`.
+    Basic { username: String, password: String },
+    /// `TRIVY_REGISTRY_TOKEN`.
+    Bearer(String),
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistryAuth::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+            RegistryAuth::Bearer(_) => f.write_str("Bearer(***)"),
+        }
+    }
+}
+
+impl RegistryAuth {
+    fn env(&self) -> Vec<(String, String)> {
+        match self {
+            RegistryAuth::Basic { username, password } => vec![
+                ("TRIVY_USERNAME".into(), username.clone()),
+                ("TRIVY_PASSWORD".into(), password.clone()),
+            ],
+            RegistryAuth::Bearer(t) => vec![("TRIVY_REGISTRY_TOKEN".into(), t.clone())],
+        }
+    }
+}
+
+/// The vulnerability database Trivy would use, as `trivy version` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbInfo {
+    /// `VulnerabilityDB.UpdatedAt` (RFC 3339), empty when Trivy has no database yet.
+    pub updated_at: String,
 }
 
 /// Runs the Trivy binary.
@@ -140,7 +179,9 @@ impl Trivy {
             return Err(ScanError::Cancelled);
         }
         let args = self.scan_args(req);
-        let out = process::run(&self.cfg.path, &args, self.cfg.timeout, cancel).await?;
+        let env = req.auth.map(RegistryAuth::env).unwrap_or_default();
+        let out =
+            process::run_with_env(&self.cfg.path, &args, &env, self.cfg.timeout, cancel).await?;
         if !out.status.success() {
             let err = process::failed(&out);
             tracing::debug!(
@@ -157,27 +198,23 @@ impl Trivy {
     }
 
     /// The argument list (after the program) for a scan, in this order:
-    /// `image --format json --quiet --image-src remote [--server URL] [--cache-dir DIR]
-    /// [--insecure] --timeout <T> <extra args...> <image>`.
+    /// `image --format json --quiet --list-all-pkgs --image-src remote [--server URL]
+    /// [--cache-dir DIR] [--insecure] --timeout <T> <extra args...> <image>`. The packages
+    /// make the image's inventory ([`Trivy::inventory`]).
     pub fn scan_args(&self, req: ScanRequest<'_>) -> Vec<String> {
         let mut a: Vec<String> = [
             "image",
             "--format",
             "json",
             "--quiet",
+            "--list-all-pkgs",
             "--image-src",
             "remote",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        if let Some(url) = &self.cfg.server_url {
-            a.extend(["--server".to_string(), url.clone()]);
-        }
-        if let Some(dir) = &self.cfg.cache_dir {
-            a.push("--cache-dir".to_string());
-            a.push(os_to_string(dir.clone().into_os_string()));
-        }
+        self.common_args(&mut a);
         if req.insecure {
             a.push("--insecure".to_string());
         }
@@ -187,6 +224,121 @@ impl Trivy {
         a.push(req.image.to_string());
         a
     }
+
+    /// `[--server URL] [--cache-dir DIR]`.
+    fn common_args(&self, a: &mut Vec<String>) {
+        if let Some(url) = &self.cfg.server_url {
+            a.extend(["--server".to_string(), url.clone()]);
+        }
+        if let Some(dir) = &self.cfg.cache_dir {
+            a.push("--cache-dir".to_string());
+            a.push(os_to_string(dir.clone().into_os_string()));
+        }
+    }
+
+    /// The arguments of a re-match of the inventory in `path`: `sbom --format json --quiet
+    /// [--server URL] [--cache-dir DIR] --timeout <T> <extra args...> <path>`.
+    pub fn sbom_args(&self, path: &str) -> Vec<String> {
+        let mut a: Vec<String> = ["sbom", "--format", "json", "--quiet"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        self.common_args(&mut a);
+        a.push("--timeout".to_string());
+        a.push(format_duration(self.cfg.timeout));
+        a.extend(self.cfg.extra_args.iter().cloned());
+        a.push(path.to_string());
+        a
+    }
+
+    /// Match an inventory (CycloneDX or SPDX JSON) against the vulnerability database:
+    /// `trivy sbom`, with no registry access. Trivy's JSON report, unparsed.
+    pub async fn scan_sbom(
+        &self,
+        document: &[u8],
+        cancel: &CancellationToken,
+    ) -> Result<Vec<u8>, ScanError> {
+        let file = temp_json(document)?;
+        let args = self.sbom_args(&file.path().to_string_lossy());
+        let out = process::run(&self.cfg.path, &args, self.cfg.timeout, cancel).await?;
+        if !out.status.success() {
+            return Err(process::failed(&out));
+        }
+        check_report(&out.stdout)?;
+        Ok(out.stdout)
+    }
+
+    /// The image's inventory as CycloneDX JSON, from the report of a scan made with
+    /// `--list-all-pkgs` (`trivy convert`: no database, no registry).
+    pub async fn inventory(
+        &self,
+        report: &[u8],
+        cancel: &CancellationToken,
+    ) -> Result<Vec<u8>, ScanError> {
+        let file = temp_json(report)?;
+        let args: Vec<String> = vec![
+            "convert".into(),
+            "--format".into(),
+            "cyclonedx".into(),
+            "--quiet".into(),
+            file.path().to_string_lossy().into_owned(),
+        ];
+        let out = process::run(&self.cfg.path, &args, self.cfg.timeout, cancel).await?;
+        if !out.status.success() {
+            return Err(process::failed(&out));
+        }
+        check_report(&out.stdout)?;
+        Ok(out.stdout)
+    }
+
+    /// The vulnerability database Trivy uses (`trivy version --format json
+    /// [--cache-dir DIR]`).
+    pub async fn db_info(&self) -> Result<DbInfo, ScanError> {
+        let mut args: Vec<String> = vec!["version".into(), "--format".into(), "json".into()];
+        if let Some(dir) = &self.cfg.cache_dir {
+            args.push("--cache-dir".to_string());
+            args.push(os_to_string(dir.clone().into_os_string()));
+        }
+        let never = CancellationToken::new();
+        let out = process::run(&self.cfg.path, &args, self.cfg.timeout, &never).await?;
+        if !out.status.success() {
+            return Err(process::failed(&out));
+        }
+        parse_db_info(&out.stdout).ok_or_else(|| ScanError::InvalidOutput {
+            reason: "`trivy version --format json` printed no JSON object".into(),
+            stdout_len: out.stdout.len(),
+        })
+    }
+}
+
+/// `VulnerabilityDB.UpdatedAt` of `trivy version --format json` (absent: no database).
+fn parse_db_info(stdout: &[u8]) -> Option<DbInfo> {
+    let v: serde_json::Value = serde_json::from_slice(stdout).ok()?;
+    let updated_at = v
+        .get("VulnerabilityDB")
+        .and_then(|d| d.get("UpdatedAt"))
+        .and_then(|u| u.as_str())
+        .unwrap_or_default()
+        .to_string();
+    v.is_object().then_some(DbInfo { updated_at })
+}
+
+/// `bytes` in a temporary `.json` file (Trivy reads documents from files).
+fn temp_json(bytes: &[u8]) -> Result<tempfile::NamedTempFile, ScanError> {
+    use std::io::Write;
+    let mut f = tempfile::Builder::new()
+        .prefix("scanvault-")
+        .suffix(".json")
+        .tempfile()
+        .map_err(|e| ScanError::Io {
+            context: "creating a temporary file for trivy",
+            cause: e,
+        })?;
+    f.write_all(bytes).map_err(|e| ScanError::Io {
+        context: "writing a temporary file for trivy",
+        cause: e,
+    })?;
+    Ok(f)
 }
 
 fn os_to_string(s: OsString) -> String {
@@ -259,10 +411,11 @@ mod tests {
         let args = t.scan_args(ScanRequest {
             image: "reg:5000/app@sha256:abc",
             insecure: true,
+            auth: None,
         });
         assert_eq!(
             args.join(" "),
-            "image --format json --quiet --image-src remote --server http://trivy:4954 \
+            "image --format json --quiet --list-all-pkgs --image-src remote --server http://trivy:4954 \
              --cache-dir /var/cache/trivy --insecure --timeout 30s --skip-db-update \
              --offline-scan reg:5000/app@sha256:abc"
         );
@@ -271,10 +424,11 @@ mod tests {
             plain
                 .scan_args(ScanRequest {
                     image: "r/x@sha256:1",
-                    insecure: false
+                    insecure: false,
+                    auth: None,
                 })
                 .join(" "),
-            "image --format json --quiet --image-src remote --timeout 300s r/x@sha256:1"
+            "image --format json --quiet --list-all-pkgs --image-src remote --timeout 300s r/x@sha256:1"
         );
     }
 

@@ -72,12 +72,25 @@ pub(crate) async fn run(
     limit: Duration,
     cancel: &CancellationToken,
 ) -> Result<Output, ScanError> {
+    run_with_env(program, args, &[], limit, cancel).await
+}
+
+/// [`run`] with `env` added to the inherited environment (never logged: it may hold
+/// registry credentials).
+pub(crate) async fn run_with_env(
+    program: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    limit: Duration,
+    cancel: &CancellationToken,
+) -> Result<Output, ScanError> {
     let shown = display_command(&program.to_string_lossy(), args);
     tracing::debug!(command = %shown, timeout = %format_duration(limit), "running trivy");
     let started = Instant::now();
 
     let mut child = Command::new(program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -142,6 +142,7 @@ async fn scan_alpine_by_tag_and_by_digest() {
             ScanRequest {
                 image: &kit.alpine,
                 insecure: true,
+                auth: None,
             },
             &cancel,
         )
@@ -162,6 +163,7 @@ async fn scan_alpine_by_tag_and_by_digest() {
             ScanRequest {
                 image: &digest_ref,
                 insecure: true,
+                auth: None,
             },
             &cancel,
         )
@@ -186,6 +188,7 @@ async fn missing_image_is_permanent() {
                 ScanRequest {
                     image: &image,
                     insecure: true,
+                    auth: None,
                 },
                 &CancellationToken::new(),
             )
@@ -232,6 +235,7 @@ async fn registry_down_is_transient() {
             ScanRequest {
                 image: &image,
                 insecure: true,
+                auth: None,
             },
             &CancellationToken::new(),
         )
@@ -276,6 +280,7 @@ async fn real_trivy_blocked_on_db_lock_times_out() {
             ScanRequest {
                 image: &kit.alpine,
                 insecure: true,
+                auth: None,
             },
             &CancellationToken::new(),
         )
@@ -341,6 +346,7 @@ async fn client_server_mode() {
             ScanRequest {
                 image: &kit.alpine,
                 insecure: true,
+                auth: None,
             },
             &CancellationToken::new(),
         )
@@ -356,6 +362,7 @@ async fn client_server_mode() {
             ScanRequest {
                 image: &kit.alpine,
                 insecure: true,
+                auth: None,
             },
             &CancellationToken::new(),
         )

@@ -14,6 +14,7 @@ const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/trivy-0.59.
 const IMAGE: ScanRequest<'static> = ScanRequest {
     image: "127.0.0.1:5000/e2e/app@sha256:f623f5a4534ac6e8d52362c863a40d43b6017bf6aef9f1ba393226669aae4427",
     insecure: true,
+    auth: None,
 };
 
 /// A fake trivy: a shell script in its own temp dir (removed when the test ends). The script
@@ -433,6 +434,7 @@ async fn argv_is_passed_verbatim_and_stdin_is_null() {
             "--format",
             "json",
             "--quiet",
+            "--list-all-pkgs",
             "--image-src",
             "remote",
             "--cache-dir",
@@ -455,6 +457,7 @@ async fn rejects_flag_like_image_without_running_trivy() {
     let req = ScanRequest {
         image: "--output=/tmp/x",
         insecure: false,
+        auth: None,
     };
     let err = scan(
         &fake.trivy(Duration::from_secs(5)),

@@ -541,6 +541,15 @@ pub struct WorkerConfig {
         default_value = "24h"
     )]
     pub scan_cache_max_age: Dur,
+    /// At most one re-match of the fleet's stored inventories per this long, when Trivy's
+    /// vulnerability database changed (0 disables; `POST /rematch` still works).
+    #[arg(
+        long,
+        env = "REMATCH_INTERVAL",
+        value_name = "REMATCH_INTERVAL",
+        default_value = "6h"
+    )]
+    pub rematch_interval: Dur,
     /// Trivy binary.
     #[arg(
         long,
@@ -773,6 +782,7 @@ impl ServeConfig {
                 "SCAN_CACHE_MAX_AGE",
                 self.worker.scan_cache_max_age.to_string(),
             ),
+            ("REMATCH_INTERVAL", self.worker.rematch_interval.to_string()),
             ("TRIVY_PATH", self.worker.trivy_path.display().to_string()),
             (
                 "TRIVY_SERVER_URL",

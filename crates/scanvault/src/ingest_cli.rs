@@ -95,6 +95,12 @@ fn scan_line(created: bool, image: &str, tag: &str, findings: i64, id: &str) -> 
     format!("{what}\t{reference}\t{findings} findings\t{id}")
 }
 
+/// A stored inventory (SBOM), as a summary line.
+fn inventory_line(image: &str, tag: &str, packages: i64, digest: &str) -> String {
+    let reference = scanvault_core::image::name_and_tag(image, tag);
+    format!("inventory\t{reference}\t{packages} packages\t{digest}")
+}
+
 fn row_line(created: bool, s: &ScanRow) -> String {
     scan_line(
         created,
@@ -121,7 +127,40 @@ enum Sink {
 
 impl Sink {
     async fn send(&self, raw: Vec<u8>, overrides: &IngestOverrides) -> FileOutcome {
+        let inventory = crate::inventory::is_inventory(&raw);
         match self {
+            Sink::Store { store, .. } if inventory => {
+                let mut o = FileOutcome::default();
+                let stored = crate::inventory::store(
+                    store,
+                    &raw,
+                    overrides.image.as_deref().unwrap_or_default(),
+                    overrides.tag.as_deref().unwrap_or_default(),
+                    overrides.digest.as_deref().unwrap_or_default(),
+                    crate::store::monitor::InventorySource::Ingest,
+                )
+                .await;
+                match stored {
+                    Ok(s) => {
+                        if let Err(e) = crate::inventory::queue_rematch(store, &s, None, 3).await {
+                            o.refused =
+                                Some(format!("stored, but its re-match was not queued: {e}"));
+                            return o;
+                        }
+                        o.record(
+                            true,
+                            inventory_line(
+                                &s.image_name,
+                                &s.image_tag,
+                                s.inventory.components.len() as i64,
+                                &s.image_digest,
+                            ),
+                        );
+                    }
+                    Err(e) => o.refused = Some(e.to_string()),
+                }
+                o
+            }
             Sink::Store { store, settings } => {
                 let r = crate::ingest::ingest_body(
                     store,
@@ -155,7 +194,10 @@ impl Sink {
                 url,
                 key,
                 attempts,
-            } => post(client, url, key.as_deref(), *attempts, raw, overrides).await,
+            } => {
+                let path = if inventory { "sboms" } else { "scans" };
+                post(client, url, path, key.as_deref(), *attempts, raw, overrides).await
+            }
         }
     }
 }
@@ -183,6 +225,7 @@ pub fn retry_delay(retry_after: Option<&str>, attempt: u32) -> Duration {
 async fn post(
     client: &reqwest::Client,
     url: &str,
+    path: &str,
     key: Option<&str>,
     attempts: u32,
     raw: Vec<u8>,
@@ -198,7 +241,7 @@ async fn post(
             query.push((k, v));
         }
     }
-    let endpoint = format!("{}/scans", url.trim_end_matches('/'));
+    let endpoint = format!("{}/{path}", url.trim_end_matches('/'));
     let body = bytes::Bytes::from(raw);
     let mut o = FileOutcome::default();
     let mut last = String::new();
@@ -245,6 +288,18 @@ async fn post(
                         v["ID"].as_str().unwrap_or_default(),
                     )
                 };
+                if doc.get("Packages").is_some() {
+                    o.record(
+                        true,
+                        inventory_line(
+                            doc["ImageName"].as_str().unwrap_or_default(),
+                            doc["ImageTag"].as_str().unwrap_or_default(),
+                            doc["Packages"].as_i64().unwrap_or_default(),
+                            doc["ImageDigest"].as_str().unwrap_or_default(),
+                        ),
+                    );
+                    return o;
+                }
                 match doc["Scans"].as_array() {
                     // A cluster report: which scans are new is not told one by one.
                     Some(scans) => {

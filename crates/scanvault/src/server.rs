@@ -309,7 +309,7 @@ impl Application {
             store.migrate().await?;
         }
         tracing::info!(database = %store.redacted_url(), backend = store.backend().as_str(), "database ready");
-        let state = AppState::new(
+        let mut state = AppState::new(
             store.clone(),
             IngestSettings {
                 compliance_fail_on: cfg.ingest.compliance_fail_severity,
@@ -325,6 +325,7 @@ impl Application {
             },
             Signals::default(),
         );
+        state.registry = crate::worker::registry_client(&cfg.worker)?;
         // Bind before creating the first key: a start that fails on a taken port must not
         // consume the only showing of the key.
         let (listener, addr) = if cfg.role != Role::Worker {
@@ -417,6 +418,17 @@ impl Application {
                     "trivy cannot run: this worker takes no scan job until it can (checked again every 10 s)"
                 ),
             }
+            tasks.spawn(crate::monitor::run(
+                self.store.clone(),
+                runner.registry().clone(),
+                runner.trivy().clone(),
+                crate::monitor::MonitorSettings {
+                    rematch_interval: self.cfg.worker.rematch_interval.0,
+                    max_attempts: self.cfg.worker.job_max_attempts,
+                },
+                self.state.signals.clone(),
+                shutdown.clone(),
+            ));
             tasks.spawn(Arc::new(runner).run(shutdown.clone()));
         }
         // Folds the analytics deltas ingest appends (store/analytics.rs).

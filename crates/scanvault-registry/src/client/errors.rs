@@ -26,7 +26,7 @@ impl RegistryClient {
         let has = |c: &str| codes.iter().any(|(code, _)| code == c);
         let code = status.as_u16();
         let e = if code == 404 || has("MANIFEST_UNKNOWN") || has("NAME_UNKNOWN") {
-            let detail = if has("NAME_UNKNOWN") {
+            let detail = if has("NAME_UNKNOWN") && t.op == Op::Manifest {
                 format!(
                     " (the registry has no repository {})",
                     t.reference.repository
@@ -36,10 +36,7 @@ impl RegistryClient {
             };
             RegistryError::new(
                 ErrorKind::ManifestUnknown,
-                format!(
-                    "image {} not found in registry {}{detail}",
-                    t.image, t.registry
-                ),
+                format!("{} not found in registry {}{detail}", t.subject, t.registry),
             )
         } else if code == 401 || code == 403 {
             return self.unauthorized(t, status, &said, true);
@@ -47,9 +44,9 @@ impl RegistryClient {
             RegistryError::new(
                 ErrorKind::RateLimited,
                 format!(
-                    "registry {} is rate limiting requests (HTTP {status}) while resolving image {}{}",
+                    "registry {} is rate limiting requests (HTTP {status}) while {}{}",
                     t.registry,
-                    t.image,
+                    t.action,
                     retry_note(retry)
                 ),
             )
@@ -62,8 +59,8 @@ impl RegistryClient {
             RegistryError::new(
                 ErrorKind::RegistryUnavailable,
                 format!(
-                    "registry {} failed to answer for image {} (HTTP {status}); try again later{said}",
-                    t.registry, t.image
+                    "registry {} failed to answer for {} (HTTP {status}); try again later{said}",
+                    t.registry, t.subject
                 ),
             )
         } else {
@@ -75,8 +72,8 @@ impl RegistryClient {
             RegistryError::new(
                 ErrorKind::Protocol,
                 format!(
-                    "unexpected answer from registry {} for image {}: HTTP {status}{said}",
-                    t.registry, t.image
+                    "unexpected answer from registry {} for {}: HTTP {status}{said}",
+                    t.registry, t.subject
                 ),
             )
         };
@@ -94,10 +91,10 @@ impl RegistryClient {
             RegistryError::new(
                 ErrorKind::Protocol,
                 format!(
-                    "registry {} sent a {what} larger than {} MiB for image {}",
+                    "registry {} sent a {what} larger than {} MiB for {}",
                     t.registry,
                     limit >> 20,
-                    t.image
+                    t.subject
                 ),
             )
         };
@@ -135,25 +132,22 @@ impl RegistryClient {
             return RegistryError::new(
                 ErrorKind::Timeout,
                 format!(
-                    "{peer} did not answer within {} while resolving image {}",
+                    "{peer} did not answer within {} while {}",
                     human_duration(self.inner.timeout),
-                    t.image
+                    t.action
                 ),
             );
         }
         if e.is_builder() {
             return RegistryError::new(
                 ErrorKind::InvalidReference,
-                format!("cannot build a request for image {}: {cause}", t.image),
+                format!("cannot build a request for {}: {cause}", t.subject),
             );
         }
         if e.is_redirect() {
             return RegistryError::new(
                 ErrorKind::Protocol,
-                format!(
-                    "{peer} sent a bad redirect while resolving image {}: {cause}",
-                    t.image
-                ),
+                format!("{peer} sent a bad redirect while {}: {cause}", t.action),
             );
         }
         let https = e.url().is_none_or(|u| u.scheme() == "https");
@@ -184,8 +178,8 @@ impl RegistryClient {
             return RegistryError::new(
                 ErrorKind::Tls,
                 format!(
-                    "TLS error talking to {peer} while resolving image {}: {cause}; {hint}",
-                    t.image
+                    "TLS error talking to {peer} while {}: {cause}; {hint}",
+                    t.action
                 ),
             );
         }
@@ -198,10 +192,7 @@ impl RegistryClient {
         };
         RegistryError::new(
             ErrorKind::Network,
-            format!(
-                "cannot reach {peer} while resolving image {}: {what}",
-                t.image
-            ),
+            format!("cannot reach {peer} while {}: {what}", t.action),
         )
     }
 }
@@ -310,7 +301,7 @@ pub(super) async fn registry_message(resp: reqwest::Response) -> String {
 }
 
 /// One line, at most `max` characters.
-pub(super) fn clean(s: &str, max: usize) -> String {
+pub(crate) fn clean(s: &str, max: usize) -> String {
     let mut out: String = s
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })

@@ -1,5 +1,6 @@
 use super::errors::*;
 use super::*;
+use crate::error::ErrorClass;
 use reqwest::header::HeaderValue;
 
 #[test]
@@ -142,4 +143,103 @@ fn client_is_clone_send_sync() {
     fn check<T: Clone + Send + Sync + 'static>() {}
     check::<RegistryClient>();
     check::<RegistryError>();
+}
+
+#[test]
+fn next_links() {
+    let link = |v: &[&str]| {
+        let mut h = HeaderMap::new();
+        for s in v {
+            h.append(LINK, HeaderValue::from_str(s).unwrap());
+        }
+        next_link(&h)
+    };
+    assert_eq!(link(&[]), None);
+    assert_eq!(
+        link(&[r#"</v2/a/tags/list?last=b&n=2>; rel="next""#]).as_deref(),
+        Some("/v2/a/tags/list?last=b&n=2")
+    );
+    assert_eq!(
+        link(&[r#"<https://h/v2/a/tags/list?n=2&last=b>;rel=next"#]).as_deref(),
+        Some("https://h/v2/a/tags/list?n=2&last=b")
+    );
+    // several links, in one header or several; rel lists; odd case; commas in the URL
+    assert_eq!(
+        link(&[r#"</first?a,b>; rel="first", </p2?x,y>; title="t"; REL="last Next""#]).as_deref(),
+        Some("/p2?x,y")
+    );
+    assert_eq!(
+        link(&[r#"</x>; rel="prev""#, r#"</y>; rel="next""#]).as_deref(),
+        Some("/y")
+    );
+    assert_eq!(link(&[r#"</x>; rel="nextpage""#]), None);
+    assert_eq!(link(&[r#"<>; rel="next""#]), None);
+    assert_eq!(link(&[r#"</x; rel="next""#]), None, "unterminated");
+}
+
+/// A registry whose tag list never ends (`?page=k` links to `?page=k+1`), one whose link
+/// points back to the first page, and one that refuses any page size.
+async fn endless_tag_registry() -> std::net::SocketAddr {
+    use axum::extract::{Path, RawQuery};
+    use axum::response::IntoResponse;
+    async fn tags(Path(rest): Path<String>, RawQuery(q): RawQuery) -> axum::response::Response {
+        let q = q.unwrap_or_default();
+        if rest.starts_with("small/") {
+            if q.contains("n=") {
+                let body = r#"{"errors":[{"code":"PAGINATION_NUMBER_INVALID","message":"invalid number of results requested"}]}"#;
+                return (axum::http::StatusCode::BAD_REQUEST, body).into_response();
+            }
+            return r#"{"tags":["x","y"]}"#.into_response();
+        }
+        let (body, link) = if rest.starts_with("loop/") {
+            (
+                r#"{"tags":["a"]}"#.to_string(),
+                "</v2/loop/tags/list?n=1000>; rel=\"next\"".to_string(),
+            )
+        } else {
+            let k: u64 = q
+                .strip_prefix("page=")
+                .and_then(|k| k.parse().ok())
+                .unwrap_or(0);
+            (
+                format!(r#"{{"name":"e/x","tags":["t{k}"]}}"#),
+                format!("<?page={}>; rel=\"next\"", k + 1),
+            )
+        };
+        ([(LINK, link)], body).into_response()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route("/v2/{*rest}", axum::routing::get(tags));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test]
+async fn tag_pages_are_bounded_and_loops_detected() {
+    let addr = endless_tag_registry().await;
+    let c = RegistryClient::new(RegistryConfig {
+        insecure_hosts: vec![addr.to_string()],
+        ..Default::default()
+    })
+    .unwrap();
+    let r = Reference::parse(&format!("{addr}/e/x")).unwrap();
+    let e = c.list_tags_limited(&r, None, 100, 5).await.unwrap_err();
+    assert_eq!((e.code(), e.class()), ("protocol", ErrorClass::Permanent));
+    assert_eq!(
+        e.to_string(),
+        format!("registry {addr} sent more than 5 pages of tags for repository {addr}/e/x; not following more")
+    );
+    let e = c.list_tags_limited(&r, None, 3, 100).await.unwrap_err();
+    assert_eq!(e.code(), "protocol");
+    assert!(e.to_string().contains("has more than 3 tags"), "{e}");
+
+    let r = Reference::parse(&format!("{addr}/loop/x")).unwrap();
+    let e = c.list_tags(&r).await.unwrap_err();
+    assert_eq!(e.code(), "protocol");
+    assert!(e.to_string().contains("already read (a loop)"), "{e}");
+
+    // A registry that refuses n=1000 is asked again without a page size.
+    let r = Reference::parse(&format!("{addr}/small/x")).unwrap();
+    assert_eq!(c.list_tags(&r).await.unwrap(), vec!["x", "y"]);
 }

@@ -182,7 +182,15 @@ pub fn required_role(method: &Method, path: &str) -> Role {
     }
     match *method {
         Method::GET | Method::HEAD | Method::OPTIONS => Role::Reader,
-        Method::POST if path == "/scans" || path == "/scan-jobs" => Role::Ingester,
+        Method::POST
+            if path == "/scans"
+                || path == "/scan-jobs"
+                || path == "/sboms"
+                || path == "/rematch"
+                || path == "/api/v1/scan" =>
+        {
+            Role::Ingester
+        }
         // Triage: triagers and admins.
         Method::POST | Method::DELETE
             if path == "/suppressions" || path.starts_with("/suppressions/") || path == "/vex" =>
@@ -215,7 +223,14 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim)
-        .map(str::to_string);
+        .map(str::to_string)
+        // Harbor's "APIKey" scanner authorization.
+        .or_else(|| {
+            req.headers()
+                .get("x-scanneradapter-api-key")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_string())
+        });
     let Some((id, secret)) = presented.as_deref().and_then(split_key) else {
         metrics::counter!("scanvault_auth_failures_total", "reason" => "missing_or_malformed")
             .increment(1);
@@ -422,6 +437,14 @@ mod tests {
         assert_eq!(required_role(&Method::GET, "/scans"), Role::Reader);
         assert_eq!(required_role(&Method::POST, "/scans"), Role::Ingester);
         assert_eq!(required_role(&Method::POST, "/scan-jobs"), Role::Ingester);
+        assert_eq!(required_role(&Method::POST, "/sboms"), Role::Ingester);
+        assert_eq!(required_role(&Method::POST, "/rematch"), Role::Ingester);
+        assert_eq!(required_role(&Method::POST, "/api/v1/scan"), Role::Ingester);
+        assert_eq!(
+            required_role(&Method::GET, "/api/v1/metadata"),
+            Role::Reader
+        );
+        assert_eq!(required_role(&Method::POST, "/scan-schedules"), Role::Admin);
         assert_eq!(
             required_role(&Method::POST, "/scan-jobs/x/retry"),
             Role::Ingester

@@ -78,6 +78,9 @@ pub struct JobView {
     /// `adhoc` (requested through the API), `scheduled` or `rematch`: workers claim the
     /// ad-hoc lane first, then scheduled scans, then re-matches.
     pub lane: String,
+    /// `scan` (resolve in the registry and scan) or `rematch` (match the digest's stored
+    /// inventory against the current vulnerability database, without the registry).
+    pub kind: String,
     /// Attempts started so far.
     pub attempts: i64,
     pub max_attempts: i64,
@@ -123,6 +126,7 @@ impl From<JobRow> for JobView {
             lane: crate::store::jobs::Lane::of_stored(j.lane)
                 .as_str()
                 .to_string(),
+            kind: j.kind,
             attempts: j.attempt,
             max_attempts: j.max_attempts,
             created_at: from_micros(j.created_at),
@@ -250,14 +254,16 @@ pub async fn create_job(
         .store
         .jobs()
         .create(NewJob {
-            image_ref: reference.to_string(),
-            image_name: reference.familiar_name(),
             force: req.force,
             priority: req.priority,
             max_attempts: app.jobs.max_attempts,
             requested_by: caller.id(),
-            now: Utc::now(),
-            lane: crate::store::jobs::Lane::Adhoc,
+            ..NewJob::scan(
+                reference.to_string(),
+                reference.familiar_name(),
+                crate::store::jobs::Lane::Adhoc,
+                Utc::now(),
+            )
         })
         .await?;
     if created {

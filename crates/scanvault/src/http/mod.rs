@@ -6,9 +6,11 @@ pub mod compliance;
 pub mod error;
 pub mod export;
 pub mod feeds;
+pub mod harbor;
 pub mod health;
 pub mod history;
 pub mod jobs;
+pub mod monitor;
 pub mod params;
 pub mod policies;
 pub mod scan_views;
@@ -52,6 +54,8 @@ pub struct AppState {
     pub triage: Arc<crate::triage::Triage>,
     /// Whether exploit feeds are imported, briefly cached.
     pub exploit_data: Arc<feeds::ExploitData>,
+    /// Lists the tags of `registry/repo:*` schedule entries.
+    pub registry: scanvault_registry::RegistryClient,
 }
 
 impl AppState {
@@ -73,6 +77,8 @@ impl AppState {
             policies: Default::default(),
             triage: Default::default(),
             exploit_data: Default::default(),
+            registry: scanvault_registry::RegistryClient::new(Default::default())
+                .expect("a registry client without an auth file"),
         }
     }
 }
@@ -142,6 +148,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         (name = "policies", description = "Compliance policies and the CI gate's verdict on a report"),
         (name = "triage", description = "Suppressions: triage decisions that survive rebuilds (triager or admin role to change)"),
         (name = "webhooks", description = "Event notifications to your URLs, signed, retried, with a delivery log (admin role)"),
+        (name = "monitoring", description = "Package inventories, re-matching them against newer vulnerability data, scan schedules and their batches"),
+        (name = "harbor", description = "Harbor pluggable scanner API v1.1: register ScanVault in Harbor as a scanner"),
     )
 )]
 pub struct ApiDoc;
@@ -181,6 +189,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(feeds::router())
         .merge(policies::router())
         .merge(suppressions::router())
+        .merge(monitor::router())
+        .merge(harbor::router())
         .split_for_parts()
 }
 

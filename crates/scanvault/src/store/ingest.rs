@@ -257,8 +257,9 @@ pub(crate) async fn ingest<T: IngestTx>(
 
 /// What the fleet remembers of a stored report (fixes first seen, vulnerabilities first
 /// carried at CRITICAL), and the events it causes, in its transaction: `fleet.new_critical` for each
-/// vulnerability it brings at CRITICAL that the fleet never carried before, and
-/// `scan.noncompliant` when the scan is new or its findings changed and it is not
+/// vulnerability it brings at CRITICAL that the fleet never carried before,
+/// `image.new_vulnerabilities` when a newer report of a stored scan carries vulnerabilities
+/// its findings did not (a re-scan or a re-match), and `scan.noncompliant` when the scan is new or its findings changed and it is not
 /// compliant. A report older than the scan's latest (recorded in the past) causes none.
 async fn events<T: IngestTx>(
     tx: &mut T,
@@ -327,6 +328,34 @@ async fn events<T: IngestTx>(
             ));
         }
     }
+    if !outcome.new_vulnerabilities.is_empty() {
+        let ids = &outcome.new_vulnerabilities;
+        let mut by_severity: BTreeMap<&str, usize> = BTreeMap::new();
+        for id in ids {
+            let severity = new
+                .report
+                .findings
+                .iter()
+                .filter(|f| &f.vulnerability_id == id)
+                .map(|f| f.severity)
+                .max_by_key(|s| s.rank())
+                .unwrap_or_default();
+            *by_severity.entry(severity.as_str()).or_default() += 1;
+        }
+        events.push((
+            "image.new_vulnerabilities",
+            serde_json::json!({
+                "ScanID": scan.id,
+                "ImageName": scan.image_name,
+                "ImageTag": new.image_tag,
+                "ImageDigest": scan.image_digest,
+                "Source": new.source.as_str(),
+                "Count": ids.len(),
+                "BySeverity": by_severity,
+                "VulnerabilityIDs": ids.iter().take(NEW_VULNERABILITIES_LISTED).collect::<Vec<_>>(),
+            }),
+        ));
+    }
     let changed = outcome.created || outcome.findings_added + outcome.findings_removed > 0;
     if scan.is_compliant == 0 && changed {
         let c = scan.counts();
@@ -350,6 +379,10 @@ async fn events<T: IngestTx>(
     tx.emit(&events, now).await?;
     Ok(())
 }
+
+/// The most vulnerability ids an `image.new_vulnerabilities` event lists (`Count` has
+/// them all).
+const NEW_VULNERABILITIES_LISTED: usize = 1000;
 
 /// What a reference showing this report counts.
 fn counts_of(values: &ScanValues) -> Counts {
@@ -409,6 +442,7 @@ async fn ingest_new<T: IngestTx>(
         findings_added: findings.len(),
         findings_removed: 0,
         stale: false,
+        new_vulnerabilities: vec![],
     })
 }
 
@@ -438,6 +472,23 @@ async fn ingest_stored<T: IngestTx>(
     let latest_before = scan.scanned_at;
     let current = tx.findings(&scan.id, scan.findings_version).await?;
     let to_current = FindingChanges::between(&current, findings);
+    let new_vulnerabilities = if t > scan.scanned_at && to_current.added > 0 {
+        let before: HashSet<&str> = current
+            .iter()
+            .map(|f| f.vulnerability_id.as_str())
+            .collect();
+        let mut ids: Vec<String> = findings
+            .iter()
+            .map(|f| f.vulnerability_id.as_str())
+            .filter(|id| !before.contains(id))
+            .map(str::to_string)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    } else {
+        vec![]
+    };
     let mut observations: Option<Vec<ChainObs>> = None;
 
     let mut version_write = None;
@@ -567,6 +618,7 @@ async fn ingest_stored<T: IngestTx>(
         findings_added: changes.added + changes.changed,
         findings_removed: changes.removed + changes.changed,
         stale,
+        new_vulnerabilities,
     })
 }
 

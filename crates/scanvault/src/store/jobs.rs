@@ -125,6 +125,8 @@ pub struct JobRow {
     pub requested_by: Option<String>,
     /// [`Lane`] as stored.
     pub lane: i64,
+    /// [`JobKind`] as stored.
+    pub kind: String,
     pub vuln_critical: Option<i64>,
     pub vuln_high: Option<i64>,
     pub vuln_medium: Option<i64>,
@@ -135,6 +137,10 @@ pub struct JobRow {
 impl JobRow {
     pub fn status(&self) -> JobStatus {
         JobStatus::parse(&self.status).unwrap_or(JobStatus::Failed)
+    }
+
+    pub fn kind(&self) -> JobKind {
+        JobKind::of_stored(&self.kind)
     }
 }
 
@@ -164,6 +170,59 @@ pub struct NewJob {
     pub requested_by: Option<String>,
     pub now: DateTime<Utc>,
     pub lane: Lane,
+    pub kind: JobKind,
+    /// The digest to re-match (a re-match's inventory); `None` for a scan.
+    pub digest: Option<String>,
+    /// The batch (a schedule's or a re-match round) the job joins, new or already active.
+    pub batch: Option<String>,
+    /// Registry URL and `Authorization` to pull with (given by a Harbor scan request).
+    pub credentials: Option<(String, String)>,
+}
+
+impl NewJob {
+    /// A scan of `image_ref` requested now in `lane`, with the defaults of the API.
+    pub fn scan(image_ref: String, image_name: String, lane: Lane, now: DateTime<Utc>) -> NewJob {
+        NewJob {
+            image_ref,
+            image_name,
+            force: false,
+            priority: 0,
+            max_attempts: 3,
+            requested_by: None,
+            now,
+            lane,
+            kind: JobKind::Scan,
+            digest: None,
+            batch: None,
+            credentials: None,
+        }
+    }
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    /// Resolve the image in its registry and scan it.
+    Scan,
+    /// Match the stored inventory of a digest against the current vulnerability database.
+    Rematch,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Scan => "scan",
+            JobKind::Rematch => "rematch",
+        }
+    }
+
+    pub fn of_stored(s: &str) -> JobKind {
+        if s == "rematch" {
+            JobKind::Rematch
+        } else {
+            JobKind::Scan
+        }
+    }
 }
 
 /// The queue's lanes: a worker claims from the first lane that has a due job, so a scan

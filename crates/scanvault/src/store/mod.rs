@@ -32,6 +32,7 @@ pub mod feeds;
 mod ingest;
 pub mod jobs;
 pub mod keys;
+pub mod monitor;
 pub mod policies;
 mod postgres;
 pub mod scans;
@@ -50,6 +51,7 @@ pub use body::StoredBody;
 pub use feeds::FeedStore;
 pub use jobs::JobStore;
 pub use keys::KeyStore;
+pub use monitor::MonitorStore;
 pub use policies::PolicyStore;
 pub use scans::{IngestOutcome, NewScan, ScanFilter, ScanRow, ScanStore};
 pub use suppressions::SuppressionStore;
@@ -196,6 +198,7 @@ pub trait Database:
     + FeedStore
     + PolicyStore
     + SuppressionStore
+    + MonitorStore
 {
 }
 
@@ -208,7 +211,8 @@ impl<
             + WebhookStore
             + FeedStore
             + PolicyStore
-            + SuppressionStore,
+            + SuppressionStore
+            + MonitorStore,
     > Database for T
 {
 }
@@ -265,6 +269,10 @@ impl Store {
     }
 
     pub fn policies(&self) -> &dyn PolicyStore {
+        &*self.db
+    }
+
+    pub fn monitor(&self) -> &dyn MonitorStore {
         &*self.db
     }
 

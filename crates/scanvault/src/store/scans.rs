@@ -21,13 +21,25 @@ pub enum ScanSource {
     Ingest,
     /// A report of ScanVault's own worker.
     Job,
+    /// The worker's match of a stored inventory against a newer vulnerability database.
+    Rematch,
 }
 
 impl ScanSource {
+    /// The observation's source.
     pub fn as_str(self) -> &'static str {
         match self {
             ScanSource::Ingest => "ingest",
             ScanSource::Job => "job",
+            ScanSource::Rematch => "rematch",
+        }
+    }
+
+    /// Who made a new scan's row: the worker for its re-matches too.
+    pub fn scan_origin(self) -> &'static str {
+        match self {
+            ScanSource::Ingest => "ingest",
+            ScanSource::Job | ScanSource::Rematch => "job",
         }
     }
 }
@@ -126,6 +138,9 @@ pub struct IngestOutcome {
     /// The report is older than the scan's latest observation: it was recorded in the
     /// past (its tag and an observation) and the scan stays as its newest report left it.
     pub stale: bool,
+    /// For a newer report of a stored scan: the vulnerabilities it carries that the scan's
+    /// findings did not (sorted, distinct).
+    pub new_vulnerabilities: Vec<String>,
 }
 
 /// One stored scan (summary, no findings): its latest observation.

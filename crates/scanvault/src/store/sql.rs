@@ -209,14 +209,14 @@ pub const CATALOG_COLUMNS: &str = "id, title, cvss_score";
 pub const JOB_SELECT: &str = "SELECT j.id, j.image_ref, j.image_name, j.status, j.force, j.priority, j.attempt, \
     j.max_attempts, j.run_after, j.lease_owner, j.lease_expires_at, j.resolved_digest, j.created_at, \
     j.updated_at, j.started_at, j.completed_at, j.error_message, j.error_class, j.scan_id, j.requested_by, \
-    j.lane, s.vuln_critical, s.vuln_high, s.vuln_medium, s.vuln_low, s.vuln_unknown \
+    j.lane, j.kind, s.vuln_critical, s.vuln_high, s.vuln_medium, s.vuln_low, s.vuln_unknown \
     FROM scan_jobs j LEFT JOIN scans s ON s.id = j.scan_id";
 
 pub const FETCH_JOB: &str = concatcp!(JOB_SELECT, " WHERE j.id = $1");
 
 pub const ACTIVE_JOB_FOR: &str = concatcp!(
     JOB_SELECT,
-    " WHERE j.image_ref = $1 AND j.status IN ('queued', 'pulling', 'scanning')"
+    " WHERE j.image_ref = $1 AND j.kind = $2 AND j.status IN ('queued', 'pulling', 'scanning')"
 );
 
 /// Jobs, newest first, optionally of one status (`$1`, '' for any) and image (`$2`, ''
@@ -228,9 +228,9 @@ pub const LIST_JOBS: &str = concatcp!(
 );
 
 pub const INSERT_JOB: &str = "INSERT INTO scan_jobs (id, image_ref, image_name, status, force, priority, attempt, \
-     max_attempts, run_after, created_at, updated_at, requested_by, lane) \
-     VALUES ($1, $2, $3, 'queued', $4, $5, 0, $6, $7, $7, $7, $8, $9) \
-     ON CONFLICT (image_ref) WHERE status IN ('queued', 'pulling', 'scanning') DO NOTHING RETURNING id";
+     max_attempts, run_after, created_at, updated_at, requested_by, lane, kind, resolved_digest) \
+     VALUES ($1, $2, $3, 'queued', $4, $5, 0, $6, $7, $7, $7, $8, $9, $10, $11) \
+     ON CONFLICT (image_ref, kind) WHERE status IN ('queued', 'pulling', 'scanning') DO NOTHING RETURNING id";
 
 pub const JOB_EVENTS: &str =
     "SELECT id, job_id, attempt, old_status, new_status, changed_by, reason, at \

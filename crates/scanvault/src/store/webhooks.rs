@@ -10,9 +10,10 @@ use async_trait::async_trait;
 use super::StoreError;
 
 /// Every event a webhook may subscribe to.
-pub const EVENTS: [&str; 4] = [
+pub const EVENTS: [&str; 5] = [
     "scan.noncompliant",
     "fleet.new_critical",
+    "image.new_vulnerabilities",
     "job.failed",
     "suppression.expired",
 ];

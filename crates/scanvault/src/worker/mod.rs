@@ -10,8 +10,12 @@
 use chrono::Utc;
 use rand::SeedableRng;
 use scanvault_core::job::{backoff, JobEvent, JobStatus};
-use scanvault_registry::{ErrorClass as RegClass, Reference, RegistryClient, RegistryConfig};
-use scanvault_scanner::{ErrorClass as ScanClass, ScanError, ScanRequest, Trivy, TrivyConfig};
+use scanvault_registry::{
+    Credentials, ErrorClass as RegClass, Reference, RegistryAccess, RegistryClient, RegistryConfig,
+};
+use scanvault_scanner::{
+    ErrorClass as ScanClass, RegistryAuth, ScanError, ScanRequest, Trivy, TrivyConfig,
+};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,8 +26,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WorkerConfig;
 use crate::ingest::{self, IngestError, IngestOverrides, IngestSettings};
 use crate::store::jobs::{
-    Actor, JobCompletion, JobError, JobNotice, JobRow, Lane, Transition, WorkerRow,
+    Actor, JobCompletion, JobError, JobKind, JobNotice, JobRow, Lane, Transition, WorkerRow,
 };
+use crate::store::monitor::InventorySource;
 use crate::store::scans::ScanSource;
 use crate::store::{micros, Store, StoreError};
 
@@ -44,6 +49,22 @@ pub struct WorkerSettings {
     pub cache_max_age: Duration,
     pub shutdown_timeout: Duration,
     pub ingest: IngestSettings,
+}
+
+/// The registry client the configuration describes (auth file, plain-HTTP hosts, timeout).
+pub fn registry_client(cfg: &WorkerConfig) -> anyhow::Result<RegistryClient> {
+    RegistryClient::new(RegistryConfig {
+        auth_file: cfg.registry_auth_file.clone(),
+        insecure_hosts: cfg
+            .registry_insecure_hosts
+            .iter()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect(),
+        timeout: cfg.registry_timeout.0,
+        user_agent: format!("scanvault/{}", env!("CARGO_PKG_VERSION")),
+    })
+    .map_err(|e| anyhow::anyhow!("REGISTRY_AUTH_FILE: {e}"))
 }
 
 /// Why a stage failed.
@@ -105,18 +126,7 @@ impl Runner {
         ingest: IngestSettings,
         shutdown_timeout: Duration,
     ) -> anyhow::Result<Runner> {
-        let registry = RegistryClient::new(RegistryConfig {
-            auth_file: cfg.registry_auth_file.clone(),
-            insecure_hosts: cfg
-                .registry_insecure_hosts
-                .iter()
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
-                .collect(),
-            timeout: cfg.registry_timeout.0,
-            user_agent: format!("scanvault/{}", env!("CARGO_PKG_VERSION")),
-        })
-        .map_err(|e| anyhow::anyhow!("REGISTRY_AUTH_FILE: {e}"))?;
+        let registry = registry_client(cfg)?;
         let extra_args = match &cfg.trivy_extra_args {
             Some(s) => TrivyConfig::parse_extra_args(s)
                 .map_err(|e| anyhow::anyhow!("TRIVY_EXTRA_ARGS: {e}"))?,
@@ -178,6 +188,14 @@ impl Runner {
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    pub fn registry(&self) -> &RegistryClient {
+        &self.registry
+    }
+
+    pub fn trivy(&self) -> &Trivy {
+        &self.trivy
     }
 
     /// Check that Trivy runs (`trivy --version`): its version, or why it cannot run, with
@@ -423,9 +441,18 @@ impl Runner {
                 tracing::Instrument::instrument(self.record_failure(&job, e), span).await
             }
         }
+        // Registry credentials given with the request are kept only while the job may run.
+        if let Ok(Some((status, _))) = self.store.jobs().status(&job.id).await {
+            if status.is_terminal() {
+                let _ = self.store.monitor().forget_job_credentials(&job.id).await;
+            }
+        }
     }
 
     async fn stages(&self, job: &JobRow, token: &CancellationToken) -> Result<(), StageError> {
+        if job.kind() == JobKind::Rematch {
+            return self.rematch(job, token).await;
+        }
         let actor = Actor::Worker(self.id.clone());
         // ---- pulling: resolve the reference to a manifest digest.
         let t0 = Instant::now();
@@ -433,10 +460,14 @@ impl Runner {
             code: "invalid_reference".into(),
             message: e.to_string(),
         })?;
+        let access = self.access_of(job).await?;
         let resolve = tracing::info_span!("resolve", reference = %reference);
         let resolved = tokio::select! {
             _ = token.cancelled() => return Err(StageError::Cancelled),
-            r = tracing::Instrument::instrument(self.registry.resolve(&reference), resolve) => r,
+            r = tracing::Instrument::instrument(
+                self.registry.resolve_with(&reference, access.as_ref()),
+                resolve,
+            ) => r,
         }
         .map_err(|e| match e.class() {
             RegClass::Transient => StageError::Transient {
@@ -503,40 +534,65 @@ impl Runner {
         let t1 = Instant::now();
         let target = reference.with_digest(&digest);
         let insecure = self.registry.is_insecure(reference.api_host())
-            || self.registry.is_insecure(&reference.registry);
+            || self.registry.is_insecure(&reference.registry)
+            || access.as_ref().is_some_and(|a| a.plain_http);
+        let auth = access
+            .as_ref()
+            .and_then(|a| a.credentials.as_ref())
+            .and_then(|c| match c {
+                Credentials::Basic { username, password } => Some(RegistryAuth::Basic {
+                    username: username.clone(),
+                    password: password.clone(),
+                }),
+                Credentials::Bearer(t) => Some(RegistryAuth::Bearer(t.clone())),
+                Credentials::IdentityToken { .. } => None,
+            });
         let trivy = tracing::info_span!("trivy", image = %target);
         let raw = tracing::Instrument::instrument(
             self.trivy.scan(
                 ScanRequest {
                     image: &target,
                     insecure,
+                    auth: auth.as_ref(),
                 },
                 token,
             ),
             trivy,
         )
         .await
-        .map_err(|e| match e {
-            ScanError::Cancelled => StageError::Cancelled,
-            other => match other.class() {
-                ScanClass::Transient => StageError::Transient {
-                    code: other.code().into(),
-                    message: other.to_string(),
-                },
-                ScanClass::Permanent => StageError::Permanent {
-                    code: other.code().into(),
-                    message: other.to_string(),
-                },
-            },
-        })?;
+        .map_err(scan_failure)?;
         metrics::histogram!("scanvault_job_stage_duration_seconds", "stage" => "scan")
             .record(t1.elapsed().as_secs_f64());
+        self.keep_inventory(&image_name, reference.tag.as_deref(), &digest, &raw, token)
+            .await;
 
         // ---- store: the same ingest path as POST /scans, and completion, in one transaction.
+        self.store_report(
+            job,
+            raw,
+            image_name,
+            reference.tag.clone(),
+            digest,
+            ScanSource::Job,
+        )
+        .await
+    }
+
+    /// Store a report through the ingest path of `POST /scans`, completing the job in the
+    /// same transaction.
+    async fn store_report(
+        &self,
+        job: &JobRow,
+        raw: Vec<u8>,
+        image_name: String,
+        tag: Option<String>,
+        digest: String,
+        source: ScanSource,
+    ) -> Result<(), StageError> {
         let t2 = Instant::now();
         let overrides = IngestOverrides {
             image: Some(image_name),
-            tag: reference.tag.clone(),
+            tag,
             digest: Some(digest.clone()),
         };
         let job_done = JobCompletion {
@@ -550,7 +606,7 @@ impl Runner {
                 &self.settings.ingest,
                 raw.into(),
                 overrides,
-                ScanSource::Job,
+                source,
                 job.requested_by.clone(),
                 Some(job_done),
             ),
@@ -579,8 +635,170 @@ impl Runner {
         let scan_id = outcome.outcome.scan.id;
         metrics::histogram!("scanvault_job_stage_duration_seconds", "stage" => "store")
             .record(t2.elapsed().as_secs_f64());
-        tracing::info!(%digest, scan = %scan_id, "scan job completed");
+        tracing::info!(%digest, scan = %scan_id, source = source.as_str(), "scan job completed");
         Ok(())
+    }
+
+    /// The registry access a job was requested with (Harbor's), if any.
+    async fn access_of(&self, job: &JobRow) -> Result<Option<RegistryAccess>, StageError> {
+        let given = self
+            .store
+            .monitor()
+            .job_credentials(&job.id)
+            .await
+            .map_err(|e| StageError::Transient {
+                code: "database_unavailable".into(),
+                message: e.to_string(),
+            })?;
+        let Some((url, authorization)) = given else {
+            return Ok(None);
+        };
+        let authorization = Some(authorization.as_str()).filter(|a| !a.trim().is_empty());
+        RegistryAccess::from_url(&url, authorization)
+            .map(Some)
+            .map_err(|e| StageError::Permanent {
+                code: "invalid_credentials".into(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Store the digest's inventory, made from the scan's report (`trivy convert`), unless
+    /// it has one. A failure is logged: the scan itself is stored all the same.
+    async fn keep_inventory(
+        &self,
+        image_name: &str,
+        tag: Option<&str>,
+        digest: &str,
+        report: &[u8],
+        token: &CancellationToken,
+    ) {
+        match self.store.monitor().inventory(digest).await {
+            Ok(Some(_)) => return,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "inventory not stored: the database could not be read");
+                return;
+            }
+        }
+        let made = tracing::Instrument::instrument(
+            self.trivy.inventory(report, token),
+            tracing::info_span!("inventory"),
+        )
+        .await;
+        let document = match made.map(|d| crate::inventory::without_vulnerabilities(&d)) {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                tracing::warn!(%digest, error = %e, "inventory not stored: trivy convert's output is not an inventory");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(%digest, error = %e, "inventory not stored: trivy convert failed");
+                return;
+            }
+        };
+        if let Err(e) = crate::inventory::store(
+            &self.store,
+            &document,
+            image_name,
+            tag.unwrap_or_default(),
+            digest,
+            InventorySource::Scan,
+        )
+        .await
+        {
+            tracing::warn!(%digest, error = %e, "inventory not stored");
+        }
+    }
+
+    /// A re-match: the digest's stored inventory through `trivy sbom` (no registry), stored
+    /// as a new observation of the image (source `rematch`).
+    async fn rematch(&self, job: &JobRow, token: &CancellationToken) -> Result<(), StageError> {
+        let actor = Actor::Worker(self.id.clone());
+        let reference = Reference::parse(&job.image_ref).map_err(|e| StageError::Permanent {
+            code: "invalid_reference".into(),
+            message: e.to_string(),
+        })?;
+        let digest = job
+            .resolved_digest
+            .clone()
+            .or_else(|| reference.digest.clone())
+            .ok_or_else(|| StageError::Permanent {
+                code: "no_inventory".into(),
+                message: format!("{} names no digest to re-match", job.image_ref),
+            })?;
+        let stored = self
+            .store
+            .monitor()
+            .inventory_document(&digest)
+            .await
+            .map_err(|e| StageError::Transient {
+                code: "database_unavailable".into(),
+                message: e.to_string(),
+            })?;
+        let Some((inventory, document)) = stored else {
+            return Err(StageError::Permanent {
+                code: "no_inventory".into(),
+                message: format!("no inventory is stored for {digest}"),
+            });
+        };
+        let mut t = Transition::new(
+            &job.id,
+            JobStatus::Pulling,
+            JobEvent::Resolved,
+            actor,
+            format!(
+                "re-matching the stored inventory of {digest} ({} packages, {}); no registry access",
+                inventory.packages, inventory.format
+            ),
+            micros(Utc::now()),
+        )
+        .fenced(job.attempt);
+        t.resolved_digest = Some(digest.clone());
+        self.store.jobs().transition(t).await?;
+
+        let t1 = Instant::now();
+        let raw = tracing::Instrument::instrument(
+            self.trivy.scan_sbom(&document, token),
+            tracing::info_span!("trivy", inventory = %digest),
+        )
+        .await
+        .map_err(scan_failure)?;
+        metrics::histogram!("scanvault_job_stage_duration_seconds", "stage" => "rematch")
+            .record(t1.elapsed().as_secs_f64());
+        let previous = self
+            .store
+            .scans()
+            .fresh(&job.image_name, &digest, 0)
+            .await
+            .ok()
+            .flatten();
+        let previous = match previous {
+            Some((id, _)) => self.store.scans().find(&id).await.ok().flatten(),
+            None => None,
+        };
+        let artifact = previous
+            .as_ref()
+            .and_then(|s| s.artifact_name.clone())
+            .unwrap_or_else(|| reference.with_digest(&digest));
+        let image_id = previous.map(|s| s.image_id).unwrap_or_default();
+        let report = crate::inventory::as_image_report(&raw, &artifact, &image_id, &digest)
+            .map_err(|e| StageError::Permanent {
+                code: "invalid_output".into(),
+                message: e,
+            })?;
+        let tag = reference
+            .tag
+            .clone()
+            .or_else(|| Some(inventory.image_tag.clone()).filter(|t| !t.is_empty()));
+        self.store_report(
+            job,
+            report,
+            job.image_name.clone(),
+            tag,
+            digest,
+            ScanSource::Rematch,
+        )
+        .await
     }
 
     async fn record_failure(&self, job: &JobRow, err: StageError) {
@@ -668,7 +886,23 @@ impl Runner {
     }
 }
 
-/// Renew the lease every `lease / 3`; cancel the job's token when it is lost.
+/// A failed Trivy run as a stage error.
+fn scan_failure(e: ScanError) -> StageError {
+    match e {
+        ScanError::Cancelled => StageError::Cancelled,
+        other => match other.class() {
+            ScanClass::Transient => StageError::Transient {
+                code: other.code().into(),
+                message: other.to_string(),
+            },
+            ScanClass::Permanent => StageError::Permanent {
+                code: other.code().into(),
+                message: other.to_string(),
+            },
+        },
+    }
+}
+
 /// When a job's claim ran.
 #[derive(Debug, Clone, Copy)]
 struct Claimed {
@@ -695,6 +929,7 @@ impl Claimed {
     }
 }
 
+/// Renew the lease every `lease / 3`; cancel the job's token when it is lost.
 async fn heartbeat(
     store: Store,
     job_id: String,

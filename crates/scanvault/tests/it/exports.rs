@@ -10,8 +10,9 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-const SCHEMAS: [&str; 4] = [
+const SCHEMAS: [&str; 5] = [
     "sarif-schema-2.1.0.json",
+    "spdx-2.3.schema.json",
     "bom-1.6.schema.json",
     "spdx.schema.json",
     "jsf-0.82.schema.json",
@@ -26,7 +27,7 @@ fn load(name: &str) -> Value {
 
 /// A validator of one vendored schema, every `$ref` resolved among the vendored files
 /// (no network).
-fn validator(root: &str) -> Validator {
+pub(crate) fn validator(root: &str) -> Validator {
     let docs: Vec<Value> = SCHEMAS.iter().map(|n| load(n)).collect();
     let id = |d: &Value| -> String {
         d.get("$id")
@@ -49,7 +50,7 @@ fn validator(root: &str) -> Validator {
         .unwrap()
 }
 
-fn assert_valid(v: &Validator, doc: &Value, what: &str) {
+pub(crate) fn assert_valid(v: &Validator, doc: &Value, what: &str) {
     let errors: Vec<String> = v
         .iter_errors(doc)
         .map(|e| format!("{} at {}", e, e.instance_path()))

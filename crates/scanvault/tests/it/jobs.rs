@@ -260,14 +260,13 @@ async fn the_ad_hoc_lane_is_claimed_first(app: &TestApp) {
     let store = &app.store;
     let t0 = Utc::now() - chrono::Duration::seconds(60);
     let queue = |image: &str, lane: Lane, priority: i64, secs: i64| NewJob {
-        image_ref: format!("registry.example:5000/{image}:1"),
-        image_name: format!("registry.example:5000/{image}"),
-        force: false,
         priority,
-        max_attempts: 3,
-        requested_by: None,
-        now: t0 + chrono::Duration::seconds(secs),
-        lane,
+        ..NewJob::scan(
+            format!("registry.example:5000/{image}:1"),
+            format!("registry.example:5000/{image}"),
+            lane,
+            t0 + chrono::Duration::seconds(secs),
+        )
     };
     let mut ids = std::collections::HashMap::new();
     for (image, lane, priority, secs) in [

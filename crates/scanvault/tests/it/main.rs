@@ -24,6 +24,7 @@ mod hostile;
 mod ingest_cli;
 mod jobs;
 mod metrics_doc;
+mod monitoring;
 mod policies;
 mod retention;
 mod statements;

@@ -264,13 +264,23 @@ impl TestApp {
         };
         tweak(&mut ingest);
         let signals = Signals::default();
-        let state = AppState::new(
+        let mut state = AppState::new(
             store.clone(),
             ingest,
             scanvault::http::jobs::JobSettings { max_attempts: 3 },
             auth,
             signals.clone(),
         );
+        // Schedules list tags of the e2e kit's plain-HTTP registry.
+        if let Ok(kit_registry) = std::env::var("E2E_REGISTRY") {
+            state.registry =
+                scanvault_registry::RegistryClient::new(scanvault_registry::RegistryConfig {
+                    insecure_hosts: vec![kit_registry],
+                    timeout: std::time::Duration::from_secs(30),
+                    ..Default::default()
+                })
+                .unwrap();
+        }
         let router = scanvault::http::router(state, &http);
         Some(TestApp {
             db,

@@ -300,7 +300,7 @@ fn a_scan_job_attempt_is_one_trace_from_claim_to_store() {
     let trace = root.trace_id.clone();
     assert_eq!(
         children(&got, root),
-        ["claim", "ingest", "resolve", "trivy"],
+        ["claim", "ingest", "inventory", "resolve", "trivy"],
         "{got:#?}"
     );
     let ingest = one(&got, &trace, "ingest");

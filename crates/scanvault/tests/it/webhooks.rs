@@ -15,15 +15,15 @@ use std::time::Duration;
 const SECRET: &str = "s3cret-of-sixteen-or-more";
 
 #[derive(Debug, Clone)]
-struct Received {
-    event: String,
+pub(crate) struct Received {
+    pub(crate) event: String,
     delivery: String,
     signature: String,
-    body: String,
+    pub(crate) body: String,
 }
 
 /// An HTTP receiver on `port` answering `status`; it can be stopped and started again.
-struct Receiver {
+pub(crate) struct Receiver {
     port: u16,
     status: Arc<AtomicU16>,
     got: Arc<Mutex<Vec<Received>>>,
@@ -31,7 +31,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn new() -> Receiver {
+    pub(crate) fn new() -> Receiver {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -45,11 +45,11 @@ impl Receiver {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}/hook", self.port)
     }
 
-    async fn start(&mut self) {
+    pub(crate) async fn start(&mut self) {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
             .await
             .unwrap();
@@ -94,12 +94,12 @@ impl Receiver {
         }
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.got.lock().unwrap().clone()
     }
 }
 
-fn settings(retry_for: Duration) -> WebhookSettings {
+pub(crate) fn settings(retry_for: Duration) -> WebhookSettings {
     WebhookSettings {
         poll_interval: Duration::from_millis(20),
         timeout: Duration::from_secs(5),
@@ -109,7 +109,7 @@ fn settings(retry_for: Duration) -> WebhookSettings {
     }
 }
 
-async fn subscribe(app: &TestApp, url: &str, events: &[&str]) -> String {
+pub(crate) async fn subscribe(app: &TestApp, url: &str, events: &[&str]) -> String {
     let r = app
         .request(
             Method::POST,
@@ -137,7 +137,11 @@ async fn deliveries(app: &TestApp, hook: &str) -> Vec<Value> {
 }
 
 /// Run the dispatcher until `done` holds for the receiver (or fail after 20 s).
-async fn dispatch_until(d: &Dispatcher, receiver: &Receiver, done: impl Fn(&[Received]) -> bool) {
+pub(crate) async fn dispatch_until(
+    d: &Dispatcher,
+    receiver: &Receiver,
+    done: impl Fn(&[Received]) -> bool,
+) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !done(&receiver.received()) {
         assert!(

@@ -27,7 +27,7 @@ const LISTING_KEY_OF_F: &str = "(CASE WHEN f.fixed_version IS NULL THEN -1 ELSE 
 
 const FIND_SCAN: &str = concatcp!(sql::FIND_SCAN, " FOR UPDATE");
 
-/// The new scan's row, its tag and its first observation: one statement.
+/// The new scan's row, its tag and its first observation (`$30` its source): one statement.
 const INSERT_SCAN: &str = concatcp!(
     "WITH s AS (",
     sql::INSERT_SCAN_ROW,
@@ -35,7 +35,7 @@ const INSERT_SCAN: &str = concatcp!(
      SELECT id, image_name, image_tag, created_at, scanned_at FROM s), \
      o AS (INSERT INTO observations (scan_id, image_tag, scanned_at, observed_at, source, version, fixable, \
      n_critical, n_high, n_medium, n_low, n_unknown, findings_added, findings_removed) \
-     SELECT id, image_tag, scanned_at, created_at, source, 1, fixable_count, vuln_critical, vuln_high, \
+     SELECT id, image_tag, scanned_at, created_at, $30, 1, fixable_count, vuln_critical, vuln_high, \
      vuln_medium, vuln_low, vuln_unknown, vuln_critical + vuln_high + vuln_medium + vuln_low + vuln_unknown, \
      0 FROM s RETURNING id) SELECT s.*, o.id AS observation_id FROM s CROSS JOIN o"
 );
@@ -199,7 +199,7 @@ impl IngestTx for PgTx<'_> {
             .bind(&r.scanner)
             .bind(&r.scanner_version)
             .bind(r.format.as_str())
-            .bind(new.source.as_str())
+            .bind(new.source.scan_origin())
             .bind(now)
             .bind(micros(new.scanned_at))
             .bind(now)
@@ -213,6 +213,7 @@ impl IngestTx for PgTx<'_> {
             .bind(v.cvss)
             .bind(v.compliant)
             .bind(&new.created_by)
+            .bind(new.source.as_str())
             .fetch_optional(&mut *self.0)
             .await?;
         Ok(written.map(|w| (w.row, w.observation_id)))

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::PgStore;
 use crate::store::jobs::{
-    Actor, AuditRow, ExpiredLease, JobError, JobGauges, JobNotice, JobRow, JobStore, Lane, NewJob,
-    Transition, WorkerRow,
+    Actor, AuditRow, ExpiredLease, JobError, JobGauges, JobKind, JobNotice, JobRow, JobStore, Lane,
+    NewJob, Transition, WorkerRow,
 };
 use crate::store::{duration_micros, micros, sql, StoreError};
 
@@ -27,7 +27,7 @@ impl JobStore for PgStore {
     async fn create(&self, new: NewJob) -> Result<(JobRow, bool), StoreError> {
         let now = micros(new.now);
         let mut tx = self.pool.begin().await?;
-        if let Some(mut existing) = active_job_for(&mut tx, &new.image_ref).await? {
+        if let Some(mut existing) = active_job_for(&mut tx, &new.image_ref, new.kind).await? {
             // A request in an earlier lane moves the queued job there.
             let moved = sqlx::query(sql::PROMOTE_JOB)
                 .bind(&existing.id)
@@ -39,6 +39,7 @@ impl JobStore for PgStore {
             if moved > 0 {
                 existing.lane = new.lane as i64;
             }
+            join_batch(&mut tx, new.batch.as_deref(), &existing.id).await?;
             tx.commit().await?;
             return Ok((existing, false));
         }
@@ -53,11 +54,13 @@ impl JobStore for PgStore {
             .bind(now)
             .bind(&new.requested_by)
             .bind(new.lane as i64)
+            .bind(new.kind.as_str())
+            .bind(&new.digest)
             .fetch_optional(&mut *tx)
             .await?;
         if inserted.is_none() {
             // A concurrent request queued the same image first.
-            let existing = active_job_for(&mut tx, &new.image_ref).await?;
+            let existing = active_job_for(&mut tx, &new.image_ref, new.kind).await?;
             tx.commit().await?;
             return existing
                 .map(|j| (j, false))
@@ -71,10 +74,22 @@ impl JobStore for PgStore {
             None,
             JobStatus::Queued,
             &actor,
-            "scan requested",
+            match new.kind {
+                JobKind::Scan => "scan requested",
+                JobKind::Rematch => "re-match requested",
+            },
             now,
         )
         .await?;
+        join_batch(&mut tx, new.batch.as_deref(), &id).await?;
+        if let Some((url, authorization)) = &new.credentials {
+            sqlx::query(crate::store::monitor::INSERT_JOB_CREDENTIALS)
+                .bind(&id)
+                .bind(url)
+                .bind(authorization)
+                .execute(&mut *tx)
+                .await?;
+        }
         notify(&mut tx, CHANNEL_JOBS, &id).await?;
         let job = fetch_job(&mut tx, &id)
             .await?
@@ -390,11 +405,29 @@ async fn notify(conn: &mut PgConnection, channel: &str, payload: &str) -> Result
 async fn active_job_for(
     conn: &mut PgConnection,
     image_ref: &str,
+    kind: JobKind,
 ) -> Result<Option<JobRow>, StoreError> {
     Ok(sqlx::query_as(sql::ACTIVE_JOB_FOR)
         .bind(image_ref)
+        .bind(kind.as_str())
         .fetch_optional(&mut *conn)
         .await?)
+}
+
+/// `job` joins `batch` (when the request came from one).
+async fn join_batch(
+    conn: &mut PgConnection,
+    batch: Option<&str>,
+    job: &str,
+) -> Result<(), StoreError> {
+    if let Some(batch) = batch {
+        sqlx::query(crate::store::monitor::JOIN_BATCH)
+            .bind(batch)
+            .bind(job)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn fetch_job(conn: &mut PgConnection, id: &str) -> Result<Option<JobRow>, StoreError> {

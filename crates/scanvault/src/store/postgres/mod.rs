@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use super::admin::{retention_cutoff, AdminStore, RetentionPolicy, SweepMark, TableChecksum};
 use super::{sql, ErrorClass, StoreError, StoreOptions};
+crate::store::monitor::impl_monitor_store!(PgStore, pool, pool);
+
 use crate::redact::{redact_error, redact_url};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -208,7 +208,7 @@ impl IngestTx for SqliteTx<'_> {
             .bind(&r.scanner)
             .bind(&r.scanner_version)
             .bind(r.format.as_str())
-            .bind(new.source.as_str())
+            .bind(new.source.scan_origin())
             .bind(now)
             .bind(t)
             .bind(now)

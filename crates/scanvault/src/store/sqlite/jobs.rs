@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::SqliteStore;
 use crate::store::jobs::{
-    Actor, AuditRow, ExpiredLease, JobError, JobGauges, JobNotice, JobRow, JobStore, Lane, NewJob,
-    Transition, WorkerRow,
+    Actor, AuditRow, ExpiredLease, JobError, JobGauges, JobKind, JobNotice, JobRow, JobStore, Lane,
+    NewJob, Transition, WorkerRow,
 };
 use crate::store::{duration_micros, micros, sql, StoreError};
 
@@ -24,7 +24,7 @@ impl JobStore for SqliteStore {
     async fn create(&self, new: NewJob) -> Result<(JobRow, bool), StoreError> {
         let now = micros(new.now);
         let mut tx = self.write.begin().await?;
-        if let Some(mut existing) = active_job_for(&mut tx, &new.image_ref).await? {
+        if let Some(mut existing) = active_job_for(&mut tx, &new.image_ref, new.kind).await? {
             // A request in an earlier lane moves the queued job there.
             let moved = sqlx::query(sql::PROMOTE_JOB)
                 .bind(&existing.id)
@@ -36,6 +36,7 @@ impl JobStore for SqliteStore {
             if moved > 0 {
                 existing.lane = new.lane as i64;
             }
+            join_batch(&mut tx, new.batch.as_deref(), &existing.id).await?;
             tx.commit().await?;
             return Ok((existing, false));
         }
@@ -50,11 +51,13 @@ impl JobStore for SqliteStore {
             .bind(now)
             .bind(&new.requested_by)
             .bind(new.lane as i64)
+            .bind(new.kind.as_str())
+            .bind(&new.digest)
             .fetch_optional(&mut *tx)
             .await?;
         if inserted.is_none() {
             // A concurrent request queued the same image first.
-            let existing = active_job_for(&mut tx, &new.image_ref).await?;
+            let existing = active_job_for(&mut tx, &new.image_ref, new.kind).await?;
             tx.commit().await?;
             return existing
                 .map(|j| (j, false))
@@ -68,10 +71,22 @@ impl JobStore for SqliteStore {
             None,
             JobStatus::Queued,
             &actor,
-            "scan requested",
+            match new.kind {
+                JobKind::Scan => "scan requested",
+                JobKind::Rematch => "re-match requested",
+            },
             now,
         )
         .await?;
+        join_batch(&mut tx, new.batch.as_deref(), &id).await?;
+        if let Some((url, authorization)) = &new.credentials {
+            sqlx::query(crate::store::monitor::INSERT_JOB_CREDENTIALS)
+                .bind(&id)
+                .bind(url)
+                .bind(authorization)
+                .execute(&mut *tx)
+                .await?;
+        }
         let job = fetch_job(&mut tx, &id)
             .await?
             .ok_or_else(|| StoreError::Other(anyhow::anyhow!("job vanished")))?;
@@ -331,11 +346,29 @@ pub(super) async fn hold_job(
 async fn active_job_for(
     conn: &mut SqliteConnection,
     image_ref: &str,
+    kind: JobKind,
 ) -> Result<Option<JobRow>, StoreError> {
     Ok(sqlx::query_as(sql::ACTIVE_JOB_FOR)
         .bind(image_ref)
+        .bind(kind.as_str())
         .fetch_optional(&mut *conn)
         .await?)
+}
+
+/// `job` joins `batch` (when the request came from one).
+async fn join_batch(
+    conn: &mut SqliteConnection,
+    batch: Option<&str>,
+    job: &str,
+) -> Result<(), StoreError> {
+    if let Some(batch) = batch {
+        sqlx::query(crate::store::monitor::JOIN_BATCH)
+            .bind(batch)
+            .bind(job)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn fetch_job(conn: &mut SqliteConnection, id: &str) -> Result<Option<JobRow>, StoreError> {

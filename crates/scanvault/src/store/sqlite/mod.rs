@@ -26,6 +26,8 @@ use std::time::Duration;
 
 use super::admin::{retention_cutoff, AdminStore, RetentionPolicy, SweepMark, TableChecksum};
 use super::{sql, ErrorClass, StoreError, StoreOptions};
+crate::store::monitor::impl_monitor_store!(SqliteStore, read, write);
+
 use crate::redact::redact_url;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
