@@ -271,16 +271,14 @@ impl TestApp {
             auth,
             signals.clone(),
         );
-        // Schedules list tags of the e2e kit's plain-HTTP registry.
-        if let Ok(kit_registry) = std::env::var("E2E_REGISTRY") {
-            state.registry =
-                scanvault_registry::RegistryClient::new(scanvault_registry::RegistryConfig {
-                    insecure_hosts: vec![kit_registry],
-                    timeout: std::time::Duration::from_secs(30),
-                    ..Default::default()
-                })
-                .unwrap();
-        }
+        // Schedules list tags of the e2e kit's plain-HTTP registries (any port on loopback).
+        state.registry =
+            scanvault_registry::RegistryClient::new(scanvault_registry::RegistryConfig {
+                insecure_hosts: vec!["127.0.0.1".into()],
+                timeout: std::time::Duration::from_secs(30),
+                ..Default::default()
+            })
+            .unwrap();
         let router = scanvault::http::router(state, &http);
         Some(TestApp {
             db,
