@@ -26,6 +26,17 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
 fuzz_target!(|data: &[u8]| {
+    // Inventories (POST /sboms): what reads, writes and reads back the same.
+    if let Ok(inv) = scanvault_core::sbom::parse(data) {
+        for doc in [
+            scanvault_core::sbom::to_cyclonedx(&inv, "urn:uuid:00000000-0000-0000-0000-000000000000", "2026-01-01T00:00:00Z"),
+            scanvault_core::sbom::to_spdx(&inv, "https://example.invalid/spdx", "2026-01-01T00:00:00Z"),
+        ] {
+            let back = scanvault_core::sbom::parse(&serde_json::to_vec(&doc).unwrap())
+                .expect("a written inventory reads back");
+            assert_eq!(back.components.len(), inv.components.len());
+        }
+    }
     match parse(data) {
         Ok(Parsed::Report(report)) => check(&report),
         Ok(Parsed::Cluster(cluster)) => {

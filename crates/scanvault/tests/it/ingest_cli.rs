@@ -289,3 +289,24 @@ fn a_terminal_gets_a_progress_bar() {
     assert!(text.contains("3 files: "), "{text}");
     assert!(text.contains("alpine.json\tcreated\t"), "{text}");
 }
+
+/// A package inventory (SPDX, or CycloneDX without vulnerabilities) is stored as the
+/// inventory of the image it names, and its re-match queued.
+#[test]
+fn an_sbom_is_stored_as_an_inventory() {
+    let data = tempfile::tempdir().unwrap();
+    let sbom = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scanvault-core/testdata/sbom/alpine.trivy.spdx.json");
+    let out = run(
+        bin().arg("ingest").arg(&sbom).env("DATA_DIR", data.path()),
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.lines().any(|l| l.contains(
+            "inventory\t127.0.0.1:38809/e2e/alpine-app:1.0\t11 packages\tsha256:f623f5a4534ac6e8d52362c863a40d43b6017bf6aef9f1ba393226669aae4427"
+        )),
+        "{text}"
+    );
+}
