@@ -356,6 +356,8 @@ pub async fn cancel_job(
     if was_running {
         app.signals.cancel(&id);
     }
+    // Registry credentials given with the request are kept only while the job may run.
+    app.store.monitor().forget_job_credentials(&id).await?;
     Ok(Json(job.into()))
 }
 

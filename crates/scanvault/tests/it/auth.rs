@@ -169,6 +169,36 @@ async fn roles_keys_and_attribution(db: Db) {
         StatusCode::FORBIDDEN
     );
 
+    // Harbor's "APIKey" authorization: the key in X-ScannerAdapter-API-Key.
+    let harbor = app
+        .request_with(
+            Method::GET,
+            "/api/v1/metadata",
+            &[("X-ScannerAdapter-API-Key", reader.as_str())],
+            vec![],
+        )
+        .await;
+    assert_eq!(harbor.status, StatusCode::OK);
+    let harbor_scan = app
+        .request_with(
+            Method::POST,
+            "/api/v1/scan",
+            &[("X-ScannerAdapter-API-Key", reader.as_str())],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        harbor_scan.status,
+        StatusCode::FORBIDDEN,
+        "a reader cannot scan"
+    );
+    assert_eq!(
+        call(&app, None, Method::GET, "/api/v1/metadata", vec![])
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+
     // ingester: posts reports and requests scans; the writes record its key id.
     let posted = call(&app, Some(&ingester), Method::POST, "/scans", report).await;
     assert_eq!(posted.status, StatusCode::CREATED, "{}", posted.body);
