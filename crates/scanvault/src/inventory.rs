@@ -161,11 +161,18 @@ fn valid_digest(d: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// The stored `document` (of `stored` format) as `wanted`: a CycloneDX document as stored;
-/// anything else written from the parsed inventory (CycloneDX 1.6 or SPDX 2.3), so that
-/// what is served is valid against that format's schema.
-pub fn render(document: &[u8], stored: &str, wanted: SbomFormat) -> Result<Vec<u8>, String> {
-    if stored == SbomFormat::CycloneDx.as_str() && wanted == SbomFormat::CycloneDx {
+/// The stored `document` (of `stored` format and `spec` version) as `wanted`: a CycloneDX
+/// 1.6 document as stored (Trivy's, with everything it wrote); anything else written from
+/// the parsed inventory (CycloneDX 1.6 or SPDX 2.3), so that what is served is valid against
+/// that format's schema.
+pub fn render(
+    document: &[u8],
+    stored: &str,
+    spec: &str,
+    wanted: SbomFormat,
+) -> Result<Vec<u8>, String> {
+    if stored == SbomFormat::CycloneDx.as_str() && spec == "1.6" && wanted == SbomFormat::CycloneDx
+    {
         return Ok(document.to_vec());
     }
     let inventory = sbom::parse(document).map_err(|e| e.to_string())?;

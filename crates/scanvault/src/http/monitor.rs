@@ -17,7 +17,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{body_rejection, ApiError, ErrorBody};
-use super::params::{is_digest, text_param, ApiPath, ApiQuery};
+use super::params::{text_param, ApiPath, ApiQuery};
+use super::scans::IngestParams;
 use super::{AppJson, AppState, Caller};
 use crate::inventory::{self, InventoryError};
 use crate::monitor::{self, Problem};
@@ -48,17 +49,6 @@ impl From<InventoryError> for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct SbomParams {
-    /// Image name, overriding the document's.
-    pub image: Option<String>,
-    /// Image tag, overriding the document's.
-    pub tag: Option<String>,
-    /// Manifest digest (`sha256:…`), overriding the document's.
-    pub digest: Option<String>,
-}
-
 /// A stored inventory.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "PascalCase")]
@@ -83,7 +73,7 @@ pub struct InventoryView {
 /// SPDX's CONTAINER package) unless `?image=`/`?digest=` are given; a document with
 /// vulnerabilities is a report (`POST /scans`). A re-match job is queued so that the image's
 /// vulnerabilities are found without pulling it.
-#[utoipa::path(post, path = "/sboms", tag = "monitoring", params(SbomParams),
+#[utoipa::path(post, path = "/sboms", tag = "monitoring", params(IngestParams),
     request_body(content = String, description = "A CycloneDX or SPDX 2.3 JSON document", content_type = "application/json"),
     responses(
         (status = 201, description = "Stored; a re-match is queued", body = InventoryView),
@@ -94,24 +84,17 @@ pub struct InventoryView {
 pub async fn create_sbom(
     State(app): State<AppState>,
     caller: Caller,
-    ApiQuery(params): ApiQuery<SbomParams>,
+    ApiQuery(params): ApiQuery<IngestParams>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(body_rejection)?;
-    let image = text_param("image", &params.image)?.map(|s| familiar_name(&s));
-    let tag = text_param("tag", &params.tag)?;
-    let digest = text_param("digest", &params.digest)?;
-    if let Some(d) = &digest {
-        if !is_digest(d) {
-            return Err(ApiError::bad_param("digest", "must look like sha256:<hex>"));
-        }
-    }
+    let o = params.overrides()?;
     let stored = inventory::store(
         &app.store,
         &body,
-        image.as_deref().unwrap_or_default(),
-        tag.as_deref().unwrap_or_default(),
-        digest.as_deref().unwrap_or_default(),
+        o.image.as_deref().unwrap_or_default(),
+        o.tag.as_deref().unwrap_or_default(),
+        o.digest.as_deref().unwrap_or_default(),
         InventorySource::Ingest,
     )
     .await?;
@@ -190,7 +173,7 @@ pub async fn scan_sbom(
                 "inventory_not_found",
             )
         })?;
-    let out = inventory::render(&document, &row.format, wanted)
+    let out = inventory::render(&document, &row.format, &row.spec_version, wanted)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("the stored inventory: {e}")))?;
     let content_type = match wanted {
         SbomFormat::CycloneDx => "application/vnd.cyclonedx+json",

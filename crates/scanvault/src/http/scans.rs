@@ -61,6 +61,23 @@ pub struct IngestParams {
     pub digest: Option<String>,
 }
 
+impl IngestParams {
+    /// The overrides, checked: a familiar image name, a tag, a well-formed digest.
+    pub fn overrides(&self) -> Result<IngestOverrides, ApiError> {
+        let overrides = IngestOverrides {
+            image: text_param("image", &self.image)?.map(|s| familiar_name(&s)),
+            tag: text_param("tag", &self.tag)?,
+            digest: text_param("digest", &self.digest)?,
+        };
+        if let Some(d) = &overrides.digest {
+            if !is_digest(d) {
+                return Err(ApiError::bad_param("digest", "must look like sha256:<hex>"));
+            }
+        }
+        Ok(overrides)
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
@@ -138,16 +155,7 @@ pub async fn create_scan(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body.map_err(body_rejection)?;
-    let overrides = IngestOverrides {
-        image: text_param("image", &params.image)?.map(|s| familiar_name(&s)),
-        tag: text_param("tag", &params.tag)?,
-        digest: text_param("digest", &params.digest)?,
-    };
-    if let Some(d) = &overrides.digest {
-        if !is_digest(d) {
-            return Err(ApiError::bad_param("digest", "must look like sha256:<hex>"));
-        }
-    }
+    let overrides = params.overrides()?;
     let ingested = ingest::ingest_body(
         &app.store,
         &app.ingest,
