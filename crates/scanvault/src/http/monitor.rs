@@ -332,7 +332,8 @@ const MAX_SCHEDULE_ENTRIES: usize = 1000;
     request_body = CreateScheduleRequest,
     responses(
         (status = 201, description = "Created; the first round is queued", body = ScheduleView),
-        (status = 400, body = ErrorBody),
+        (status = 400, description = "Malformed body, entry or interval", body = ErrorBody),
+        (status = 415, body = ErrorBody),
     ))]
 pub async fn create_schedule(
     State(app): State<AppState>,
