@@ -5,7 +5,7 @@ use chrono::Utc;
 use scanvault_core::sbom::{self, Inventory, SbomError, SbomFormat};
 use serde_json::Value;
 
-use crate::store::jobs::{JobKind, Lane, NewJob};
+use crate::store::jobs::{Lane, NewJob};
 use crate::store::monitor::{InventorySource, NewInventory};
 use crate::store::{micros, Store, StoreError};
 
@@ -107,15 +107,13 @@ pub async fn queue_rematch(
     by: Option<String>,
     max_attempts: i64,
 ) -> Result<Option<(String, bool)>, StoreError> {
-    let name = if stored.image_tag.is_empty() {
-        format!("{}@{}", stored.image_name, stored.image_digest)
-    } else {
-        format!(
-            "{}:{}@{}",
-            stored.image_name, stored.image_tag, stored.image_digest
-        )
-    };
-    let Ok(reference) = scanvault_registry::Reference::parse(&name) else {
+    let Ok(job) = crate::monitor::rematch_job(
+        &stored.image_name,
+        &stored.image_tag,
+        &stored.image_digest,
+        Lane::Adhoc,
+        Utc::now(),
+    ) else {
         return Ok(None);
     };
     let (job, created) = store
@@ -123,14 +121,7 @@ pub async fn queue_rematch(
         .create(NewJob {
             max_attempts,
             requested_by: by,
-            kind: JobKind::Rematch,
-            digest: Some(stored.image_digest.clone()),
-            ..NewJob::scan(
-                reference.to_string(),
-                stored.image_name.clone(),
-                Lane::Adhoc,
-                Utc::now(),
-            )
+            ..job
         })
         .await?;
     Ok(Some((job.id, created)))

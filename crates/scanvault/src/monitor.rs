@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use scanvault_registry::{parse_repository_pattern, Reference, RegistryClient};
 use scanvault_scanner::Trivy;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::jobs::{JobKind, Lane, NewJob};
@@ -18,7 +18,7 @@ use crate::store::{micros, Store, StoreError};
 pub const TICK: Duration = Duration::from_secs(15);
 
 /// Something in a round that was not queued, and why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct Problem {
     pub entry: String,
@@ -32,6 +32,31 @@ pub struct Round {
     /// Jobs in the batch (new ones and active ones it joined).
     pub jobs: usize,
     pub problems: Vec<Problem>,
+}
+
+/// A re-match of `name[:tag]@digest` in `lane`, requested `now`; a name that makes no
+/// reference is a [`Problem`].
+pub fn rematch_job(
+    name: &str,
+    tag: &str,
+    digest: &str,
+    lane: Lane,
+    now: chrono::DateTime<Utc>,
+) -> Result<NewJob, Problem> {
+    let entry = if tag.is_empty() {
+        format!("{name}@{digest}")
+    } else {
+        format!("{name}:{tag}@{digest}")
+    };
+    let reference = Reference::parse(&entry).map_err(|e| Problem {
+        error: e.to_string(),
+        entry: entry.clone(),
+    })?;
+    Ok(NewJob {
+        kind: JobKind::Rematch,
+        digest: Some(digest.to_string()),
+        ..NewJob::scan(reference.to_string(), name.to_string(), lane, now)
+    })
 }
 
 /// Queue a re-match of every image of the current fleet whose digest has an inventory
@@ -50,18 +75,10 @@ pub async fn rematch_round(
     let mut problems = vec![];
     let mut jobs = 0;
     for t in &targets {
-        let name = if t.image_tag.is_empty() {
-            format!("{}@{}", t.image_name, t.image_digest)
-        } else {
-            format!("{}:{}@{}", t.image_name, t.image_tag, t.image_digest)
-        };
-        let reference = match Reference::parse(&name) {
-            Ok(r) => r,
-            Err(e) => {
-                problems.push(Problem {
-                    entry: name,
-                    error: e.to_string(),
-                });
+        let job = match rematch_job(&t.image_name, &t.image_tag, &t.image_digest, lane, now) {
+            Ok(job) => job,
+            Err(problem) => {
+                problems.push(problem);
                 continue;
             }
         };
@@ -70,10 +87,8 @@ pub async fn rematch_round(
             .create(NewJob {
                 max_attempts,
                 requested_by: by.clone(),
-                kind: JobKind::Rematch,
-                digest: Some(t.image_digest.clone()),
                 batch: Some(batch_id.clone()),
-                ..NewJob::scan(reference.to_string(), t.image_name.clone(), lane, now)
+                ..job
             })
             .await?;
         jobs += 1;
@@ -229,10 +244,13 @@ pub async fn tick(
             rounds.push(round);
         }
     }
-    if !settings.rematch_interval.is_zero() {
+    let interval = crate::store::duration_micros(settings.rematch_interval);
+    // Trivy is asked for its database's date only once a round may start.
+    let round_allowed = !settings.rematch_interval.is_zero()
+        && store.monitor().rematch_state().await?.1 <= now - interval;
+    if round_allowed {
         match trivy.db_info().await {
             Ok(db) if !db.updated_at.is_empty() => {
-                let interval = crate::store::duration_micros(settings.rematch_interval);
                 if store
                     .monitor()
                     .begin_rematch_round(&db.updated_at, now, now - interval)

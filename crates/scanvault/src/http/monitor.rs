@@ -199,23 +199,7 @@ pub struct RoundView {
     /// Jobs in the batch.
     pub jobs: usize,
     /// What could not be queued, and why.
-    pub problems: Vec<ProblemView>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "PascalCase")]
-pub struct ProblemView {
-    pub entry: String,
-    pub error: String,
-}
-
-impl From<Problem> for ProblemView {
-    fn from(p: Problem) -> Self {
-        ProblemView {
-            entry: p.entry,
-            error: p.error,
-        }
-    }
+    pub problems: Vec<Problem>,
 }
 
 impl From<monitor::Round> for RoundView {
@@ -223,7 +207,7 @@ impl From<monitor::Round> for RoundView {
         RoundView {
             batch_id: r.batch_id,
             jobs: r.jobs,
-            problems: r.problems.into_iter().map(Into::into).collect(),
+            problems: r.problems,
         }
     }
 }
@@ -468,7 +452,7 @@ pub struct BatchView {
     pub failed: i64,
     pub cancelled: i64,
     /// What could not be queued, and why (an entry whose tags could not be listed, …).
-    pub problems: Vec<ProblemView>,
+    pub problems: Vec<Problem>,
 }
 
 impl From<BatchRow> for BatchView {
@@ -483,14 +467,7 @@ impl From<BatchRow> for BatchView {
         } else {
             "completed"
         };
-        let problems: Vec<Problem> = serde_json::from_str::<Vec<serde_json::Value>>(&b.problems)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| Problem {
-                entry: p["Entry"].as_str().unwrap_or_default().to_string(),
-                error: p["Error"].as_str().unwrap_or_default().to_string(),
-            })
-            .collect();
+        let problems: Vec<Problem> = serde_json::from_str(&b.problems).unwrap_or_default();
         BatchView {
             id: b.id,
             kind: b.kind,
@@ -505,7 +482,7 @@ impl From<BatchRow> for BatchView {
             cached: b.cached,
             failed: b.failed,
             cancelled: b.cancelled,
-            problems: problems.into_iter().map(Into::into).collect(),
+            problems,
         }
     }
 }
