@@ -18,12 +18,14 @@
 #   5. cargo build of all test targets, `cargo nextest run --workspace --all-targets
 #      --no-fail-fast ARGS`, then `cargo test --workspace --doc` (nextest cannot run doctests)
 #   6. scripts/schemathesis.sh against the debug binary, SQLite and PostgreSQL (a few minutes at most)
-#   7. scripts/lint-deploy.sh: the deployment files checked offline (hadolint on the Dockerfile,
+#   7. scripts/ui-test.sh: the dashboard in headless Chromium (Debian's chromium via apt,
+#      playwright-core and axe-core from npm, test-time only) against the debug binary
+#   8. scripts/lint-deploy.sh: the deployment files checked offline (hadolint on the Dockerfile,
 #      docker-compose.yml against the Compose schema, the Kubernetes overlays rendered and checked
 #      by kubernetes-validate, checkov and scripts/check-k8s.py, the alert rules by promtool)
 # Everything started is stopped and deleted on exit, also on failure and Ctrl-C.
 # Exit code: the test runner's (the build's if the build fails, the doctests' if only they fail,
-# schemathesis.sh's if only it fails, lint-deploy.sh's if only it fails).
+# schemathesis.sh's if only it fails, ui-test.sh's if only it fails, lint-deploy.sh's if only it fails).
 #
 # Env:
 #   SCANVAULT_SHARED=DIR     shared dir (default <repo>/../shared)
@@ -259,6 +261,12 @@ if [ "${SCANVAULT_SCHEMATHESIS:-1}" != 0 ] || [ $IN_CI = 1 ]; then
     sv_log "schemathesis: rc=$schema_rc (outputs: $TARGET_DIR/schemathesis/)"
 fi
 
+ui_rc=0
+phase ui
+SCANVAULT_BIN="$TARGET_DIR/debug/scanvault" SCANVAULT_SHARED="$SHARED" \
+    bash "$REPO_ROOT/scripts/ui-test.sh" </dev/null || ui_rc=$?
+sv_log "dashboard in Chromium: rc=$ui_rc"
+
 phase lint-deploy
 deploy_rc=0
 bash "$REPO_ROOT/scripts/lint-deploy.sh" </dev/null || deploy_rc=$?
@@ -267,4 +275,5 @@ sv_log "lint-deploy: rc=$deploy_rc"
 [ $test_rc -ne 0 ] && exit $test_rc
 [ $doc_rc -ne 0 ] && exit $doc_rc
 [ $schema_rc -ne 0 ] && exit $schema_rc
+[ $ui_rc -ne 0 ] && exit $ui_rc
 exit $deploy_rc

@@ -25,6 +25,7 @@ pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod triage;
+pub mod ui;
 pub mod vex;
 pub mod webhooks;
 pub mod worker;

@@ -499,6 +499,7 @@ impl Application {
                 max_body_size: self.cfg.http_max_body_size.0,
                 read_timeout: self.cfg.http_read_timeout.0,
                 write_timeout: self.cfg.http_write_timeout.0,
+                tls: self.tls.is_some(),
             };
             let router = http::router(self.state.clone(), &settings);
             let scheme = if self.tls.is_some() { "https" } else { "http" };

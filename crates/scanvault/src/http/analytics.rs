@@ -295,6 +295,9 @@ pub struct CveImageView {
     #[serde(rename = "ScanID")]
     pub scan_id: String,
     pub scanned_at: DateTime<Utc>,
+    /// The Kubernetes workloads that run the image, from cluster reports (added field).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<super::scan_views::WorkloadView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -908,9 +911,15 @@ pub async fn get_cve_images(
     let mut rows = rows;
     let has_more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
+    let scan_ids: Vec<String> = rows.iter().map(|f| f.scan_id.clone()).collect();
+    let workloads = app.store.scans().workloads_of(&scan_ids).await?;
     let images: Vec<CveImageView> = rows
         .into_iter()
         .map(|f: FleetFinding| CveImageView {
+            workloads: workloads
+                .get(&f.scan_id)
+                .map(|w| w.iter().map(super::scan_views::WorkloadView::of).collect())
+                .unwrap_or_default(),
             image_name: f.image_name,
             image_tag: f.image_tag,
             pkg_name: f.pkg_name,

@@ -168,6 +168,9 @@ fn is_open(path: &str) -> bool {
         || path == "/ready"
         || path == "/swagger"
         || path.starts_with("/swagger/")
+        // The dashboard signs in with its own session cookie; its data requests come back
+        // through this middleware with the session's key.
+        || crate::ui::is_ui_path(path)
 }
 
 /// The least role that may make this request.
@@ -208,6 +211,38 @@ pub fn required_role(method: &Method, path: &str) -> Role {
     }
 }
 
+/// What a presented key turned out to be.
+pub enum KeyCheck {
+    /// A known, active key whose secret matches.
+    Valid(KeyRow),
+    /// Missing, malformed, unknown, expired or revoked: all alike to the caller.
+    Invalid,
+    /// The database could not be asked.
+    Failed(ApiError),
+}
+
+/// Checks a presented key (`svk_<id>_<secret>`), as every request and the dashboard's
+/// sign-in do.
+pub async fn verify_key(app: &AppState, presented: &str) -> KeyCheck {
+    let Some((id, secret)) = split_key(presented) else {
+        metrics::counter!("scanvault_auth_failures_total", "reason" => "missing_or_malformed")
+            .increment(1);
+        return KeyCheck::Invalid;
+    };
+    let row = match app.auth.key(&app.store, id).await {
+        Ok(r) => r,
+        Err(e) => return KeyCheck::Failed(ApiError::from(e)),
+    };
+    let now = micros(Utc::now());
+    match row.filter(|r| r.verifies(secret) && r.is_active(now)) {
+        Some(row) => KeyCheck::Valid(row),
+        None => {
+            metrics::counter!("scanvault_auth_failures_total", "reason" => "rejected").increment(1);
+            KeyCheck::Invalid
+        }
+    }
+}
+
 /// The middleware.
 pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
@@ -231,19 +266,10 @@ pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: N
                 .and_then(|v| v.to_str().ok())
                 .map(|v| v.trim().to_string())
         });
-    let Some((id, secret)) = presented.as_deref().and_then(split_key) else {
-        metrics::counter!("scanvault_auth_failures_total", "reason" => "missing_or_malformed")
-            .increment(1);
-        return ApiError::Unauthorized.into_response();
-    };
-    let row = match app.auth.key(&app.store, id).await {
-        Ok(r) => r,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let now = micros(Utc::now());
-    let Some(row) = row.filter(|r| r.verifies(secret) && r.is_active(now)) else {
-        metrics::counter!("scanvault_auth_failures_total", "reason" => "rejected").increment(1);
-        return ApiError::Unauthorized.into_response();
+    let row = match verify_key(&app, presented.as_deref().unwrap_or_default()).await {
+        KeyCheck::Valid(row) => row,
+        KeyCheck::Invalid => return ApiError::Unauthorized.into_response(),
+        KeyCheck::Failed(e) => return e.into_response(),
     };
     let need = required_role(req.method(), &path);
     if !row.role().allows(need) {

@@ -188,26 +188,8 @@ impl ComplianceReport {
     }
 }
 
-/// The report an auditor asks for: the share of compliant images now and per week,
-/// violations by policy, rule and image, active suppressions, time to fix per severity.
-#[utoipa::path(get, path = "/compliance", tag = "policies", params(ComplianceParams),
-    responses(
-        (status = 200, body = ComplianceReport, description = "JSON; `format=csv`: one table with a `Section` column; `format=html`: one printable page"),
-        (status = 400, description = "Bad parameter", body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
-    ))]
-pub async fn get_compliance(
-    State(app): State<AppState>,
-    ApiQuery(p): ApiQuery<ComplianceParams>,
-) -> Result<Response, ApiError> {
-    let format = text_param("format", &p.format)?.map(|f| f.to_ascii_lowercase());
-    let format = match format.as_deref() {
-        None | Some("json") => "json",
-        Some("csv") => "csv",
-        Some("html") => "html",
-        Some(_) => return Err(ApiError::bad_param("format", "must be json, csv or html")),
-    };
+/// The compliance report `p` asks for (the dashboard shows it too).
+pub async fn report(app: &AppState, p: &ComplianceParams) -> Result<ComplianceReport, ApiError> {
     let to = time_param("to", &p.to, DayEnd::End)?.unwrap_or_else(Utc::now);
     let from = time_param("from", &p.from, DayEnd::Start)?
         .unwrap_or(to - chrono::Duration::weeks(DEFAULT_WEEKS));
@@ -243,7 +225,30 @@ pub async fn get_compliance(
         Ok(e) => ApiError::from(e),
         Err(e) => ApiError::Internal(e),
     })?;
-    let view = ComplianceReport::of(&report);
+    Ok(ComplianceReport::of(&report))
+}
+
+/// The report an auditor asks for: the share of compliant images now and per week,
+/// violations by policy, rule and image, active suppressions, time to fix per severity.
+#[utoipa::path(get, path = "/compliance", tag = "policies", params(ComplianceParams),
+    responses(
+        (status = 200, body = ComplianceReport, description = "JSON; `format=csv`: one table with a `Section` column; `format=html`: one printable page"),
+        (status = 400, description = "Bad parameter", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ))]
+pub async fn get_compliance(
+    State(app): State<AppState>,
+    ApiQuery(p): ApiQuery<ComplianceParams>,
+) -> Result<Response, ApiError> {
+    let format = text_param("format", &p.format)?.map(|f| f.to_ascii_lowercase());
+    let format = match format.as_deref() {
+        None | Some("json") => "json",
+        Some("csv") => "csv",
+        Some("html") => "html",
+        Some(_) => return Err(ApiError::bad_param("format", "must be json, csv or html")),
+    };
+    let view = report(&app, &p).await?;
     Ok(match format {
         "csv" => (
             [
@@ -430,6 +435,16 @@ fn html_of(r: &ComplianceReport) -> Markup {
             }
             body {
                 h1 { "Compliance report" }
+                (report_body(r))
+            }
+        }
+    }
+}
+
+/// The report's sections (the dashboard's compliance page shows them too).
+pub fn report_body(r: &ComplianceReport) -> Markup {
+    let scope = r.image.clone().unwrap_or_else(|| "every image".into());
+    html! {
                 p.muted {
                     (scope) ", " (date(&r.from)) " to " (date(&r.to)) ". Generated "
                     (r.generated_at.format("%Y-%m-%d %H:%M UTC").to_string()) ". Policies: "
@@ -505,7 +520,5 @@ fn html_of(r: &ComplianceReport) -> Markup {
                         }
                     }
                 }
-            }
-        }
     }
 }

@@ -159,7 +159,7 @@ pub async fn get_scan_diff(
     };
     let this = (id.clone(), latest.version);
     let other = (against_id.clone(), against_version);
-    let versions = scans.versions(&[this.clone(), other.clone()]).await?;
+    let versions = scans.version_keys(&[this.clone(), other.clone()]).await?;
     let d = FindingDiff::between(&versions[&other], &versions[&this]);
     Ok(Json(DiffResponse {
         scan_id: id,
@@ -276,7 +276,7 @@ pub async fn get_image_history(
         .collect();
     pairs.sort_unstable();
     pairs.dedup();
-    let versions: HashMap<(String, i64), Vec<Finding>> = scans.versions(&pairs).await?;
+    let versions: HashMap<(String, i64), Vec<Finding>> = scans.version_keys(&pairs).await?;
     let of = |o: &crate::store::scans::ObservationRow| -> &[Finding] {
         versions
             .get(&(o.scan_id.clone(), o.version))

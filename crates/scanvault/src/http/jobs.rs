@@ -22,6 +22,7 @@ use crate::store::jobs::{Actor, AuditRow, JobError, JobRow, NewJob};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_job, list_jobs))
+        .routes(routes!(job_counts))
         .routes(routes!(get_job))
         .routes(routes!(cancel_job))
         .routes(routes!(retry_job))
@@ -334,6 +335,44 @@ pub async fn list_jobs(
         limit,
         offset,
         has_more,
+        items,
+    }))
+}
+
+/// The number of jobs in one state and lane.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct JobCountView {
+    pub status: String,
+    pub lane: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct JobCountsResponse {
+    /// Jobs of every state and lane (those with none left out).
+    pub total: i64,
+    pub items: Vec<JobCountView>,
+}
+
+/// The queue at a glance: how many jobs are in each state and lane.
+#[utoipa::path(get, path = "/scan-jobs/counts", tag = "scan-jobs",
+    responses((status = 200, body = JobCountsResponse), (status = 401, body = ErrorBody)))]
+pub async fn job_counts(State(app): State<AppState>) -> Result<Json<JobCountsResponse>, ApiError> {
+    let rows = app.store.jobs().counts().await?;
+    let items: Vec<JobCountView> = rows
+        .into_iter()
+        .map(|(status, lane, count)| JobCountView {
+            status,
+            lane: crate::store::jobs::Lane::of_stored(lane)
+                .as_str()
+                .to_string(),
+            count,
+        })
+        .collect();
+    Ok(Json(JobCountsResponse {
+        total: items.iter().map(|i| i.count).sum(),
         items,
     }))
 }

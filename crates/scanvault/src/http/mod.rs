@@ -16,6 +16,7 @@ pub mod policies;
 pub mod scan_views;
 pub mod scans;
 pub mod suppressions;
+pub mod vulnerabilities;
 pub mod webhooks;
 pub mod workers;
 
@@ -89,6 +90,8 @@ pub struct HttpSettings {
     pub max_body_size: usize,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
+    /// Served over TLS (the dashboard's cookies are then `Secure`).
+    pub tls: bool,
 }
 
 impl Default for HttpSettings {
@@ -97,6 +100,7 @@ impl Default for HttpSettings {
             max_body_size: 32 << 20,
             read_timeout: Duration::from_secs(15),
             write_timeout: Duration::from_secs(15),
+            tls: false,
         }
     }
 }
@@ -180,6 +184,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(history::router())
         .merge(export::router())
         .merge(analytics::router())
+        .merge(vulnerabilities::router())
         .merge(jobs::router())
         .merge(workers::router())
         .merge(auth::router())
@@ -204,7 +209,17 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
     let (api, doc) = api();
     let request_id = HeaderName::from_static("x-request-id");
     let write_timeout = settings.write_timeout;
+    // The dashboard reads and changes everything through the API, authenticated as the
+    // signed-in key: the same routes behind the same authentication.
+    let for_dashboard: Router = api
+        .clone()
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .with_state(state.clone());
     api.route_layer(middleware::from_fn(track_metrics))
+        .merge(crate::ui::router(for_dashboard, settings.tls))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/swagger").url("/swagger/openapi.json", doc))
         .route("/", axum::routing::get(root))
         .fallback(not_found)

@@ -24,7 +24,7 @@ use super::{AppState, Caller};
 use crate::ingest::{self, IngestOverrides};
 use crate::store::analytics::SuppressedMode;
 use crate::store::from_micros;
-use crate::store::scans::{FindingFilter, FindingRow, ScanFilter, ScanRow, ScanSource};
+use crate::store::scans::{FindingFilter, FindingRow, ScanFilter, ScanOrder, ScanRow, ScanSource};
 use crate::triage;
 
 pub use super::scan_views::*;
@@ -96,6 +96,10 @@ pub struct ListParams {
     /// `exclude` (default): counts leave out findings active suppressions cover;
     /// `include`: count everything; `only`: count only them.
     pub suppressed: Option<String>,
+    /// `newest` (default: newest scan first), `name` (image name, then tag), `critical`
+    /// (most critical findings first, then high, medium) or `risk` (highest risk score
+    /// first). The sort uses the counts stored with each scan, before suppressions.
+    pub sort: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -325,10 +329,16 @@ async fn list(
             ))
         }
     };
+    let order = match text_param("sort", &p.sort)? {
+        None => ScanOrder::Newest,
+        Some(s) => ScanOrder::parse(&s)
+            .ok_or_else(|| ApiError::bad_param("sort", "must be newest, name, critical or risk"))?,
+    };
     let filter = ScanFilter {
         image: image.clone(),
         tag: tag.clone(),
         severity,
+        order,
         limit,
         offset,
     };

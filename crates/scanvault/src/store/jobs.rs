@@ -432,6 +432,9 @@ pub trait JobStore: Send + Sync {
 
     async fn gauges(&self, now: DateTime<Utc>) -> Result<JobGauges, StoreError>;
 
+    /// How many jobs there are in each (status, stored lane).
+    async fn counts(&self) -> Result<Vec<(String, i64, i64)>, StoreError>;
+
     /// Tell other processes that `job_id` was cancelled (PostgreSQL `NOTIFY`; nothing on
     /// SQLite, whose only process knows).
     async fn announce_cancel(&self, job_id: &str);

@@ -233,6 +233,22 @@ pub struct FindingRow {
 }
 
 /// One observation of a scan: a report of its content at a scan time.
+/// A vulnerability as the catalog describes it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CatalogRow {
+    pub id: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub severity: i64,
+    pub cvss_score: Option<f64>,
+    pub cvss_vector: Option<String>,
+    pub primary_url: Option<String>,
+    /// A JSON array of reference URLs.
+    pub refs: String,
+    pub published_at: Option<i64>,
+    pub modified_at: Option<i64>,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ObservationRow {
     pub id: i64,
@@ -274,8 +290,56 @@ pub struct ScanFilter {
     pub tag: Option<String>,
     /// Only scans with at least one finding of this severity.
     pub severity: Option<Severity>,
+    pub order: ScanOrder,
     pub limit: i64,
     pub offset: i64,
+}
+
+/// The order of a scan listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ScanOrder {
+    /// Newest scan first (the original service's order).
+    #[default]
+    Newest,
+    /// By image name, then tag.
+    Name,
+    /// Most critical findings first, then most high, medium.
+    Critical,
+    /// Highest risk score first.
+    Risk,
+}
+
+impl ScanOrder {
+    pub fn parse(s: &str) -> Option<ScanOrder> {
+        match s {
+            "newest" => Some(ScanOrder::Newest),
+            "name" => Some(ScanOrder::Name),
+            "critical" => Some(ScanOrder::Critical),
+            "risk" => Some(ScanOrder::Risk),
+            _ => None,
+        }
+    }
+
+    /// A listing statement of `sql.rs` in this order. Every variant ends with the newest
+    /// first so the order is total (pages never overlap).
+    pub fn apply(self, statement: &'static str) -> std::borrow::Cow<'static, str> {
+        const NEWEST: &str = "ORDER BY scanned_at DESC, created_at DESC, id DESC";
+        let order = match self {
+            ScanOrder::Newest => return statement.into(),
+            ScanOrder::Name => {
+                "ORDER BY image_name, image_tag, scanned_at DESC, created_at DESC, id DESC"
+            }
+            ScanOrder::Critical => {
+                "ORDER BY vuln_critical DESC, vuln_high DESC, vuln_medium DESC, \
+                scanned_at DESC, created_at DESC, id DESC"
+            }
+            ScanOrder::Risk => {
+                "ORDER BY risk_score DESC, scanned_at DESC, created_at DESC, id DESC"
+            }
+        };
+        debug_assert!(statement.contains(NEWEST));
+        statement.replacen(NEWEST, order, 1).into()
+    }
 }
 
 /// Filters of a scan's findings.
@@ -377,8 +441,26 @@ pub trait ScanStore: Send + Sync {
         pairs: &[(String, i64)],
     ) -> Result<HashMap<(String, i64), Vec<Finding>>, StoreError>;
 
+    /// As [`ScanStore::versions`], with only what a diff compares and shows filled in:
+    /// each finding's key, severity, fixed version and target.
+    async fn version_keys(
+        &self,
+        pairs: &[(String, i64)],
+    ) -> Result<HashMap<(String, i64), Vec<Finding>>, StoreError> {
+        self.versions(pairs).await
+    }
+
     /// The raw report of the scan's latest observation, as received.
     async fn report(&self, scan_id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// A vulnerability's catalog entry (as the newest report describing it wrote it).
+    async fn vulnerability(&self, id: &str) -> Result<Option<CatalogRow>, StoreError>;
+
+    /// The workloads that run each of these scans' images (scans without any left out).
+    async fn workloads_of(
+        &self,
+        scan_ids: &[String],
+    ) -> Result<HashMap<String, Vec<Workload>>, StoreError>;
 
     /// The scan's observations, oldest first.
     async fn observations(&self, scan_id: &str) -> Result<Vec<ObservationRow>, StoreError>;
@@ -486,7 +568,7 @@ pub(crate) fn set_tags(scans: &mut [ScanRow], rows: Vec<(String, String, i64)>) 
 pub(crate) type WorkloadRow = (String, String, String, String, String);
 
 /// Rows of `scan_workloads` as each scan's workloads, sorted.
-pub(crate) fn set_workloads(scans: &mut [ScanRow], rows: Vec<WorkloadRow>) {
+pub(crate) fn workloads_by_scan(rows: Vec<WorkloadRow>) -> HashMap<String, Vec<Workload>> {
     let mut by_id: HashMap<String, Vec<Workload>> = HashMap::new();
     for (scan, cluster, namespace, kind, name) in rows {
         by_id.entry(scan).or_default().push(Workload {
@@ -496,10 +578,17 @@ pub(crate) fn set_workloads(scans: &mut [ScanRow], rows: Vec<WorkloadRow>) {
             name,
         });
     }
-    for s in scans.iter_mut() {
-        let mut w = by_id.remove(&s.id).unwrap_or_default();
+    for w in by_id.values_mut() {
         w.sort();
-        s.workloads = w;
+    }
+    by_id
+}
+
+/// Rows of `scan_workloads` as each scan's workloads, sorted.
+pub(crate) fn set_workloads(scans: &mut [ScanRow], rows: Vec<WorkloadRow>) {
+    let mut by_id = workloads_by_scan(rows);
+    for s in scans.iter_mut() {
+        s.workloads = by_id.remove(&s.id).unwrap_or_default();
     }
 }
 

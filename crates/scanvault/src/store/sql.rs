@@ -292,6 +292,8 @@ pub const HELD_JOB: &str =
 pub const JOB_STATUS: &str = "SELECT status, attempt FROM scan_jobs WHERE id = $1";
 
 pub const JOBS_BY_STATUS: &str = "SELECT status, COUNT(*) FROM scan_jobs GROUP BY status";
+pub const JOBS_BY_STATUS_AND_LANE: &str =
+    "SELECT status, lane, COUNT(*) FROM scan_jobs GROUP BY status, lane ORDER BY status, lane";
 
 pub const OLDEST_QUEUED: &str = "SELECT MIN(created_at) FROM scan_jobs WHERE status = 'queued'";
 
@@ -530,3 +532,8 @@ pub const SUPPRESSED_DAYS: &str = concatcp!(
     COUNT_COLUMNS,
     " FROM fleet_suppressed_days WHERE day < $1 ORDER BY day"
 );
+
+/// A vulnerability's catalog entry.
+pub const CATALOG_ENTRY: &str =
+    "SELECT id, title, description, severity, cvss_score, cvss_vector, \
+     primary_url, refs, published_at, modified_at FROM vulnerabilities WHERE id = $1";

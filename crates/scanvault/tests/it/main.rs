@@ -10,6 +10,7 @@ mod cli;
 mod compat;
 mod container;
 mod corpus;
+mod dashboard;
 mod deltas;
 mod dropin;
 mod exports;

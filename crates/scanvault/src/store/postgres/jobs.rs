@@ -284,6 +284,12 @@ impl JobStore for PgStore {
         Ok(JobGauges::of(&by_status, oldest, micros(now)))
     }
 
+    async fn counts(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        Ok(sqlx::query_as(sql::JOBS_BY_STATUS_AND_LANE)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     async fn announce_cancel(&self, job_id: &str) {
         if let Ok(mut conn) = self.pool.acquire().await {
             let _ = notify(&mut conn, CHANNEL_CANCEL, job_id).await;

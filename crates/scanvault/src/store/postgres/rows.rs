@@ -54,6 +54,15 @@ pub(super) const READ_VERSIONS: &str =
      FROM unnest($1::text[], $2::bigint[]) AS k(scan_id, version) \
      JOIN scan_findings s ON s.scan_id = k.scan_id AND s.version = k.version";
 
+/// [`READ_VERSIONS`] with only the columns a diff compares (the others read as empty, so
+/// the same row type decodes it): what is not asked for is neither detoasted nor sent.
+pub(super) const READ_VERSION_KEYS: &str =
+    "SELECT s.scan_id, s.version, vulnerability_ids, pkg_names, pkg_versions, fixed_versions, \
+     severities, '{}'::text[] AS statuses, '{}'::text[] AS pkg_types, '{}'::text[] AS classes, targets, \
+     '{}'::text[] AS pkg_paths, '{}'::text[] AS purls, '{}'::float8[] AS cvss_scores, NULL::text[] AS extras \
+     FROM unnest($1::text[], $2::bigint[]) AS k(scan_id, version) \
+     JOIN scan_findings s ON s.scan_id = k.scan_id AND s.version = k.version";
+
 /// A [`VersionRow`] with the version it is.
 #[derive(sqlx::FromRow)]
 pub(super) struct KeyedVersionRow {

@@ -7,14 +7,15 @@ use scanvault_core::report::Finding;
 use sqlx::PgConnection;
 
 use super::ingest::PgTx;
-use super::rows::{read_version, KeyedVersionRow, READ_VERSIONS};
+use super::rows::{read_version, KeyedVersionRow, READ_VERSIONS, READ_VERSION_KEYS};
 use super::{jobs, PgStore};
 use crate::store::body::decompress;
 use crate::store::ingest::{self, retry_conflicts};
 use crate::store::jobs::{JobCompletion, JobError};
 use crate::store::scans::{
-    namespaces_of, set_tags, set_workloads, FindingFilter, FindingRow, IngestError, IngestOutcome,
-    NewScan, ObservationRow, ReferenceObservation, ScanFilter, ScanRow, ScanStore,
+    namespaces_of, set_tags, set_workloads, workloads_by_scan, CatalogRow, FindingFilter,
+    FindingRow, IngestError, IngestOutcome, NewScan, ObservationRow, ReferenceObservation,
+    ScanFilter, ScanRow, ScanStore,
 };
 use crate::store::{micros, sql, StoreError, StoredBody};
 use std::collections::HashMap;
@@ -109,13 +110,17 @@ impl ScanStore for PgStore {
     async fn list(&self, f: &ScanFilter) -> Result<Vec<ScanRow>, StoreError> {
         let sev = f.severity.map_or(-1, |s| s.rank());
         let limit = f.limit + 1;
+        let statement = f.order.apply(match (&f.image, &f.tag) {
+            (None, None) => sql::LIST_SCANS,
+            (Some(_), None) => sql::LIST_SCANS_OF_IMAGE,
+            (None, Some(_)) => sql::LIST_SCANS_OF_TAG,
+            (Some(_), Some(_)) => sql::LIST_SCANS_OF_REF,
+        });
         let q = match (&f.image, &f.tag) {
-            (None, None) => sqlx::query_as(sql::LIST_SCANS),
-            (Some(image), None) => sqlx::query_as(sql::LIST_SCANS_OF_IMAGE).bind(image),
-            (None, Some(tag)) => sqlx::query_as(sql::LIST_SCANS_OF_TAG).bind(tag),
-            (Some(image), Some(tag)) => {
-                sqlx::query_as(sql::LIST_SCANS_OF_REF).bind(image).bind(tag)
-            }
+            (None, None) => sqlx::query_as(&statement),
+            (Some(image), None) => sqlx::query_as(&statement).bind(image),
+            (None, Some(tag)) => sqlx::query_as(&statement).bind(tag),
+            (Some(image), Some(tag)) => sqlx::query_as(&statement).bind(image).bind(tag),
         };
         let mut conn = self.pool.acquire().await?;
         let mut rows: Vec<ScanRow> = q
@@ -188,21 +193,14 @@ impl ScanStore for PgStore {
         &self,
         pairs: &[(String, i64)],
     ) -> Result<HashMap<(String, i64), Vec<Finding>>, StoreError> {
-        let (ids, versions): (Vec<&str>, Vec<i64>) =
-            pairs.iter().map(|(s, v)| (s.as_str(), *v)).unzip();
-        let rows: Vec<KeyedVersionRow> = sqlx::query_as(READ_VERSIONS)
-            .bind(&ids)
-            .bind(&versions)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut out: HashMap<(String, i64), Vec<Finding>> =
-            pairs.iter().map(|p| (p.clone(), vec![])).collect();
-        for r in rows {
-            let mut findings = r.row.into_findings();
-            findings.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
-            out.insert((r.scan_id, r.version), findings);
-        }
-        Ok(out)
+        read_versions(&self.pool, READ_VERSIONS, pairs).await
+    }
+
+    async fn version_keys(
+        &self,
+        pairs: &[(String, i64)],
+    ) -> Result<HashMap<(String, i64), Vec<Finding>>, StoreError> {
+        read_versions(&self.pool, READ_VERSION_KEYS, pairs).await
     }
 
     async fn report(&self, scan_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -215,6 +213,27 @@ impl ScanStore for PgStore {
             .map_err(|e| {
                 StoreError::Other(anyhow::Error::new(e).context("decoding a stored report"))
             })
+    }
+
+    async fn vulnerability(&self, id: &str) -> Result<Option<CatalogRow>, StoreError> {
+        Ok(sqlx::query_as(sql::CATALOG_ENTRY)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn workloads_of(
+        &self,
+        scan_ids: &[String],
+    ) -> Result<HashMap<String, Vec<Workload>>, StoreError> {
+        if scan_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = sqlx::query_as(WORKLOADS_OF)
+            .bind(scan_ids)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(workloads_by_scan(rows))
     }
 
     async fn observations(&self, scan_id: &str) -> Result<Vec<ObservationRow>, StoreError> {
@@ -362,4 +381,28 @@ async fn attach_tags(conn: &mut PgConnection, scans: &mut [ScanRow]) -> Result<(
         .await?;
     set_workloads(scans, rows);
     Ok(())
+}
+
+/// Versions of scans' findings by `statement` ([`READ_VERSIONS`] or a narrower one), each
+/// in key order.
+async fn read_versions(
+    pool: &sqlx::PgPool,
+    statement: &'static str,
+    pairs: &[(String, i64)],
+) -> Result<HashMap<(String, i64), Vec<Finding>>, StoreError> {
+    let (ids, versions): (Vec<&str>, Vec<i64>) =
+        pairs.iter().map(|(s, v)| (s.as_str(), *v)).unzip();
+    let rows: Vec<KeyedVersionRow> = sqlx::query_as(statement)
+        .bind(&ids)
+        .bind(&versions)
+        .fetch_all(pool)
+        .await?;
+    let mut out: HashMap<(String, i64), Vec<Finding>> =
+        pairs.iter().map(|p| (p.clone(), vec![])).collect();
+    for r in rows {
+        let mut findings = r.row.into_findings();
+        findings.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+        out.insert((r.scan_id, r.version), findings);
+    }
+    Ok(out)
 }

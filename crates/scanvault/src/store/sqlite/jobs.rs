@@ -276,6 +276,12 @@ impl JobStore for SqliteStore {
         Ok(JobGauges::of(&by_status, oldest, micros(now)))
     }
 
+    async fn counts(&self) -> Result<Vec<(String, i64, i64)>, StoreError> {
+        Ok(sqlx::query_as(sql::JOBS_BY_STATUS_AND_LANE)
+            .fetch_all(&self.read)
+            .await?)
+    }
+
     async fn announce_cancel(&self, _job_id: &str) {}
 
     fn notices(&self, _shutdown: CancellationToken) -> Option<mpsc::Receiver<JobNotice>> {

@@ -13,8 +13,9 @@ use crate::store::body::decompress;
 use crate::store::ingest::{self, retry_conflicts};
 use crate::store::jobs::{JobCompletion, JobError};
 use crate::store::scans::{
-    namespaces_of, set_tags, set_workloads, FindingFilter, FindingRow, IngestError, IngestOutcome,
-    NewScan, ObservationRow, ReferenceObservation, ScanFilter, ScanRow, ScanStore,
+    namespaces_of, set_tags, set_workloads, workloads_by_scan, CatalogRow, FindingFilter,
+    FindingRow, IngestError, IngestOutcome, NewScan, ObservationRow, ReferenceObservation,
+    ScanFilter, ScanRow, ScanStore,
 };
 use crate::store::{micros, sql, StoreError, StoredBody};
 use std::collections::HashMap;
@@ -110,13 +111,17 @@ impl ScanStore for SqliteStore {
     async fn list(&self, f: &ScanFilter) -> Result<Vec<ScanRow>, StoreError> {
         let sev = f.severity.map_or(-1, |s| s.rank());
         let limit = f.limit + 1;
+        let statement = f.order.apply(match (&f.image, &f.tag) {
+            (None, None) => sql::LIST_SCANS,
+            (Some(_), None) => sql::LIST_SCANS_OF_IMAGE,
+            (None, Some(_)) => sql::LIST_SCANS_OF_TAG,
+            (Some(_), Some(_)) => sql::LIST_SCANS_OF_REF,
+        });
         let q = match (&f.image, &f.tag) {
-            (None, None) => sqlx::query_as(sql::LIST_SCANS),
-            (Some(image), None) => sqlx::query_as(sql::LIST_SCANS_OF_IMAGE).bind(image),
-            (None, Some(tag)) => sqlx::query_as(sql::LIST_SCANS_OF_TAG).bind(tag),
-            (Some(image), Some(tag)) => {
-                sqlx::query_as(sql::LIST_SCANS_OF_REF).bind(image).bind(tag)
-            }
+            (None, None) => sqlx::query_as(&statement),
+            (Some(image), None) => sqlx::query_as(&statement).bind(image),
+            (None, Some(tag)) => sqlx::query_as(&statement).bind(tag),
+            (Some(image), Some(tag)) => sqlx::query_as(&statement).bind(image).bind(tag),
         };
         let mut conn = self.read.acquire().await?;
         let mut rows: Vec<ScanRow> = q
@@ -220,6 +225,27 @@ impl ScanStore for SqliteStore {
             .map_err(|e| {
                 StoreError::Other(anyhow::Error::new(e).context("decoding a stored report"))
             })
+    }
+
+    async fn vulnerability(&self, id: &str) -> Result<Option<CatalogRow>, StoreError> {
+        Ok(sqlx::query_as(sql::CATALOG_ENTRY)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    async fn workloads_of(
+        &self,
+        scan_ids: &[String],
+    ) -> Result<HashMap<String, Vec<Workload>>, StoreError> {
+        if scan_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = sqlx::query_as(WORKLOADS_OF)
+            .bind(super::rows::json(scan_ids)?)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(workloads_by_scan(rows))
     }
 
     async fn observations(&self, scan_id: &str) -> Result<Vec<ObservationRow>, StoreError> {
