@@ -45,7 +45,11 @@ page.on("console", (m) => {
   if (m.type() === "error") problems.push(`console: ${m.text()}`);
 });
 page.on("pageerror", (e) => problems.push(`exception: ${e.message}`));
-page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()}`));
+// A request the browser abandons because the test navigated on (the icon, typically) is
+// not a failure of the page.
+page.on("requestfailed", (r) => {
+  if (r.failure()?.errorText !== "net::ERR_ABORTED") problems.push(`request failed: ${r.url()} (${r.failure()?.errorText})`);
+});
 page.on("response", (r) => {
   if (r.status() >= 400 && !r.url().includes("/ui/login")) problems.push(`HTTP ${r.status()}: ${r.url()}`);
 });

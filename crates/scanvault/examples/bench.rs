@@ -7,6 +7,7 @@
 //! cargo run --release -p scanvault --example bench -- query  --url URL [--clients 16] [--seconds 10] [--to RFC3339]
 //! cargo run --release -p scanvault --example bench -- mixed  --url URL --file typical.ndjson [--clients 8] [--readers 4] [--prefix p]
 //! cargo run --release -p scanvault --example bench -- parse  --file typical.ndjson [--rounds 5]
+//! cargo run --release -p scanvault --example bench -- ui     --url URL [--clients 4] [--seconds 10] [--only LABEL]
 //! ```
 //!
 //! `load` streams NDJSON reports (one per line; `-` = stdin, e.g. piped from
@@ -18,7 +19,9 @@
 //! five analytics endpoints in turn until the last report is stored, and prints the
 //! latencies of both. `parse` runs the report parser alone over every report of the
 //! file, in one thread, `--rounds` times (no server; with the system allocator, where the
-//! service uses mimalloc). Every command prints throughput and p50/p95/p99.
+//! service uses mimalloc). `ui` requests each dashboard page in turn (a service with
+//! `AUTH_DISABLED=true`, so no session is needed), the image and CVE pages over the newest
+//! scans and the most widespread CVEs. Every command prints throughput and p50/p95/p99.
 
 use std::io::BufRead;
 use std::sync::Arc;
@@ -320,6 +323,67 @@ async fn analytics_uris(
     ]
 }
 
+/// The dashboard's pages, with the images and CVEs the fleet has.
+async fn ui_uris(client: &reqwest::Client, url: &str) -> Vec<(&'static str, Vec<String>)> {
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(path)
+                .send()
+                .await
+                .expect("GET")
+                .json::<serde_json::Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let top = get(format!("{url}/analytics/vulnerabilities/top-cves?limit=20")).await;
+    let cves: Vec<String> = top["CVEs"]
+        .as_array()
+        .expect("CVEs")
+        .iter()
+        .map(|c| format!("{url}/ui/cve/{}", c["CVEID"].as_str().unwrap()))
+        .collect();
+    let scans = get(format!("{url}/scans/all?limit=200&include=summary")).await;
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let images: Vec<String> = scans["Items"]
+        .as_array()
+        .expect("Items")
+        .iter()
+        .map(|s| {
+            format!(
+                "{url}/ui/image?name={}&tag={}",
+                enc(s["ImageName"].as_str().unwrap()),
+                enc(s["ImageTag"].as_str().unwrap())
+            )
+        })
+        .collect();
+    let ui = format!("{url}/ui");
+    vec![
+        (
+            "ui fleet",
+            vec![format!("{ui}/"), format!("{ui}/?interval=week")],
+        ),
+        ("ui fleet by risk", vec![format!("{ui}/?order=risk")]),
+        (
+            "ui images",
+            ["newest", "name", "critical", "risk"]
+                .iter()
+                .map(|s| format!("{ui}/images?sort={s}"))
+                .collect(),
+        ),
+        ("ui image", images),
+        ("ui cve", cves),
+        ("ui jobs", vec![format!("{ui}/jobs")]),
+        ("ui suppressions", vec![format!("{ui}/suppressions")]),
+        ("ui policies", vec![format!("{ui}/policies")]),
+        ("ui compliance", vec![format!("{ui}/compliance")]),
+    ]
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -439,6 +503,19 @@ async fn main() {
             println!("{clients} clients, {seconds} s per endpoint");
             let only = arg(&args, "--only");
             for (label, uris) in endpoints {
+                if only.as_deref().is_some_and(|o| !label.starts_with(o)) {
+                    continue;
+                }
+                query_endpoint(&client, label, uris, clients, seconds).await;
+            }
+        }
+        "ui" => {
+            let clients = num(&args, "--clients", 4) as usize;
+            let seconds = num(&args, "--seconds", 10);
+            let client = reqwest::Client::new();
+            println!("{clients} clients, {seconds} s per page");
+            let only = arg(&args, "--only");
+            for (label, uris) in ui_uris(&client, &url).await {
                 if only.as_deref().is_some_and(|o| !label.starts_with(o)) {
                     continue;
                 }

@@ -113,6 +113,9 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[rank.min(sorted.len()) - 1])
 }
 
+/// How many findings versions one statement reads.
+const VERSIONS_PER_READ: usize = 500;
+
 /// Build the report.
 pub async fn build(
     store: &Store,
@@ -130,15 +133,19 @@ pub async fn build(
     }
     chains.retain(|_, c| !c.is_empty());
 
-    // Every (scan, version) once.
-    let mut findings: HashMap<(String, i64), Arc<Vec<Finding>>> = HashMap::new();
-    for o in chains.values().flatten() {
-        if let std::collections::hash_map::Entry::Vacant(e) =
-            findings.entry((o.scan_id.clone(), o.version))
-        {
-            e.insert(Arc::new(
-                store.scans().version(&o.scan_id, o.version).await?,
-            ));
+    // Every (scan, version) once, read a batch of versions per statement.
+    let mut pairs: Vec<(String, i64)> = chains
+        .values()
+        .flatten()
+        .map(|o| (o.scan_id.clone(), o.version))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut findings: HashMap<(String, i64), Arc<Vec<Finding>>> =
+        HashMap::with_capacity(pairs.len());
+    for batch in pairs.chunks(VERSIONS_PER_READ) {
+        for (k, v) in store.scans().versions(batch).await? {
+            findings.insert(k, Arc::new(v));
         }
     }
     let now_us = crate::store::micros(chrono::Utc::now());

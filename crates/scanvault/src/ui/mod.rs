@@ -44,6 +44,52 @@ pub struct Ui {
     tls: bool,
     /// Signs CSRF tokens when authentication is disabled (there is no key to sign with).
     anonymous_secret: [u8; 32],
+    /// The fleet page's compliant share, made in the background.
+    compliant_share: Refreshed,
+}
+
+/// A value made in the background: the last one made, when, and whether one is being made.
+#[derive(Default)]
+struct Refreshed {
+    state: std::sync::Mutex<RefreshState>,
+}
+
+#[derive(Default)]
+struct RefreshState {
+    /// The figure, its note, and when it was made.
+    value: Option<(String, String, chrono::DateTime<chrono::Utc>)>,
+    made_at: Option<std::time::Instant>,
+    making: bool,
+}
+
+impl Refreshed {
+    /// The last value, and whether the caller should make a new one (it is older than
+    /// `ttl` or there is none, and nobody is making one).
+    fn read(
+        &self,
+        ttl: std::time::Duration,
+    ) -> (
+        Option<(String, String, chrono::DateTime<chrono::Utc>)>,
+        bool,
+    ) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = st.made_at.is_none_or(|t| t.elapsed() > ttl);
+        let start = stale && !st.making;
+        if start {
+            st.making = true;
+        }
+        (st.value.clone(), start)
+    }
+
+    /// A new value was made (`None`: making it failed; the old one stays).
+    fn made(&self, value: Option<(String, String)>) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.making = false;
+        st.made_at = Some(std::time::Instant::now());
+        if let Some((v, note)) = value {
+            st.value = Some((v, note, chrono::Utc::now()));
+        }
+    }
 }
 
 /// The dashboard's routes; `api` answers its in-process requests.
@@ -52,6 +98,7 @@ pub fn router(api: Router, tls: bool) -> Router<AppState> {
         api,
         tls,
         anonymous_secret: rand::random(),
+        compliant_share: Refreshed::default(),
     });
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
@@ -137,6 +184,7 @@ async fn security_headers(mut res: Response) -> Response {
 // ----------------------------------------------------------------------------- sessions
 
 /// A signed-in user (or anybody, when authentication is disabled).
+#[derive(Clone)]
 pub struct Session {
     ui: Arc<Ui>,
     /// The API key; `None` when authentication is disabled.

@@ -12,7 +12,7 @@ use super::super::chart::lines;
 use super::super::view::{
     count, cve_link, image_link, int, items, num, page, severity, share, st, stat, when,
 };
-use super::super::{urlencode, PageError, PageResult, Session};
+use super::super::{urlencode, PageResult, Session};
 use super::{given, query, severity_series};
 
 #[derive(Deserialize)]
@@ -77,7 +77,7 @@ pub async fn fleet(s: Session, Query(p): Query<FleetParams>) -> PageResult {
             .find(|c| st(c, "Severity") == sev)
             .map_or(0, |c| int(c, "Count"))
     };
-    let compliant = compliant_share(&s).await?;
+    let compliant = compliant_share(&s);
     let content = html! {
         section.stats aria-label="The fleet now" {
             (stat("Images", count(images), Some("image references".into())))
@@ -165,24 +165,53 @@ pub async fn fleet(s: Session, Query(p): Query<FleetParams>) -> PageResult {
     Ok(page(&s, "Fleet", "Fleet", content))
 }
 
-/// The compliant share now, from the compliance report of the last week, when this
-/// session may read it.
-async fn compliant_share(s: &Session) -> Result<(String, Option<String>), PageError> {
+/// The compliant share now, from the compliance report, when this session may read it.
+/// The report reads every image's findings (seconds on a large fleet), so the page shows
+/// the last one made, at most [`COMPLIANT_SHARE_TTL`] old, and a newer one is made in the
+/// background; never does the page wait for it.
+fn compliant_share(s: &Session) -> (String, Option<String>) {
     if !s.may(Method::GET, "/compliance") {
-        return Ok(("–".into(), None));
+        return ("–".into(), None);
     }
-    let from = (Utc::now().date_naive() - Duration::days(7)).to_string();
-    let r = s.get(&format!("/compliance?from={from}")).await?;
-    let now = &r["Now"];
-    Ok((
-        num(now, "CompliantShare").map_or("–".into(), |v| format!("{v:.1} %")),
-        Some(format!(
-            "{} of {} images",
-            count(int(now, "Compliant")),
-            count(int(now, "Images"))
-        )),
-    ))
+    let (cached, start) = s.ui.compliant_share.read(COMPLIANT_SHARE_TTL);
+    if start {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let today = Utc::now().date_naive().to_string();
+            let made = match s.get(&format!("/compliance?from={today}")).await {
+                Ok(r) => {
+                    let now = &r["Now"];
+                    Some((
+                        num(now, "CompliantShare").map_or("–".into(), |v| format!("{v:.1} %")),
+                        format!(
+                            "{} of {} images",
+                            count(int(now, "Compliant")),
+                            count(int(now, "Images"))
+                        ),
+                    ))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "the dashboard's compliant share");
+                    None
+                }
+            };
+            s.ui.compliant_share.made(made);
+        });
+    }
+    match cached {
+        Some((value, note, at)) => (
+            value,
+            Some(format!("{note}, as of {}", at.format("%H:%M UTC"))),
+        ),
+        None => (
+            "…".into(),
+            Some("being computed; reload in a moment".into()),
+        ),
+    }
 }
+
+/// How old the compliant share on the fleet page may get before a newer one is made.
+const COMPLIANT_SHARE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn trend_chart(trends: &Value) -> Markup {
     if let Some(e) = trends.get("error").and_then(Value::as_str) {
