@@ -30,7 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_compliance))
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ComplianceParams {
     /// RFC 3339 or a date (its start); default: 12 weeks before `to`. At most 104 weeks.
@@ -188,8 +188,14 @@ impl ComplianceReport {
     }
 }
 
-/// The compliance report `p` asks for (the dashboard shows it too).
+/// The compliance report `p` asks for.
 pub async fn report(app: &AppState, p: &ComplianceParams) -> Result<ComplianceReport, ApiError> {
+    build(app, query_of(p)?).await
+}
+
+/// What a report covers, from its parameters (a 400 for bad ones). Without `to`, the
+/// report is as of now.
+pub fn query_of(p: &ComplianceParams) -> Result<ReportQuery, ApiError> {
     let to = time_param("to", &p.to, DayEnd::End)?.unwrap_or_else(Utc::now);
     let from = time_param("from", &p.from, DayEnd::Start)?
         .unwrap_or(to - chrono::Duration::weeks(DEFAULT_WEEKS));
@@ -205,26 +211,26 @@ pub async fn report(app: &AppState, p: &ComplianceParams) -> Result<ComplianceRe
         ));
     }
     let image = text_param("image", &p.image)?.map(|s| familiar_name(&s));
+    Ok(ReportQuery {
+        image,
+        from: micros(from),
+        to: micros(to),
+    })
+}
+
+/// The report over `q` (the dashboard makes it in the background).
+pub async fn build(app: &AppState, q: ReportQuery) -> Result<ComplianceReport, ApiError> {
     let stored = app
         .policies
         .get(&app.store)
         .await
         .map_err(ApiError::Internal)?;
-    let report = compliance_report::build(
-        &app.store,
-        app.ingest.compliance_fail_on,
-        &stored,
-        ReportQuery {
-            image,
-            from: micros(from),
-            to: micros(to),
-        },
-    )
-    .await
-    .map_err(|e| match e.downcast::<crate::store::StoreError>() {
-        Ok(e) => ApiError::from(e),
-        Err(e) => ApiError::Internal(e),
-    })?;
+    let report = compliance_report::build(&app.store, app.ingest.compliance_fail_on, &stored, q)
+        .await
+        .map_err(|e| match e.downcast::<crate::store::StoreError>() {
+            Ok(e) => ApiError::from(e),
+            Err(e) => ApiError::Internal(e),
+        })?;
     Ok(ComplianceReport::of(&report))
 }
 
@@ -435,15 +441,29 @@ fn html_of(r: &ComplianceReport) -> Markup {
             }
             body {
                 h1 { "Compliance report" }
-                (report_body(r))
+                (report_body(r, None, html! {}))
             }
         }
     }
 }
 
 /// The report's sections (the dashboard's compliance page shows them too).
-pub fn report_body(r: &ComplianceReport) -> Markup {
+///
+/// With `most`, the violations by image stop after that many rows and a `full` line (links to
+/// the whole report) says how many there are.
+pub fn report_body(r: &ComplianceReport, most: Option<usize>, full: Markup) -> Markup {
     let scope = r.image.clone().unwrap_or_else(|| "every image".into());
+    let all: usize = r
+        .violations_by_image
+        .iter()
+        .map(|v| v.violations.len())
+        .sum();
+    let shown = most.unwrap_or(usize::MAX).min(all);
+    let rows = r
+        .violations_by_image
+        .iter()
+        .flat_map(|v| v.violations.iter().map(move |x| (v, x)))
+        .take(shown);
     html! {
                 p.muted {
                     (scope) ", " (date(&r.from)) " to " (date(&r.to)) ". Generated "
@@ -480,16 +500,17 @@ pub fn report_body(r: &ComplianceReport) -> Markup {
                     table {
                         thead { tr { th { "Image" } th { "Policy" } th { "Rule" } th { "Vulnerability" } th { "Package" } th { "Severity" } } }
                         tbody {
-                            @for v in &r.violations_by_image {
-                                @for x in &v.violations {
-                                    tr {
-                                        td { (v.image_name) ":" (v.image_tag) }
-                                        td { (x.policy) } td { (x.rule) } td { (x.vulnerability_id) }
-                                        td { (x.package) } td { (x.severity) }
-                                    }
+                            @for (v, x) in rows {
+                                tr {
+                                    td { (v.image_name) ":" (v.image_tag) }
+                                    td { (x.policy) } td { (x.rule) } td { (x.vulnerability_id) }
+                                    td { (x.package) } td { (x.severity) }
                                 }
                             }
                         }
+                    }
+                    @if shown < all {
+                        p { "The first " (shown) " of " (all) " violations. " (full) }
                     }
                 }
                 h2 { "Active suppressions" }

@@ -219,7 +219,10 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         ))
         .with_state(state.clone());
     api.route_layer(middleware::from_fn(track_metrics))
-        .merge(crate::ui::router(for_dashboard, settings.tls))
+        .merge(
+            crate::ui::router(for_dashboard, settings.tls)
+                .route_layer(middleware::from_fn(track_metrics)),
+        )
         .merge(utoipa_swagger_ui::SwaggerUi::new("/swagger").url("/swagger/openapi.json", doc))
         .route("/", axum::routing::get(root))
         .fallback(not_found)

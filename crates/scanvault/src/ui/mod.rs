@@ -22,6 +22,7 @@ use maud::html;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tower::ServiceExt as _;
 
@@ -44,51 +45,97 @@ pub struct Ui {
     tls: bool,
     /// Signs CSRF tokens when authentication is disabled (there is no key to sign with).
     anonymous_secret: [u8; 32],
-    /// The fleet page's compliant share, made in the background.
-    compliant_share: Refreshed,
+    /// Compliance reports by their parameters, made in the background.
+    pub compliance: Arc<Slow<crate::http::compliance::ComplianceReport>>,
+    /// API answers that rank the whole fleet (top CVEs by risk), made in the background.
+    pub rankings: Arc<Slow<Value>>,
 }
 
-/// A value made in the background: the last one made, when, and whether one is being made.
-#[derive(Default)]
-struct Refreshed {
-    state: std::sync::Mutex<RefreshState>,
+/// Answers too slow to make while a page waits (a report over the fleet's whole history, a
+/// ranking of every vulnerability): the last one made for a key, at most a given age, while
+/// a newer one is made in the background, one at a time per key. A page waits for a new one
+/// at most [`SLOW_WAIT`], so quick ones (a small fleet) are shown at once.
+pub struct Slow<V> {
+    entries: std::sync::Mutex<HashMap<String, SlowEntry<V>>>,
 }
 
-#[derive(Default)]
-struct RefreshState {
-    /// The figure, its note, and when it was made.
-    value: Option<(String, String, chrono::DateTime<chrono::Utc>)>,
+struct SlowEntry<V> {
+    /// The value and when it was made.
+    value: Option<(Arc<V>, chrono::DateTime<chrono::Utc>)>,
     made_at: Option<std::time::Instant>,
     making: bool,
+    used_at: std::time::Instant,
 }
 
-impl Refreshed {
-    /// The last value, and whether the caller should make a new one (it is older than
-    /// `ttl` or there is none, and nobody is making one).
-    fn read(
-        &self,
-        ttl: std::time::Duration,
-    ) -> (
-        Option<(String, String, chrono::DateTime<chrono::Utc>)>,
-        bool,
-    ) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let stale = st.made_at.is_none_or(|t| t.elapsed() > ttl);
-        let start = stale && !st.making;
-        if start {
-            st.making = true;
-        }
-        (st.value.clone(), start)
-    }
+/// How long a page waits for a value being made before it shows the last one (or none).
+const SLOW_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+/// Keys kept per cache (the least recently used one goes first).
+const SLOW_KEYS: usize = 32;
 
-    /// A new value was made (`None`: making it failed; the old one stays).
-    fn made(&self, value: Option<(String, String)>) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.making = false;
-        st.made_at = Some(std::time::Instant::now());
-        if let Some((v, note)) = value {
-            st.value = Some((v, note, chrono::Utc::now()));
+impl<V: Send + Sync + 'static> Default for Slow<V> {
+    fn default() -> Self {
+        Slow {
+            entries: Default::default(),
         }
+    }
+}
+
+impl<V: Send + Sync + 'static> Slow<V> {
+    /// The value of `key` (and when it was made); when there is none or it is older than
+    /// `ttl`, `make` makes a new one in the background.
+    pub async fn get<F>(
+        self: &Arc<Self>,
+        key: &str,
+        ttl: std::time::Duration,
+        make: F,
+    ) -> Option<(Arc<V>, chrono::DateTime<chrono::Utc>)>
+    where
+        F: std::future::Future<Output = Option<V>> + Send + 'static,
+    {
+        let (value, start) = {
+            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            if !entries.contains_key(key) && entries.len() >= SLOW_KEYS {
+                let oldest = entries
+                    .iter()
+                    .filter(|(_, e)| !e.making)
+                    .min_by_key(|(_, e)| e.used_at)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    entries.remove(&k);
+                }
+            }
+            let e = entries.entry(key.to_string()).or_insert(SlowEntry {
+                value: None,
+                made_at: None,
+                making: false,
+                used_at: now,
+            });
+            e.used_at = now;
+            let start = !e.making && e.made_at.is_none_or(|t| t.elapsed() > ttl);
+            e.making |= start;
+            (e.value.clone(), start)
+        };
+        if !start {
+            return value;
+        }
+        let (this, k) = (self.clone(), key.to_string());
+        let task = tokio::spawn(async move {
+            let made = make.await;
+            let mut entries = this.entries.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = entries.get_mut(&k) {
+                e.making = false;
+                e.made_at = Some(std::time::Instant::now());
+                if let Some(v) = made {
+                    e.value = Some((Arc::new(v), chrono::Utc::now()));
+                }
+            }
+        });
+        if tokio::time::timeout(SLOW_WAIT, task).await.is_ok() {
+            let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            return entries.get(key).and_then(|e| e.value.clone());
+        }
+        value
     }
 }
 
@@ -98,7 +145,8 @@ pub fn router(api: Router, tls: bool) -> Router<AppState> {
         api,
         tls,
         anonymous_secret: rand::random(),
-        compliant_share: Refreshed::default(),
+        compliance: Default::default(),
+        rankings: Default::default(),
     });
     Router::new()
         .route("/ui", get(|| async { Redirect::permanent("/ui/") }))
@@ -124,6 +172,7 @@ pub fn router(api: Router, tls: bool) -> Router<AppState> {
         .route("/ui/policies/{name}/delete", post(pages::delete_policy))
         .route("/ui/compliance", get(pages::compliance))
         .route("/ui/download/scans/{id}/{what}", get(pages::download))
+        .route("/ui/download/compliance", get(pages::download_compliance))
         .route("/ui/assets/ui.css", get(stylesheet))
         .route("/ui/assets/icon.svg", get(icon))
         .layer(axum::middleware::map_response(security_headers))
@@ -267,13 +316,14 @@ impl Session {
         }
     }
 
-    /// An in-process API request as this session's key; the answer's status and body.
-    pub async fn call(
+    /// An in-process API request as this session's key; the answer as the API made it (its
+    /// body not read yet: downloads pass it on as it comes).
+    pub async fn respond(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<(StatusCode, HeaderMap, bytes::Bytes), PageError> {
+    ) -> Result<Response, PageError> {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(key) = &self.key {
             req = req.header(header::AUTHORIZATION, format!("Bearer {key}"));
@@ -285,18 +335,55 @@ impl Session {
             None => req.body(Body::empty()),
         }
         .map_err(|e| PageError::internal(format!("building a request to {path}: {e}")))?;
-        let res = self
-            .ui
+        self.ui
             .api
             .clone()
             .oneshot(req)
             .await
-            .map_err(|e| PageError::internal(format!("{path}: {e}")))?;
-        let (parts, body) = res.into_parts();
+            .map_err(|e| PageError::internal(format!("{path}: {e}")))
+    }
+
+    /// An in-process API request as this session's key; the answer's status and body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, HeaderMap, bytes::Bytes), PageError> {
+        let (parts, body) = self.respond(method, path, body).await?.into_parts();
         let bytes = axum::body::to_bytes(body, MAX_API_BODY)
             .await
             .map_err(|e| PageError::internal(format!("reading {path}: {e}")))?;
         Ok((parts.status, parts.headers, bytes))
+    }
+
+    /// A download: the API's answer to `GET path` passed on as it comes (never held whole
+    /// in memory), saved by the browser as `filename`; an API error is the page's error.
+    pub async fn download(&self, path: &str, filename: &str) -> Result<Response, PageError> {
+        let res = self.respond(Method::GET, path, None).await?;
+        if !res.status().is_success() {
+            let status = res.status();
+            let bytes = axum::body::to_bytes(res.into_body(), MAX_API_BODY)
+                .await
+                .unwrap_or_default();
+            return Err(json_answer(status, &bytes)
+                .err()
+                .unwrap_or_else(|| PageError::new(status, "the download failed")));
+        }
+        let (mut parts, body) = res.into_parts();
+        let keep = parts.headers.get(header::CONTENT_TYPE).cloned();
+        parts.headers.clear();
+        if let Some(ct) = keep {
+            parts.headers.insert(header::CONTENT_TYPE, ct);
+        }
+        let safe: String = filename
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+            parts.headers.insert(header::CONTENT_DISPOSITION, v);
+        }
+        Ok(Response::from_parts(parts, body))
     }
 
     /// `GET path` as JSON; an API error becomes the page's error.

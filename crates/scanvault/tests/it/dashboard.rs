@@ -234,6 +234,44 @@ async fn sessions_csrf_and_roles(db: Db) {
             "{csp}"
         );
     }
+    // Downloads pass the API's answer on, as a file.
+    let scan = r.body["ID"].as_str().unwrap();
+    for (uri, kind, file) in [
+        (
+            format!("/ui/download/scans/{scan}/export?format=csv"),
+            "text/csv",
+            ".csv",
+        ),
+        (
+            "/ui/download/compliance?format=csv".to_string(),
+            "text/csv",
+            "compliance.csv",
+        ),
+    ] {
+        let d = browse(&app, Method::GET, &uri, &session, &[]).await;
+        assert_eq!(d.status, StatusCode::OK, "{uri}: {}", d.html);
+        assert!(
+            d.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind),
+            "{uri}"
+        );
+        let cd = d.headers["content-disposition"].to_str().unwrap();
+        assert!(
+            cd.starts_with("attachment;") && cd.contains(file),
+            "{uri}: {cd}"
+        );
+    }
+    let missing = browse(
+        &app,
+        Method::GET,
+        "/ui/download/scans/00000000-0000-0000-0000-000000000000/sbom",
+        &session,
+        &[],
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let cve = browse(&app, Method::GET, "/ui/cve/CVE-2025-7001", &session, &[]).await;
     assert!(
         cve.html.contains(r#"action="/ui/suppressions""#),

@@ -1,6 +1,6 @@
 //! The fleet page and the search box.
 
-use axum::extract::Query;
+use axum::extract::{Query, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration, Utc};
@@ -12,8 +12,9 @@ use super::super::chart::lines;
 use super::super::view::{
     count, cve_link, image_link, int, items, num, page, severity, share, st, stat, when,
 };
-use super::super::{urlencode, PageResult, Session};
+use super::super::{urlencode, PageError, PageResult, Session};
 use super::{given, query, severity_series};
+use crate::http::AppState;
 
 #[derive(Deserialize)]
 pub struct FleetParams {
@@ -23,7 +24,11 @@ pub struct FleetParams {
     order: Option<String>,
 }
 
-pub async fn fleet(s: Session, Query(p): Query<FleetParams>) -> PageResult {
+pub async fn fleet(
+    s: Session,
+    State(app): State<AppState>,
+    Query(p): Query<FleetParams>,
+) -> PageResult {
     let interval = match given(&p.interval) {
         Some("week") => "week",
         _ => "day",
@@ -62,7 +67,7 @@ pub async fn fleet(s: Session, Query(p): Query<FleetParams>) -> PageResult {
                 other => other,
             }
         },
-        s.get(&top_path),
+        top_cves(&s, &top_path, order == "risk"),
         s.get("/scans/all?limit=8&include=summary"),
         s.get("/scan-jobs?status=failed&limit=8"),
     )?;
@@ -77,12 +82,12 @@ pub async fn fleet(s: Session, Query(p): Query<FleetParams>) -> PageResult {
             .find(|c| st(c, "Severity") == sev)
             .map_or(0, |c| int(c, "Count"))
     };
-    let compliant = compliant_share(&s);
+    let compliant = compliant_share(&s, &app).await;
     let content = html! {
         section.stats aria-label="The fleet now" {
             (stat("Images", count(images), Some("image references".into())))
             (stat("Findings", count(findings), Some(format!("{} suppressed", count(int(&summary, "Suppressed"))))))
-            @for sev in ["CRITICAL", "HIGH"] {
+            @for sev in ["CRITICAL", "HIGH", "MEDIUM", "LOW"] {
                 (stat(&format!("{}{}", &sev[..1], sev[1..].to_ascii_lowercase()), count(by_sev(sev)), None))
             }
             (stat("Fixable", share(fixable, findings), Some(format!("{} findings have a fix", count(fixable)))))
@@ -113,6 +118,7 @@ pub async fn fleet(s: Session, Query(p): Query<FleetParams>) -> PageResult {
                     @if order == "images" { strong { "images" } } @else { a href=(format!("/ui/?order=images&interval={interval}&from={from}&to={to}")) { "images" } }
                     " · "
                     @if order == "risk" { strong { "risk" } } @else { a href=(format!("/ui/?order=risk&interval={interval}&from={from}&to={to}")) { "risk" } }
+                    @if let Some(at) = top.get("MadeAt").and_then(Value::as_str) { " (as of " (at) ")" }
                 }
                 table {
                     thead { tr { th scope="col" { "Vulnerability" } th scope="col" { "Severity" } th.n scope="col" { "Images" } th.n scope="col" { "Risk" } th scope="col" { "Fix" } } }
@@ -165,53 +171,61 @@ pub async fn fleet(s: Session, Query(p): Query<FleetParams>) -> PageResult {
     Ok(page(&s, "Fleet", "Fleet", content))
 }
 
-/// The compliant share now, from the compliance report, when this session may read it.
-/// The report reads every image's findings (seconds on a large fleet), so the page shows
-/// the last one made, at most [`COMPLIANT_SHARE_TTL`] old, and a newer one is made in the
-/// background; never does the page wait for it.
-fn compliant_share(s: &Session) -> (String, Option<String>) {
-    if !s.may(Method::GET, "/compliance") {
-        return ("–".into(), None);
+/// The top vulnerabilities. Ranked by risk, the API ranks every vulnerability of the fleet
+/// (tens of milliseconds at 10k images): that ranking is the last one made, at most
+/// [`RANKING_TTL`] old, and the page says when it was made.
+async fn top_cves(s: &Session, path: &str, by_risk: bool) -> Result<Value, PageError> {
+    if !by_risk {
+        return s.get(path).await;
     }
-    let (cached, start) = s.ui.compliant_share.read(COMPLIANT_SHARE_TTL);
-    if start {
-        let s = s.clone();
-        tokio::spawn(async move {
-            let today = Utc::now().date_naive().to_string();
-            let made = match s.get(&format!("/compliance?from={today}")).await {
-                Ok(r) => {
-                    let now = &r["Now"];
-                    Some((
-                        num(now, "CompliantShare").map_or("–".into(), |v| format!("{v:.1} %")),
-                        format!(
-                            "{} of {} images",
-                            count(int(now, "Compliant")),
-                            count(int(now, "Images"))
-                        ),
-                    ))
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e.message, "the dashboard's compliant share");
-                    None
-                }
-            };
-            s.ui.compliant_share.made(made);
-        });
+    // The ranking is the same for every role that may read it.
+    if !s.may(Method::GET, path) {
+        return s.get(path).await;
     }
-    match cached {
-        Some((value, note, at)) => (
-            value,
-            Some(format!("{note}, as of {}", at.format("%H:%M UTC"))),
-        ),
-        None => (
-            "…".into(),
-            Some("being computed; reload in a moment".into()),
-        ),
+    let (maker, p) = (s.clone(), path.to_string());
+    let made =
+        s.ui.rankings
+            .get(path, RANKING_TTL, async move { maker.get(&p).await.ok() })
+            .await;
+    match made {
+        Some((v, at)) => {
+            let mut v = (*v).clone();
+            v["MadeAt"] = at.format("%H:%M:%S UTC").to_string().into();
+            Ok(v)
+        }
+        // Making it failed or takes long: ask now, as the API answers.
+        None => s.get(path).await,
     }
 }
 
-/// How old the compliant share on the fleet page may get before a newer one is made.
-const COMPLIANT_SHARE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// How old a ranking of the whole fleet on the fleet page may get.
+const RANKING_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The compliant share now, from the compliance report (the compliance page's default one),
+/// when this session may read it. The report reads every image's findings (seconds on a
+/// large fleet), so the page shows the last one made, at most [`COMPLIANCE_TTL`] old, while
+/// a newer one is made in the background.
+async fn compliant_share(s: &Session, app: &AppState) -> (String, Option<String>) {
+    if !s.may(Method::GET, "/compliance") {
+        return ("–".into(), None);
+    }
+    match super::triage::compliance_report(s, app, &Default::default()).await {
+        Ok(Some((r, at))) => (
+            format!("{:.1} %", r.now.compliant_share),
+            Some(format!(
+                "{} of {} images, as of {}",
+                count(r.now.compliant),
+                count(r.now.images),
+                at.format("%H:%M UTC")
+            )),
+        ),
+        Ok(None) => (
+            "…".into(),
+            Some("being computed; reload in a moment".into()),
+        ),
+        Err(e) => ("–".into(), Some(e.message)),
+    }
+}
 
 fn trend_chart(trends: &Value) -> Markup {
     if let Some(e) = trends.get("error").and_then(Value::as_str) {

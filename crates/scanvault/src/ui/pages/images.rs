@@ -1,8 +1,7 @@
 //! The images listing, an image's page and its downloads.
 
-use axum::body::Body;
 use axum::extract::{Path, Query};
-use axum::http::{header, Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -348,27 +347,40 @@ pub async fn download(
         urlencode(&id),
         query(&[("format", given(&p.format))])
     );
-    let (status, headers, body) = s.call(Method::GET, &path, None).await?;
-    if !status.is_success() {
-        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        return Err(PageError::new(status, st(&v, "error").to_string()));
-    }
     let ext = match given(&p.format) {
         Some("csv") => "csv",
         Some("sarif") => "sarif.json",
         Some("spdx") => "spdx.json",
         _ => "cdx.json",
     };
-    let mut res = Response::new(Body::from(body));
-    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
-        res.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
-    }
-    let safe_id: String = id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
-    if let Ok(v) = format!("attachment; filename=\"scan-{safe_id}-{what}.{ext}\"").parse() {
-        res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(res)
+    s.download(&path, &format!("scan-{id}-{what}.{ext}")).await
+}
+
+#[derive(Deserialize)]
+pub struct ComplianceDownloadParams {
+    format: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    image: Option<String>,
+}
+
+/// The whole compliance report as CSV or printable HTML.
+pub async fn download_compliance(
+    s: Session,
+    Query(p): Query<ComplianceDownloadParams>,
+) -> Result<Response, PageError> {
+    let format = match given(&p.format) {
+        Some("html") => "html",
+        _ => "csv",
+    };
+    let path = format!(
+        "/compliance?{}",
+        query(&[
+            ("format", Some(format)),
+            ("from", given(&p.from)),
+            ("to", given(&p.to)),
+            ("image", given(&p.image)),
+        ])
+    );
+    s.download(&path, &format!("compliance.{format}")).await
 }

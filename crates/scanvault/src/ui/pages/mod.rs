@@ -4,11 +4,11 @@ mod cve;
 mod fleet;
 mod images;
 mod jobs;
-mod triage;
+pub(super) mod triage;
 
 pub use cve::cve;
 pub use fleet::{fleet, search};
-pub use images::{download, image, images};
+pub use images::{download, download_compliance, image, images};
 pub use jobs::{job, job_action, jobs, request_scan};
 pub use triage::{
     compliance, create_suppression, delete_policy, delete_suppression, policies, put_policy,

@@ -11,8 +11,11 @@ use serde_json::{json, Value};
 use super::super::view::{csrf, cve_link, items, page, st, when};
 use super::super::{urlencode, PageError, PageResult, Session};
 use super::cve::suppression_form;
-use super::{given, SEVERITIES};
+use super::{given, query, SEVERITIES};
+use crate::http::compliance::{ComplianceParams, ComplianceReport};
 use crate::http::AppState;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 #[derive(Deserialize)]
 pub struct SuppressionsParams {
@@ -277,7 +280,7 @@ pub async fn delete_policy(
 pub async fn compliance(
     s: Session,
     State(app): State<AppState>,
-    Query(p): Query<crate::http::compliance::ComplianceParams>,
+    Query(p): Query<ComplianceParams>,
 ) -> PageResult {
     if !s.may(Method::GET, "/compliance") {
         return Err(PageError::new(
@@ -285,23 +288,68 @@ pub async fn compliance(
             "This key's role may not read the compliance report.",
         ));
     }
-    let report = crate::http::compliance::report(&app, &p)
-        .await
-        .map_err(|e| {
-            let message = e.to_string();
-            PageError::new(e.into_response().status(), message)
-        })?;
+    let report = compliance_report(&s, &app, &p).await?;
+    let params = query(&[
+        ("from", given(&p.from)),
+        ("to", given(&p.to)),
+        ("image", given(&p.image)),
+    ]);
     let content = html! {
         form.inline method="get" action="/ui/compliance" {
             label for="c-from" { "From" }
-            input #c-from type="date" name="from" value=(report.from.date_naive().to_string());
+            input #c-from type="date" name="from" value=(given(&p.from).unwrap_or(""));
             label for="c-to" { "To" }
-            input #c-to type="date" name="to" value=(report.to.date_naive().to_string());
+            input #c-to type="date" name="to" value=(given(&p.to).unwrap_or(""));
             label for="c-image" { "Image" }
-            input #c-image type="text" name="image" value=(report.image.clone().unwrap_or_default());
+            input #c-image type="text" name="image" value=(given(&p.image).unwrap_or(""));
             button type="submit" { "Show" }
         }
-        div.report { (crate::http::compliance::report_body(&report)) }
+        @match report {
+            Some((r, _)) => div.report { (crate::http::compliance::report_body(&r, Some(VIOLATION_ROWS), html! {
+                "The whole report: "
+                a href=(format!("/ui/download/compliance?format=csv&{params}")) download { "CSV" } " · "
+                a href=(format!("/ui/download/compliance?format=html&{params}")) download { "printable HTML" } "."
+            })) },
+            None => p role="status" {
+                "The report is being made: it reads the whole fleet's history, which takes a while on a large fleet. "
+                a href=(format!("/ui/compliance?{params}")) { "Reload" }
+                " in a few seconds."
+            },
+        }
     };
     Ok(page(&s, "Compliance", "Compliance", content))
+}
+
+/// Violations by image shown on the page (the downloads have them all).
+const VIOLATION_ROWS: usize = 200;
+
+/// How old a compliance report on the dashboard may get before a newer one is made.
+const COMPLIANCE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The compliance report `p` asks for, as last made (at most [`COMPLIANCE_TTL`] old) and
+/// when; `None` while the first one is being made. Bad parameters are the page's error.
+pub(super) async fn compliance_report(
+    s: &Session,
+    app: &AppState,
+    p: &ComplianceParams,
+) -> Result<Option<(Arc<ComplianceReport>, DateTime<Utc>)>, PageError> {
+    let q = crate::http::compliance::query_of(p).map_err(|e| {
+        let message = e.to_string();
+        PageError::new(e.into_response().status(), message)
+    })?;
+    // Keyed by the parameters as given: without `to` the report is as of when it is made.
+    let key = format!("{:?}|{:?}|{:?}", given(&p.from), given(&p.to), q.image);
+    let app = app.clone();
+    Ok(s.ui
+        .compliance
+        .get(&key, COMPLIANCE_TTL, async move {
+            match crate::http::compliance::build(&app, q).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the dashboard's compliance report");
+                    None
+                }
+            }
+        })
+        .await)
 }
