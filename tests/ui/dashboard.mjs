@@ -158,7 +158,20 @@ check(marked === rowsOfCve, "its findings are marked suppressed");
 
 // The other pages.
 await visit("/ui/images", "images");
+// Request a scan (no worker runs here: it stays queued), see its page, cancel it.
+await page.goto(base + "/ui/jobs");
+await page.fill("#j-image", "registry.invalid/team/app:1.0");
+await page.click("form[action='/ui/jobs'] button[type=submit]");
+await page.waitForURL(/\/ui\/jobs\/[0-9a-f-]+$/);
+const jobUrl = new URL(page.url()).pathname;
+await visit(jobUrl, "job");
+check((await page.locator("dl.facts").textContent()).includes("queued"), "the requested job is queued");
+await page.click("button:text-is('Cancel')");
+await page.waitForURL(new RegExp(jobUrl + "$"));
+check((await page.locator("dl.facts").textContent()).includes("cancelled"), "cancelling it from its page works");
+check((await page.locator("table tbody tr").count()) >= 2, "its audit trail lists the request and the cancel");
 await visit("/ui/jobs", "jobs");
+check((await page.locator("table.queue tbody tr:has(th:text-is('adhoc')) td").nth(5).textContent()).trim() === "1", "the queue counts the cancelled ad-hoc job");
 await visit("/ui/suppressions", "suppressions");
 check((await page.locator("table tbody tr", { hasText: cveId }).count()) === 1, "the suppression is listed");
 await visit("/ui/policies", "policies");

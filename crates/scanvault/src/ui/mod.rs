@@ -471,8 +471,16 @@ fn forwarded_https(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
+/// Everything but RFC 3986's unreserved characters is escaped (in a path segment or a query
+/// value alike).
+const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 pub fn urlencode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, ESCAPED).to_string()
 }
 
 /// Where to go after signing in: only a dashboard path of this service.
