@@ -432,17 +432,20 @@ mod sessions {
 
 /// What the dashboard reads that the API did not serve before.
 async fn the_api_the_dashboard_reads(app: &TestApp) {
-    let a = Report::image("dash/a:1", &digest(711))
+    // Four orders that all differ: newest a, z, k; by name a, k, z; by critical findings
+    // k (one), z (none, three high), a; by risk z (3 × 5), k (10), a (1).
+    let k = Report::image("dash/k:1", &digest(711))
         .at("2025-03-01T10:00:00Z")
-        .vuln("CVE-2025-7101", "openssl", "1.0", "CRITICAL", Some("1.1"))
-        .vuln("CVE-2025-7102", "zlib", "1.0", "CRITICAL", None);
-    let b = Report::image("dash/b:1", &digest(712))
-        .at("2025-03-02T10:00:00Z")
         .vuln("CVE-2025-7101", "openssl", "1.0", "CRITICAL", Some("1.1"));
-    let c = Report::image("dash/c:1", &digest(713))
+    let z = Report::image("dash/z:1", &digest(712))
+        .at("2025-03-02T10:00:00Z")
+        .vuln("CVE-2025-7104", "libx", "1.0", "HIGH", None)
+        .vuln("CVE-2025-7105", "liby", "1.0", "HIGH", None)
+        .vuln("CVE-2025-7106", "libz", "1.0", "HIGH", None);
+    let a = Report::image("dash/a:1", &digest(713))
         .at("2025-03-03T10:00:00Z")
         .vuln("CVE-2025-7103", "zlib", "1.0", "LOW", None);
-    for r in [&a, &b, &c] {
+    for r in [&k, &z, &a] {
         app.create("", r.bytes()).await;
     }
     let names = |v: &Value| -> Vec<String> {
@@ -453,27 +456,18 @@ async fn the_api_the_dashboard_reads(app: &TestApp) {
             .map(|i| i["ImageName"].as_str().unwrap().to_string())
             .collect()
     };
-    let list = |sort: &str| format!("/scans/all?include=summary&image=&sort={sort}");
-    assert_eq!(
-        names(&app.get_json("/scans/all?include=summary").await),
-        ["dash/c", "dash/b", "dash/a"]
-    );
-    assert_eq!(
-        names(&app.get_json(&list("newest")).await),
-        ["dash/c", "dash/b", "dash/a"]
-    );
-    assert_eq!(
-        names(&app.get_json(&list("name")).await),
-        ["dash/a", "dash/b", "dash/c"]
-    );
-    assert_eq!(
-        names(&app.get_json(&list("critical")).await),
-        ["dash/a", "dash/b", "dash/c"]
-    );
-    assert_eq!(
-        names(&app.get_json(&list("risk")).await),
-        ["dash/a", "dash/b", "dash/c"]
-    );
+    for (sort, want) in [
+        ("", ["dash/a", "dash/z", "dash/k"]),
+        ("newest", ["dash/a", "dash/z", "dash/k"]),
+        ("name", ["dash/a", "dash/k", "dash/z"]),
+        ("critical", ["dash/k", "dash/z", "dash/a"]),
+        ("risk", ["dash/z", "dash/k", "dash/a"]),
+    ] {
+        let got = app
+            .get_json(&format!("/scans/all?include=summary&sort={sort}"))
+            .await;
+        assert_eq!(names(&got), want, "sort={sort}");
+    }
     // Pages of a sorted listing neither overlap nor skip.
     let mut paged = vec![];
     for offset in 0..3 {
@@ -484,7 +478,7 @@ async fn the_api_the_dashboard_reads(app: &TestApp) {
             .await,
         ));
     }
-    assert_eq!(paged, ["dash/a", "dash/b", "dash/c"]);
+    assert_eq!(paged, ["dash/k", "dash/z", "dash/a"]);
     let r = app.get("/scans/all?sort=size").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(r.json()["error"].as_str().unwrap().contains("sort"));
