@@ -238,6 +238,9 @@ pub enum Lane {
 }
 
 impl Lane {
+    /// Every lane, in the order the claim takes them.
+    pub const ALL: [Lane; 3] = [Lane::Adhoc, Lane::Scheduled, Lane::Rematch];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Lane::Adhoc => "adhoc",

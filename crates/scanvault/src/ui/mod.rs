@@ -17,11 +17,9 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
-use hmac::{Hmac, Mac};
 use maud::html;
 use serde::Deserialize;
 use serde_json::Value;
-use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tower::ServiceExt as _;
@@ -44,7 +42,7 @@ pub struct Ui {
     /// Served over TLS: cookies are `Secure`.
     tls: bool,
     /// Signs CSRF tokens when authentication is disabled (there is no key to sign with).
-    anonymous_secret: [u8; 32],
+    anonymous_secret: String,
     /// Compliance reports by their parameters, made in the background.
     pub compliance: Arc<Slow<crate::http::compliance::ComplianceReport>>,
     /// API answers that rank the whole fleet (top CVEs by risk), made in the background.
@@ -144,7 +142,7 @@ pub fn router(api: Router, tls: bool) -> Router<AppState> {
     let ui = Arc::new(Ui {
         api,
         tls,
-        anonymous_secret: rand::random(),
+        anonymous_secret: format!("{:032x}", rand::random::<u128>()),
         compliance: Default::default(),
         rankings: Default::default(),
     });
@@ -255,7 +253,7 @@ impl FromRequestParts<AppState> for Session {
             .cloned()
             .expect("the dashboard's routes carry their state");
         if !app.auth.settings.enabled {
-            let csrf = sign(&ui.anonymous_secret, "csrf");
+            let csrf = csrf_token(&ui.anonymous_secret);
             return Ok(Session {
                 ui,
                 key: None,
@@ -282,7 +280,7 @@ impl FromRequestParts<AppState> for Session {
         };
         match verify_key(app, &key).await {
             KeyCheck::Valid(row) => Ok(Session {
-                csrf: sign(key.as_bytes(), "csrf"),
+                csrf: csrf_token(&key),
                 role: row.role(),
                 who: if row.name.is_empty() {
                     row.id.clone()
@@ -306,7 +304,7 @@ impl Session {
 
     /// Checks a form's CSRF token.
     pub fn check_csrf(&self, token: &str) -> Result<(), PageError> {
-        if constant_time_eq(token.as_bytes(), self.csrf.as_bytes()) {
+        if crate::store::keys::constant_time_eq(token.as_bytes(), self.csrf.as_bytes()) {
             Ok(())
         } else {
             Err(PageError::new(
@@ -388,8 +386,7 @@ impl Session {
 
     /// `GET path` as JSON; an API error becomes the page's error.
     pub async fn get(&self, path: &str) -> Result<Value, PageError> {
-        let (status, _, body) = self.call(Method::GET, path, None).await?;
-        json_answer(status, &body)
+        self.send(Method::GET, path, None).await
     }
 
     /// A change through the API (POST, PUT, DELETE); an API error becomes the page's error.
@@ -421,20 +418,10 @@ fn json_answer(status: StatusCode, body: &[u8]) -> Result<Value, PageError> {
     Err(PageError::new(status, message))
 }
 
-/// HMAC-SHA256 of `what` under `key`, hex.
-fn sign(key: &[u8], what: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(b"scanvault-ui:");
-    mac.update(what.as_bytes());
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The CSRF token of a session: the HMAC-SHA256 of a fixed text under its key (as webhooks
+/// sign their bodies).
+fn csrf_token(key: &str) -> String {
+    crate::webhooks::signature(key, b"scanvault-ui:csrf")
 }
 
 /// A cookie's value from the request's `Cookie` headers.
@@ -557,7 +544,9 @@ async fn login(
     Form(f): Form<LoginForm>,
 ) -> Response {
     let expected = cookie_value(&headers, LOGIN_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !constant_time_eq(expected.as_bytes(), f.csrf.as_bytes()) {
+    if expected.is_empty()
+        || !crate::store::keys::constant_time_eq(expected.as_bytes(), f.csrf.as_bytes())
+    {
         return login_page(
             &ui,
             &headers,

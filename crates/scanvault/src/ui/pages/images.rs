@@ -12,7 +12,7 @@ use super::super::view::{
     count, cve_link, image_link, int, items, page, pager, severity, short_digest, st, stat, when,
 };
 use super::super::{urlencode, PageError, PageResult, Session};
-use super::{given, query, severity_series, SEVERITIES};
+use super::{given, query, severities, severity_series};
 
 #[derive(Deserialize)]
 pub struct ImagesParams {
@@ -60,7 +60,7 @@ pub async fn images(s: Session, Query(p): Query<ImagesParams>) -> PageResult {
             label for="f-sev" { "Has" }
             select #f-sev name="severity" {
                 option value="" { "any severity" }
-                @for sev in SEVERITIES {
+                @for sev in severities() {
                     option value=(sev) selected[given(&p.severity) == Some(sev)] { (sev) }
                 }
             }
@@ -224,7 +224,7 @@ pub async fn image(s: Session, Query(p): Query<ImageParams>) -> PageResult {
                 label for="i-sev" { "Severity" }
                 select #i-sev name="severity" {
                     option value="" { "any" }
-                    @for sev in SEVERITIES { option value=(sev) selected[given(&p.severity) == Some(sev)] { (sev) } }
+                    @for sev in severities() { option value=(sev) selected[given(&p.severity) == Some(sev)] { (sev) } }
                 }
                 label for="i-pkg" { "Package" }
                 input #i-pkg type="text" name="pkg" value=(given(&p.pkg).unwrap_or(""));

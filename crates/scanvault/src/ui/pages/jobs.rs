@@ -13,6 +13,8 @@ use super::super::view::{
 };
 use super::super::{urlencode, PageError, PageResult, Session};
 use super::{given, query};
+use crate::store::jobs::Lane;
+use scanvault_core::job::JobStatus;
 
 #[derive(Deserialize)]
 pub struct JobsParams {
@@ -20,19 +22,14 @@ pub struct JobsParams {
     offset: Option<String>,
 }
 
-/// The states of a job, as the API names them.
-const JOB_STATES: [&str; 6] = [
-    "queued",
-    "pulling",
-    "scanning",
-    "completed",
-    "failed",
-    "cancelled",
-];
-const LANES: [&str; 3] = ["adhoc", "scheduled", "rematch"];
 const JOBS_PAGE: i64 = 50;
 
 pub async fn jobs(s: Session, Query(p): Query<JobsParams>) -> PageResult {
+    // The states and lanes as the API names them.
+    let (states, lanes) = (
+        JobStatus::ALL.map(JobStatus::as_str),
+        Lane::ALL.map(Lane::as_str),
+    );
     let status = given(&p.status);
     let offset: i64 = given(&p.offset)
         .and_then(|o| o.parse().ok())
@@ -65,18 +62,18 @@ pub async fn jobs(s: Session, Query(p): Query<JobsParams>) -> PageResult {
         }
         table.queue {
             caption.visually-hidden { "Jobs by state and lane" }
-            thead { tr { th scope="col" { "Lane" } @for state in JOB_STATES { th.n scope="col" { a href=(format!("/ui/jobs?status={state}")) { (state) } } } } }
+            thead { tr { th scope="col" { "Lane" } @for state in states { th.n scope="col" { a href=(format!("/ui/jobs?status={state}")) { (state) } } } } }
             tbody {
-                @for lane in LANES {
-                    tr { th scope="row" { (lane) } @for state in JOB_STATES { td.n { (count(n(state, lane))) } } }
+                @for lane in lanes {
+                    tr { th scope="row" { (lane) } @for state in states { td.n { (count(n(state, lane))) } } }
                 }
-                tr { th scope="row" { "all" } @for state in JOB_STATES { td.n { strong { (count(n(state, ""))) } } } }
+                tr { th scope="row" { "all" } @for state in states { td.n { strong { (count(n(state, ""))) } } } }
             }
         }
         p.tabs {
             "State: "
             @if status.is_none() { strong { "all" } } @else { a href="/ui/jobs" { "all" } }
-            @for st_ in JOB_STATES {
+            @for st_ in states {
                 " · "
                 @if status == Some(st_) { strong { (st_) } } @else { a href=(format!("/ui/jobs?status={st_}")) { (st_) } }
             }

@@ -17,7 +17,10 @@ pub use triage::{
 
 use super::chart::Series;
 use super::urlencode;
-pub(super) const SEVERITIES: [&str; 5] = ["CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"];
+/// The severities as the API names them, most severe first.
+pub(super) fn severities() -> [&'static str; 5] {
+    scanvault_core::report::Severity::ALL.map(scanvault_core::report::Severity::as_str)
+}
 
 /// The severity lines of a chart (UNKNOWN left out: it is rarely more than noise).
 pub(super) fn severity_series() -> [Series; 4] {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::super::view::{csrf, cve_link, items, page, st, when};
 use super::super::{urlencode, PageError, PageResult, Session};
 use super::cve::suppression_form;
-use super::{given, query, SEVERITIES};
+use super::{given, query, severities};
 use crate::http::compliance::{ComplianceParams, ComplianceReport};
 use crate::http::AppState;
 use chrono::{DateTime, Utc};
@@ -175,7 +175,7 @@ pub async fn policies(s: Session) -> PageResult {
                 label for="p-sev" { "Fail on findings at or above" }
                 select #p-sev name="max_severity" {
                     option value="" { "no severity rule" }
-                    @for sev in SEVERITIES { option value=(sev) { (sev) } }
+                    @for sev in severities() { option value=(sev) { (sev) } }
                 }
                 label for="p-cvss" { "Fail on CVSS at least (empty: no rule)" }
                 input #p-cvss type="number" name="min_cvss" step="0.1" min="0" max="10";
